@@ -1,0 +1,337 @@
+"""The data of every Lotline event, each defined once, with the rules the business relies on."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, ClassVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from stdnum import ean
+from stdnum.exceptions import ValidationError as StdnumValidationError
+
+from lotline.events.topics import EventType
+
+
+def _valid_gtin(value: str) -> str:
+    """GTIN-8/12/13/14 with a correct check digit, stored as the 14-digit GTIN."""
+    try:
+        digits = ean.validate(value)
+    except StdnumValidationError as exc:
+        raise ValueError(f"{value!r} is not a valid GTIN: {exc}") from None
+    if len(digits) not in (8, 12, 13, 14):
+        raise ValueError(f"{value!r} is not a valid GTIN: it must have 8, 12, 13 or 14 digits")
+    return digits.zfill(14)
+
+
+# Identifiers travel as Kafka keys, URL path segments and CSV cells: printable, no spaces.
+Identifier = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[!-~]+$"),
+]
+Sku = Annotated[Identifier, Field(description="Stock keeping unit, the product's key")]
+Location = Annotated[Identifier, Field(description="Store or warehouse code")]
+# GS1 AI (10) allows up to 20 characters; a serial (AI 21) up to 20, an IMEI 15 digits.
+# Both get a little room for retailers' own codes.
+LotCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=r"^[!-~]+$")
+]
+Serial = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[!-~]+$")
+]
+Gtin = Annotated[str, AfterValidator(_valid_gtin), Field(description="GTIN, check digit valid")]
+Quantity = Annotated[int, Field(gt=0, description="Units, always more than zero")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class Tracking(StrEnum):
+    """How finely a product's stock is tracked."""
+
+    SERIAL = "serial"
+    BATCH = "batch"
+    QUANTITY = "quantity"
+
+
+class ReturnReason(StrEnum):
+    CUSTOMER = "customer"
+    RECALL = "recall"
+    DAMAGED = "damaged"
+
+
+class Classification(StrEnum):
+    """FDA-style recall classes: I is the most dangerous."""
+
+    I = "I"  # noqa: E741 - the recall class is called I
+    II = "II"
+    III = "III"
+
+
+class FlagReason(StrEnum):
+    """Why a sale that already happened needs a person's attention."""
+
+    RECALLED = "recalled"
+    QUARANTINED = "quarantined"
+    EXPIRED = "expired"
+    UNKNOWN_SERIAL = "unknown_serial"
+    SERIAL_NOT_IN_STOCK = "serial_not_in_stock"
+    INSUFFICIENT_STOCK = "insufficient_stock"
+    UNKNOWN_SKU = "unknown_sku"
+    UNKNOWN_LOT = "unknown_lot"
+    TRACKING_MISMATCH = "tracking_mismatch"
+
+
+class RejectReason(StrEnum):
+    """Why (part of) a receipt was not booked."""
+
+    DUPLICATE_SERIAL = "duplicate_serial"
+    TRACKING_MISMATCH = "tracking_mismatch"
+    MISSING_LOT = "missing_lot"
+    MISSING_SERIALS = "missing_serials"
+    UNKNOWN_SKU = "unknown_sku"
+
+
+class UnitStatus(StrEnum):
+    """Where a serialized unit physically is; a recall is kept apart from this."""
+
+    IN_STOCK = "in_stock"
+    SOLD = "sold"
+    RETURNED = "returned"
+
+
+class EventData(BaseModel):
+    """Base of every event's data: strict about unknown fields, so typos are caught."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_type: ClassVar[EventType]
+    sku: Sku
+
+    @property
+    def key(self) -> str:
+        return self.sku
+
+
+class ProductRegistered(EventData):
+    """A product was registered or changed in the catalog (the topic keeps the latest)."""
+
+    event_type: ClassVar[EventType] = EventType.PRODUCT_REGISTERED
+
+    name: Text
+    tracking: Tracking
+    gtin: Gtin | None = None
+    shelf_life_days: int | None = Field(None, ge=0, le=36500)
+    revision: int = Field(1, ge=1, description="Increases with every change of the product")
+
+
+class Lot(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: LotCode
+    expires_on: date | None = None
+    produced_on: date | None = None
+
+    @model_validator(mode="after")
+    def _produced_before_expiry(self) -> Lot:
+        if self.expires_on and self.produced_on and self.produced_on > self.expires_on:
+            raise ValueError(
+                f"produced_on {self.produced_on} is after expires_on {self.expires_on}"
+            )
+        return self
+
+
+class ItemReceived(EventData):
+    """Goods arrived at a location: a quantity, a lot of a batch item, or serialized units."""
+
+    event_type: ClassVar[EventType] = EventType.ITEM_RECEIVED
+
+    receipt_id: Identifier
+    location: Location
+    quantity: Quantity
+    lot: Lot | None = Field(None, description="Required for batch items")
+    serials: list[Serial] | None = Field(
+        None, description="Serial items only: exactly `quantity` distinct serials"
+    )
+    supplier: Text | None = None
+    received_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _serials_match_quantity(self) -> ItemReceived:
+        if self.serials is None:
+            return self
+        if len(self.serials) != self.quantity:
+            raise ValueError(
+                f"serials lists {len(self.serials)} serials but quantity is {self.quantity}"
+            )
+        if len(set(self.serials)) != len(self.serials):
+            seen: set[str] = set()
+            repeated = sorted({s for s in self.serials if s in seen or seen.add(s)})
+            raise ValueError(f"serials are not distinct: {', '.join(repeated[:5])} repeated")
+        return self
+
+    def check_tracking(self, tracking: Tracking) -> str | None:
+        """What this receipt lacks for a product tracked this way, or None if it fits."""
+        if tracking is Tracking.SERIAL and self.serials is None:
+            return "a serial item's receipt must list its serials"
+        if tracking is not Tracking.SERIAL and self.serials is not None:
+            return f"serials given for a {tracking.value} item"
+        if tracking is Tracking.BATCH and self.lot is None:
+            return "a batch item's receipt must carry a lot code"
+        return None
+
+
+class ItemSold(EventData):
+    """A till sold a line: a fact, applied as well as it can be and flagged if wrong."""
+
+    event_type: ClassVar[EventType] = EventType.ITEM_SOLD
+
+    sale_id: Identifier
+    line: int = Field(ge=1)
+    location: Location
+    quantity: Quantity
+    serial: Serial | None = Field(None, description="Serial items: the unit sold")
+    lot_code: LotCode | None = Field(None, description="The lot, if the till scanned it")
+    customer_ref: Text | None = Field(None, description="Opaque reference to the customer")
+    sold_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _one_unit_per_serial(self) -> ItemSold:
+        if self.serial is not None and self.quantity != 1:
+            raise ValueError(f"a line with a serial sells one unit, not quantity {self.quantity}")
+        return self
+
+
+class ItemReturned(EventData):
+    """A customer brought an item back to a location."""
+
+    event_type: ClassVar[EventType] = EventType.ITEM_RETURNED
+
+    return_id: Identifier
+    line: int = Field(1, ge=1)
+    sale_id: Identifier | None = None
+    location: Location
+    quantity: Quantity
+    serial: Serial | None = None
+    lot_code: LotCode | None = None
+    reason: ReturnReason
+    returned_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _one_unit_per_serial(self) -> ItemReturned:
+        if self.serial is not None and self.quantity != 1:
+            raise ValueError(f"a line with a serial returns one unit, not quantity {self.quantity}")
+        return self
+
+
+class BatchRecalled(EventData):
+    """An operator recalled lots and/or serial units of a product: every store must act."""
+
+    event_type: ClassVar[EventType] = EventType.BATCH_RECALLED
+
+    recall_id: Identifier
+    lot_codes: list[LotCode] = Field(default_factory=list)
+    serials: list[Serial] = Field(default_factory=list)
+    reason: Text
+    classification: Classification
+    issued_by: Text
+    issued_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _names_something(self) -> BatchRecalled:
+        if not self.lot_codes and not self.serials:
+            raise ValueError("a recall must name at least one lot code or serial")
+        return self
+
+
+class StockQuarantined(EventData):
+    """A location's stock of a recalled lot was moved out of sale."""
+
+    event_type: ClassVar[EventType] = EventType.STOCK_QUARANTINED
+
+    recall_id: Identifier
+    location: Location
+    lot_code: LotCode | None = Field(None, description="None for stock without a lot")
+    quantity: int = Field(ge=0, description="Units now in quarantine for this lot here")
+
+
+class SoldUnit(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    serial: Serial
+    lot_code: LotCode | None = None
+    sale_id: Identifier | None = None
+    customer_ref: Text | None = None
+    location: Location | None = None
+    sold_at: AwareDatetime | None = None
+
+
+class UnitsRecalled(EventData):
+    """The serial registry's answer to a recall, in chunks of bounded size."""
+
+    event_type: ClassVar[EventType] = EventType.UNITS_RECALLED
+
+    recall_id: Identifier
+    chunk: int = Field(ge=1)
+    chunks: int = Field(ge=1)
+    counts: dict[UnitStatus, int] = Field(description="Recalled units by physical status")
+    unknown_serials: list[Serial] = Field(default_factory=list)
+    sold_units: list[SoldUnit] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _chunk_in_range(self) -> UnitsRecalled:
+        if self.chunk > self.chunks:
+            raise ValueError(f"chunk {self.chunk} is past the last chunk {self.chunks}")
+        return self
+
+
+class SaleFlagged(EventData):
+    """A sale was applied but something about it needs a person: a recall, missing stock..."""
+
+    event_type: ClassVar[EventType] = EventType.SALE_FLAGGED
+
+    sale_id: Identifier
+    line: int = Field(ge=1)
+    location: Location
+    reason: FlagReason
+    detail: Text
+    quantity: int = Field(1, ge=1)
+    serial: Serial | None = None
+    lot_code: LotCode | None = None
+    recall_id: Identifier | None = Field(None, description="The recall, when reason=recalled")
+    customer_ref: Text | None = None
+    sold_at: AwareDatetime | None = None
+
+
+class ReceiptRejected(EventData):
+    """(Part of) a receipt could not be booked; the rest of it was."""
+
+    event_type: ClassVar[EventType] = EventType.RECEIPT_REJECTED
+
+    receipt_id: Identifier
+    location: Location
+    reason: RejectReason
+    detail: Text
+    serials: list[Serial] = Field(default_factory=list, description="The serials not booked")
+
+
+EVENT_MODELS: dict[EventType, type[EventData]] = {
+    model.event_type: model
+    for model in (
+        ProductRegistered,
+        ItemReceived,
+        ItemSold,
+        ItemReturned,
+        BatchRecalled,
+        StockQuarantined,
+        UnitsRecalled,
+        SaleFlagged,
+        ReceiptRejected,
+    )
+}

@@ -1,0 +1,92 @@
+"""The one place that knows Lotline's Kafka topics, their settings and message keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    """Every event Lotline exchanges; each is also the name of its topic."""
+
+    PRODUCT_REGISTERED = "product-registered"
+    ITEM_RECEIVED = "item-received"
+    ITEM_SOLD = "item-sold"
+    ITEM_RETURNED = "item-returned"
+    BATCH_RECALLED = "batch-recalled"
+    STOCK_QUARANTINED = "stock-quarantined"
+    UNITS_RECALLED = "units-recalled"
+    SALE_FLAGGED = "sale-flagged"
+    RECEIPT_REJECTED = "receipt-rejected"
+
+    @property
+    def topic(self) -> str:
+        return self.value
+
+    @property
+    def dlq_topic(self) -> str:
+        return dlq_topic(self.value)
+
+
+DLQ_SUFFIX = ".dlq"
+
+# Which service consumes which event: the source of the consumer groups and of the
+# dead-letter topics the stack creates (a `.dlq` for each consumed topic).
+CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
+    "catalog": (),
+    "stock": (
+        EventType.PRODUCT_REGISTERED,
+        EventType.ITEM_RECEIVED,
+        EventType.ITEM_SOLD,
+        EventType.ITEM_RETURNED,
+        EventType.BATCH_RECALLED,
+    ),
+    "serial-registry": (
+        EventType.PRODUCT_REGISTERED,
+        EventType.ITEM_RECEIVED,
+        EventType.ITEM_SOLD,
+        EventType.ITEM_RETURNED,
+        EventType.BATCH_RECALLED,
+    ),
+    "recall": (
+        EventType.STOCK_QUARANTINED,
+        EventType.UNITS_RECALLED,
+        EventType.SALE_FLAGGED,
+        EventType.ITEM_RETURNED,
+    ),
+}
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}{DLQ_SUFFIX}"
+
+
+def consumer_group(service: str) -> str:
+    """Every instance of a service joins the same group, so Kafka splits the work."""
+    return f"lotline-{service}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(partitions: int = 6) -> list[TopicSpec]:
+    """Every topic the project creates: one per event, plus a DLQ per consumed topic."""
+    specs: list[TopicSpec] = []
+    for event in EventType:
+        config: dict[str, str] = {}
+        if event is EventType.PRODUCT_REGISTERED:
+            # The latest registration of each SKU is the product: keep it forever.
+            config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+        specs.append(TopicSpec(event.topic, partitions, config))
+    consumed = sorted({event.topic for events in CONSUMED_BY.values() for event in events})
+    specs.extend(TopicSpec(dlq_topic(topic), partitions) for topic in consumed)
+    return specs
+
+
+def message_key(sku: str) -> bytes:
+    """Every event of one SKU carries the SKU as key, so it stays ordered on one partition."""
+    return sku.encode()

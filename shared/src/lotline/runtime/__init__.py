@@ -1,0 +1,1 @@
+"""What every Lotline service runs on: settings, the batch consumer, MongoDB, HTTP health."""

@@ -1,0 +1,307 @@
+"""Batch consumption, effectively once: decode, dead-letter, retry, one commit per batch.
+
+Every Lotline consumer runs through `EventConsumer`. A batch of records is decoded with the
+one codec; records that cannot be used go to `<topic>.dlq` with the reason in headers;
+duplicates of events already applied are dropped; the rest go to the service's handler,
+which applies them with single-document atomic updates guarded against redelivery. Only
+when every effect of the batch is durable is the offset committed, once for the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import structlog
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
+from faststream import Context
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.middlewares import AckPolicy
+from pymongo.errors import AutoReconnect, ConnectionFailure
+
+from lotline.events import (
+    CloudEvent,
+    EventDecodeError,
+    EventType,
+    consumer_group,
+    decode,
+    encode_event,
+)
+from lotline.events.codec import OutgoingMessage
+from lotline.runtime.dedupe import SeenEvents
+from lotline.runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# Failures of the infrastructure rather than of the message: waited out, never dead-lettered.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionFailure,
+    AutoReconnect,
+    KafkaError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One decoded event and where it sat in Kafka (its position guards redelivery)."""
+
+    event: CloudEvent[Any]
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def data(self) -> Any:
+        return self.event.data
+
+    @property
+    def stream(self) -> str:
+        """Topic and partition: one ordered stream, whose offsets only grow."""
+        return f"{self.topic}:{self.partition}"
+
+
+@dataclass
+class Deferred:
+    """An event that could not be applied yet for a passing cause (e.g. unknown product)."""
+
+    delivery: Delivery
+    reason: str
+
+
+@dataclass
+class BatchResult:
+    deferred: list[Deferred] = field(default_factory=list)
+
+    def defer(self, delivery: Delivery, reason: str) -> None:
+        self.deferred.append(Deferred(delivery, reason))
+
+
+BatchHandler = Callable[[list[Delivery]], Awaitable[BatchResult | None]]
+GiveUp = Callable[[list[Deferred]], Awaitable[None]]
+
+
+class Publisher:
+    """Sends encoded events and waits until Kafka has them (acks=all)."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def send(self, messages: Sequence[OutgoingMessage]) -> None:
+        if not messages:
+            return
+        futures = [
+            await self._broker.publish(
+                message.value,
+                topic=message.topic,
+                key=message.key,
+                headers={name: value.decode() for name, value in message.headers},
+                no_confirm=True,
+            )
+            for message in messages
+        ]
+        await asyncio.gather(*futures)
+
+    async def send_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: dict[str, str]
+    ) -> None:
+        future = await self._broker.publish(
+            value or b"", topic=topic, key=key, headers=headers, no_confirm=True
+        )
+        await future
+
+
+@dataclass
+class EventConsumer:
+    """Runs one service's handler over one topic, batch by batch."""
+
+    service: str
+    event_type: EventType
+    handler: BatchHandler
+    publisher: Publisher
+    seen: SeenEvents | None
+    settings: Settings
+    give_up: GiveUp | None = None
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"applied": 0, "duplicates": 0, "dead_lettered": 0, "batches": 0}
+    )
+
+    def subscribe(self, broker: KafkaBroker) -> None:
+        """Register with FastStream as a manually acknowledged batch subscriber."""
+
+        async def on_batch(message: KafkaMessage = Context("message")) -> None:
+            await self.consume(message)
+
+        on_batch.__name__ = f"on_{self.event_type.value.replace('-', '_')}"
+        broker.subscriber(
+            self.event_type.topic,
+            group_id=consumer_group(self.service),
+            batch=True,
+            max_records=self.settings.consumer_max_records,
+            batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
+            auto_offset_reset="earliest",
+            # Offsets are committed by `consume` once the batch's effects are durable;
+            # FastStream's default would commit on receipt (at most once).
+            ack_policy=AckPolicy.MANUAL,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            decoder=_records_undecoded,
+            title=f"{self.service}:{self.event_type.value}",
+            description=f"{self.service} consumes `{self.event_type.value}`",
+        )(on_batch)
+
+    async def consume(self, message: KafkaMessage) -> None:
+        records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message  # type: ignore[assignment]
+        try:
+            await self.process(list(records))
+        except asyncio.CancelledError:
+            # Shutting down mid-batch: leave the offset where it was, so it is redelivered.
+            await message.nack()
+            raise
+        try:
+            await message.ack()
+        except KafkaError as exc:
+            # A rebalance took the partitions away; the new owner redelivers the batch
+            # and the effects' guards make that harmless.
+            log.warning("commit_failed", topic=self.event_type.topic, error=str(exc))
+
+    async def process(self, records: list[ConsumerRecord[Any, Any]]) -> None:
+        deliveries: list[Delivery] = []
+        for record in records:
+            try:
+                event = decode(record.value, self.event_type)
+            except EventDecodeError as exc:
+                await self.dead_letter(record, exc.problem, exc.field)
+                continue
+            deliveries.append(Delivery(event, record.topic, record.partition, record.offset))
+        if self.seen is not None:
+            fresh = await self._until_done(lambda: self.seen.unseen(deliveries))  # type: ignore[union-attr]
+            self.stats["duplicates"] += len(deliveries) - len(fresh)
+            deliveries = fresh
+        if deliveries:
+            await self.apply(deliveries)
+            if self.seen is not None:
+                await self._until_done(lambda: self.seen.remember(deliveries))  # type: ignore[union-attr]
+        self.stats["batches"] += 1
+
+    async def apply(self, deliveries: list[Delivery]) -> None:
+        """Hand the batch to the handler; retry what it defers, then dead-letter it."""
+        pending = deliveries
+        attempt = 1
+        while pending:
+            result = await self._run_handler(pending)
+            deferred = result.deferred if result else []
+            self.stats["applied"] += len(pending) - len(deferred)
+            if not deferred:
+                return
+            if attempt >= self.settings.consumer_retry_attempts:
+                for item in deferred:
+                    await self.dead_letter_delivery(item.delivery, item.reason)
+                if self.give_up is not None:
+                    await self._until_done(partial(self.give_up, deferred))
+                return
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+            pending = [item.delivery for item in deferred]
+
+    async def _run_handler(self, deliveries: list[Delivery]) -> BatchResult | None:
+        """Run the handler; a batch that keeps failing is split to isolate the poison."""
+        attempt = 1
+        while True:
+            try:
+                return await self.handler(deliveries)
+            except INFRASTRUCTURE_ERRORS as exc:
+                # Not the message's fault: wait for the database or broker to come back.
+                log.warning("infrastructure_unavailable", error=repr(exc), attempt=attempt)
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
+            except Exception as exc:
+                if attempt < self.settings.consumer_retry_attempts:
+                    log.warning("handler_failed", error=repr(exc), attempt=attempt)
+                    await asyncio.sleep(self._backoff(attempt))
+                    attempt += 1
+                    continue
+                if len(deliveries) == 1:
+                    await self.dead_letter_delivery(deliveries[0], f"handler failed: {exc!r}")
+                    return None
+                merged = BatchResult()
+                middle = len(deliveries) // 2
+                for half in (deliveries[:middle], deliveries[middle:]):
+                    result = await self._run_handler(half)
+                    if result:
+                        merged.deferred.extend(result.deferred)
+                return merged
+
+    async def _until_done(self, step: Callable[[], Awaitable[Any]]) -> Any:
+        attempt = 1
+        while True:
+            try:
+                return await step()
+            except INFRASTRUCTURE_ERRORS as exc:
+                log.warning("infrastructure_unavailable", error=repr(exc), attempt=attempt)
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        base = self.settings.consumer_retry_backoff_s * 2 ** (attempt - 1)
+        return min(base, self.settings.consumer_retry_backoff_max_s) * random.uniform(0.8, 1.2)
+
+    async def dead_letter(
+        self, record: ConsumerRecord[Any, Any], reason: str, field: str = "(message)"
+    ) -> None:
+        await self._send_to_dlq(
+            record.topic, record.partition, record.offset, record.key, record.value, reason, field
+        )
+
+    async def dead_letter_delivery(self, delivery: Delivery, reason: str) -> None:
+        message = encode_event(delivery.event)
+        await self._send_to_dlq(
+            delivery.topic,
+            delivery.partition,
+            delivery.offset,
+            message.key,
+            message.value,
+            reason,
+            "data",
+        )
+
+    async def _send_to_dlq(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+        field: str,
+    ) -> None:
+        headers = {
+            "lotline-dlq-reason": reason[:1000],
+            "lotline-dlq-field": field,
+            "lotline-dlq-topic": topic,
+            "lotline-dlq-partition": str(partition),
+            "lotline-dlq-offset": str(offset),
+            "lotline-dlq-service": self.service,
+            "lotline-dlq-at": datetime.now(UTC).isoformat(),
+        }
+        log.warning(
+            "dead_lettered",
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            field=field,
+            reason=reason,
+        )
+        await self._until_done(lambda: self.publisher.send_raw(f"{topic}.dlq", key, value, headers))
+        self.stats["dead_lettered"] += 1
+
+
+async def _records_undecoded(message: KafkaMessage) -> Any:
+    """Skip FastStream's JSON decoding: the codec decodes each record once, with clear errors."""
+    return None

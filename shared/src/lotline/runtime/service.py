@@ -1,0 +1,186 @@
+"""Wires one Lotline service: settings, Kafka, MongoDB, consumers, HTTP with health checks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLScram256, SASLScram512
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lotline.events import EventType
+from lotline.runtime.consumer import BatchHandler, EventConsumer, GiveUp, Publisher
+from lotline.runtime.dedupe import SeenEvents
+from lotline.runtime.settings import Settings, get_settings
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def configure_logging(settings: Settings, service: str) -> None:
+    """Structured logs on stderr: JSON for machines, or key=value for a terminal."""
+    level = logging.getLevelName(settings.log_level.upper())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if settings.log_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+
+
+def kafka_security(settings: Settings) -> BaseSecurity | None:
+    if not settings.kafka_username:
+        return None
+    password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
+    mechanism = SASLScram256 if settings.kafka_sasl_mechanism == "SCRAM-SHA-256" else SASLScram512
+    return mechanism(
+        settings.kafka_username,
+        password,
+        use_ssl=settings.kafka_security_protocol == "SASL_SSL",
+    )
+
+
+def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        security=kafka_security(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        max_request_size=16 * 1024 * 1024,
+        graceful_timeout=30.0,
+        logger=None,
+    )
+
+
+class Service:
+    """One deployable: construct it in `app.py`, register consumers and routes, then `run()`."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        database: str,
+        http_port: int,
+        title: str,
+        settings: Settings | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings or get_settings()
+        self.http_port = self.settings.http_port or http_port
+        configure_logging(self.settings, name)
+        self.log = structlog.get_logger(name)
+        self.broker = make_broker(self.settings, client_id=f"lotline-{name}")
+        self.publisher = Publisher(self.broker)
+        self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            self.settings.mongodb_url.get_secret_value(),
+            tz_aware=True,
+            serverSelectionTimeoutMS=5000,
+            appname=f"lotline-{name}",
+        )
+        self.db: AsyncDatabase[dict[str, Any]] = self.mongo[database]
+        self.seen = SeenEvents(self.db["seen_events"])
+        self.consumers: list[EventConsumer] = []
+        self._startup: list[Hook] = []
+        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.http = FastAPI(title=title, lifespan=self._lifespan)
+        self.http.add_api_route("/health/live", self._live, methods=["GET"], tags=["health"])
+        self.http.add_api_route("/health/ready", self._ready, methods=["GET"], tags=["health"])
+
+    def consume(
+        self,
+        event_type: EventType,
+        handler: BatchHandler,
+        *,
+        give_up: GiveUp | None = None,
+        dedupe: bool = True,
+    ) -> EventConsumer:
+        consumer = EventConsumer(
+            service=self.name,
+            event_type=event_type,
+            handler=handler,
+            publisher=self.publisher,
+            seen=self.seen if dedupe else None,
+            settings=self.settings,
+            give_up=give_up,
+        )
+        consumer.subscribe(self.broker)
+        self.consumers.append(consumer)
+        return consumer
+
+    def on_startup(self, hook: Hook) -> None:
+        """Run before consuming starts (e.g. create indexes)."""
+        self._startup.append(hook)
+
+    def in_background(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """A long-running task (e.g. an outbox relay), cancelled at shutdown."""
+        self._background.append(loop)
+
+    @asynccontextmanager
+    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        for hook in self._startup:
+            await hook()
+        await self.broker.start()
+        self._tasks = [asyncio.create_task(loop()) for loop in self._background]
+        self.log.info("started", http_port=self.http_port, consumers=len(self.consumers))
+        try:
+            yield
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # Stops fetching, lets the batch in hand finish and commit, then leaves the group.
+            await self.broker.stop()
+            await self.mongo.close()
+            self.log.info("stopped")
+
+    async def _live(self) -> dict[str, str]:
+        return {"status": "live"}
+
+    async def _ready(self) -> JSONResponse:
+        checks = {"database": await self._database_ok(), "broker": await self.broker.ping(2.0)}
+        ok = all(checks.values())
+        body = {"status": "ready" if ok else "not ready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    async def _database_ok(self) -> bool:
+        try:
+            await asyncio.wait_for(self.mongo.admin.command("ping"), timeout=2.0)
+        except Exception:
+            return False
+        return True
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT, then shut down gracefully."""
+        uvicorn.run(
+            self.http,
+            host=self.settings.http_host,
+            port=self.http_port,
+            log_level=self.settings.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )

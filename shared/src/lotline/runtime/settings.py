@@ -1,0 +1,44 @@
+"""The one settings object: every knob comes from the environment, defaulting to the local stack."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers"
+    )
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_partitions: int = Field(6, ge=1, description="Partitions per topic the stack creates")
+
+    mongodb_url: SecretStr = Field(
+        SecretStr("mongodb://127.0.0.1:27017/"), description="MongoDB (or FerretDB) URL"
+    )
+
+    # Consumer tuning: one bulk write and one offset commit per batch.
+    consumer_max_records: int = Field(500, ge=1)
+    consumer_batch_timeout_ms: int = Field(50, ge=1)
+    consumer_retry_attempts: int = Field(
+        5, ge=1, description="Tries before an event goes to the DLQ"
+    )
+    consumer_retry_backoff_s: float = Field(0.2, gt=0)
+    consumer_retry_backoff_max_s: float = Field(5.0, gt=0)
+
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(None, description="Overrides the service's default HTTP port")
+    log_level: str = "INFO"
+    log_json: bool = True
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
