@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, ClassVar
@@ -171,8 +172,7 @@ class ItemReceived(EventData):
                 f"serials lists {len(self.serials)} serials but quantity is {self.quantity}"
             )
         if len(set(self.serials)) != len(self.serials):
-            seen: set[str] = set()
-            repeated = sorted({s for s in self.serials if s in seen or seen.add(s)})
+            repeated = sorted(s for s, n in Counter(self.serials).items() if n > 1)
             raise ValueError(f"serials are not distinct: {', '.join(repeated[:5])} repeated")
         return self
 

@@ -20,7 +20,6 @@ from typing import Any
 import structlog
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
-from faststream import Context
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 from pymongo.errors import AutoReconnect, ConnectionFailure
@@ -136,7 +135,7 @@ class EventConsumer:
     def subscribe(self, broker: KafkaBroker) -> None:
         """Register with FastStream as a manually acknowledged batch subscriber."""
 
-        async def on_batch(message: KafkaMessage = Context("message")) -> None:
+        async def on_batch(message: KafkaMessage) -> None:
             await self.consume(message)
 
         on_batch.__name__ = f"on_{self.event_type.value.replace('-', '_')}"
@@ -157,7 +156,7 @@ class EventConsumer:
         )(on_batch)
 
     async def consume(self, message: KafkaMessage) -> None:
-        records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message  # type: ignore[assignment]
+        records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
         try:
             await self.process(list(records))
         except asyncio.CancelledError:
@@ -250,7 +249,8 @@ class EventConsumer:
 
     def _backoff(self, attempt: int) -> float:
         base = self.settings.consumer_retry_backoff_s * 2 ** (attempt - 1)
-        return min(base, self.settings.consumer_retry_backoff_max_s) * random.uniform(0.8, 1.2)
+        capped: float = min(base, self.settings.consumer_retry_backoff_max_s)
+        return capped * random.uniform(0.8, 1.2)
 
     async def dead_letter(
         self, record: ConsumerRecord[Any, Any], reason: str, field: str = "(message)"

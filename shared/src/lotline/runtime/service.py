@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,6 +17,8 @@ from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure
+from starlette.requests import Request
 
 from lotline.events import EventType
 from lotline.runtime.consumer import BatchHandler, EventConsumer, GiveUp, Publisher
@@ -105,11 +107,12 @@ class Service:
         self.seen = SeenEvents(self.db["seen_events"])
         self.consumers: list[EventConsumer] = []
         self._startup: list[Hook] = []
-        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.http = FastAPI(title=title, lifespan=self._lifespan)
         self.http.add_api_route("/health/live", self._live, methods=["GET"], tags=["health"])
         self.http.add_api_route("/health/ready", self._ready, methods=["GET"], tags=["health"])
+        self.http.add_exception_handler(ConnectionFailure, _database_unavailable)
 
     def consume(
         self,
@@ -136,7 +139,7 @@ class Service:
         """Run before consuming starts (e.g. create indexes)."""
         self._startup.append(hook)
 
-    def in_background(self, loop: Callable[[], Awaitable[None]]) -> None:
+    def in_background(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A long-running task (e.g. an outbox relay), cancelled at shutdown."""
         self._background.append(loop)
 
@@ -184,3 +187,12 @@ class Service:
             access_log=False,
             timeout_graceful_shutdown=30,
         )
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """The database is away for a moment: say so (503, retry), rather than a bare 500."""
+    return JSONResponse(
+        {"detail": f"database unavailable, retry shortly: {exc}"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )

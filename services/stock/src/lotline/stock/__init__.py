@@ -1,0 +1,1 @@
+"""Stock: on-hand and quarantined quantities per SKU, location and lot (FEFO, recalls)."""

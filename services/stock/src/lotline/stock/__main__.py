@@ -1,0 +1,3 @@
+from lotline.stock.app import main
+
+main()

@@ -1,0 +1,120 @@
+"""The stock service's read side: stock per SKU, per location, and lots about to expire."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel
+
+from lotline.stock.store import StockStore
+
+router = APIRouter(tags=["stock"])
+
+
+class LotLevel(BaseModel):
+    location: str
+    lot_code: str | None
+    expires_on: str | None
+    on_hand: int
+    quarantined: int
+    damaged: int
+    recall_id: str | None
+
+
+class SkuStock(BaseModel):
+    sku: str
+    on_hand: int
+    quarantined: int
+    locations: int
+    lots: list[LotLevel]
+
+
+class LocationLine(BaseModel):
+    sku: str
+    on_hand: int
+    quarantined: int
+    lots: list[LotLevel]
+
+
+class LocationStock(BaseModel):
+    location: str
+    skus: list[LocationLine]
+
+
+class ExpiringLot(BaseModel):
+    sku: str
+    location: str
+    lot_code: str
+    expires_on: str
+    on_hand: int
+
+
+def _store(request: Request) -> StockStore:
+    store: StockStore = request.app.state.stock_store
+    return store
+
+
+def _lots(doc: dict[str, Any]) -> list[LotLevel]:
+    return [
+        LotLevel(
+            location=doc["location"],
+            lot_code=lot.get("code"),
+            expires_on=lot.get("expires_on"),
+            on_hand=lot.get("on_hand", 0),
+            quarantined=lot.get("quarantined", 0),
+            damaged=lot.get("damaged", 0),
+            recall_id=lot.get("recall_id"),
+        )
+        for lot in doc.get("lots", [])
+    ]
+
+
+@router.get("/stock/{sku}", response_model=SkuStock, summary="Stock of a SKU by location and lot")
+async def stock_of_sku(sku: str, request: Request) -> SkuStock:
+    docs = await _store(request).levels_of_sku(sku)
+    if not docs:
+        raise HTTPException(404, f"no stock recorded for sku {sku!r}")
+    lots = [lot for doc in docs for lot in _lots(doc)]
+    return SkuStock(
+        sku=sku,
+        on_hand=sum(lot.on_hand for lot in lots),
+        quarantined=sum(lot.quarantined for lot in lots),
+        locations=len(docs),
+        lots=lots,
+    )
+
+
+@router.get(
+    "/locations/{location}/stock",
+    response_model=LocationStock,
+    summary="Everything one location holds",
+)
+async def stock_at_location(location: str, request: Request) -> LocationStock:
+    docs = await _store(request).levels_at(location)
+    if not docs:
+        raise HTTPException(404, f"no stock recorded at location {location!r}")
+    return LocationStock(
+        location=location,
+        skus=[
+            LocationLine(
+                sku=doc["sku"],
+                on_hand=doc.get("on_hand", 0),
+                quarantined=doc.get("quarantined", 0),
+                lots=_lots(doc),
+            )
+            for doc in docs
+        ],
+    )
+
+
+@router.get("/lots/expiring", response_model=list[ExpiringLot], summary="Lots expiring soon")
+async def expiring_lots(
+    request: Request,
+    days: Annotated[int, Query(ge=0, le=3650, description="Expiring within this many days")] = 7,
+    location: Annotated[str | None, Query(min_length=1)] = None,
+) -> list[ExpiringLot]:
+    until = datetime.now(UTC).date() + timedelta(days=days)
+    docs = await _store(request).expiring_lots(until, location)
+    return [ExpiringLot.model_validate(doc) for doc in docs]

@@ -1,0 +1,310 @@
+"""Stock rules: receiving, FEFO picking, quarantine, what a sale or a return does to a level.
+
+Plain Python, no I/O. A `Level` is the stock of one SKU at one location, with its lots; it
+is the unit of consistency: every event changes exactly one level, so each change is one
+atomic document write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from lotline.events import FlagReason, ReturnReason, Tracking
+
+# Stock without a lot (quantity items, or units sold beyond every known lot) sits here.
+NO_LOT: str | None = None
+
+
+@dataclass(frozen=True)
+class Recall:
+    """A recall of one lot of a SKU, as the stock service knows it."""
+
+    recall_id: str
+    lot_code: str
+    issued_at: datetime
+
+
+@dataclass
+class LotStock:
+    code: str | None
+    expires_on: date | None = None
+    on_hand: int = 0
+    quarantined: int = 0
+    damaged: int = 0
+    recall_id: str | None = None
+    received: int = 0
+    sold: int = 0
+    returned: int = 0
+
+    def is_expired(self, today: date) -> bool:
+        return self.expires_on is not None and self.expires_on < today
+
+    def is_sellable(self, today: date) -> bool:
+        return self.recall_id is None and not self.is_expired(today) and self.on_hand > 0
+
+    def fefo_order(self) -> tuple[date, str]:
+        return (self.expires_on or date.max, self.code or "")
+
+
+@dataclass(frozen=True)
+class Pick:
+    lot_code: str | None
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Flag:
+    reason: FlagReason
+    detail: str
+    quantity: int
+    lot_code: str | None = None
+    recall_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SaleOutcome:
+    picks: list[Pick]
+    flags: list[Flag]
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """A lot's stock at this location now held back for a recall (the new total)."""
+
+    recall_id: str
+    lot_code: str | None
+    quantity: int
+
+
+@dataclass
+class Level:
+    sku: str
+    location: str
+    lots: dict[str | None, LotStock] = field(default_factory=dict)
+
+    def lot(self, code: str | None, expires_on: date | None = None) -> LotStock:
+        stock = self.lots.get(code)
+        if stock is None:
+            stock = self.lots[code] = LotStock(code=code, expires_on=expires_on)
+        elif expires_on is not None and stock.expires_on is None:
+            stock.expires_on = expires_on
+        return stock
+
+    @property
+    def on_hand(self) -> int:
+        return sum(lot.on_hand for lot in self.lots.values())
+
+    @property
+    def quarantined(self) -> int:
+        return sum(lot.quarantined for lot in self.lots.values())
+
+    def receive(
+        self, quantity: int, lot_code: str | None, expires_on: date | None, recall: Recall | None
+    ) -> Quarantine | None:
+        """Book a receipt; a lot already under recall goes straight to quarantine."""
+        stock = self.lot(lot_code, expires_on)
+        stock.received += quantity
+        if recall is not None:
+            stock.recall_id = recall.recall_id
+            stock.quarantined += quantity
+            return Quarantine(recall.recall_id, lot_code, stock.quarantined)
+        stock.on_hand += quantity
+        if lot_code is not None:
+            self._settle_unattributed(stock)
+        return None
+
+    def _settle_unattributed(self, stock: LotStock) -> None:
+        """Units sold before any lot could cover them came from a lot after all: this one."""
+        unattributed = self.lots.get(NO_LOT)
+        if unattributed is None or unattributed.on_hand >= 0 or stock.on_hand <= 0:
+            return
+        settled = min(-unattributed.on_hand, stock.on_hand)
+        unattributed.on_hand += settled
+        unattributed.sold -= settled
+        stock.on_hand -= settled
+        stock.sold += settled
+
+    def sell(
+        self,
+        quantity: int,
+        lot_code: str | None,
+        tracking: Tracking,
+        sold_at: datetime,
+        recalls: dict[str, Recall],
+    ) -> SaleOutcome:
+        """Apply a sale that already happened; flag whatever about it is wrong."""
+        today = sold_at.date()
+        if lot_code is not None:
+            picks = [Pick(lot_code, quantity)]
+        elif tracking is Tracking.QUANTITY:
+            picks = [Pick(NO_LOT, quantity)]
+        else:
+            picks = self.pick_fefo(quantity, today)
+        flags: list[Flag] = []
+        for pick in picks:
+            flags.extend(self._take(pick, sold_at, today, recalls, scanned=lot_code is not None))
+        return SaleOutcome(picks, flags)
+
+    def pick_fefo(self, quantity: int, today: date) -> list[Pick]:
+        """First expiry, first out among sellable lots; what is left is unattributed."""
+        picks: list[Pick] = []
+        remaining = quantity
+        sellable = sorted(
+            (lot for lot in self.lots.values() if lot.code is not None and lot.is_sellable(today)),
+            key=LotStock.fefo_order,
+        )
+        for lot in sellable:
+            if remaining == 0:
+                break
+            taken = min(lot.on_hand, remaining)
+            picks.append(Pick(lot.code, taken))
+            remaining -= taken
+        if remaining:
+            picks.append(Pick(NO_LOT, remaining))
+        return picks
+
+    def _take(
+        self,
+        pick: Pick,
+        sold_at: datetime,
+        today: date,
+        recalls: dict[str, Recall],
+        *,
+        scanned: bool,
+    ) -> list[Flag]:
+        known = pick.lot_code in self.lots
+        stock = self.lot(pick.lot_code)
+        stock.sold += pick.quantity
+        recall = recalls.get(pick.lot_code) if pick.lot_code is not None else None
+        flags: list[Flag] = []
+        if recall is not None:
+            # Sold before the recall was issued: a customer to contact, not a till's mistake.
+            if sold_at >= recall.issued_at:
+                flags.append(
+                    Flag(
+                        FlagReason.RECALLED,
+                        f"lot {pick.lot_code} is under recall {recall.recall_id}",
+                        pick.quantity,
+                        pick.lot_code,
+                        recall.recall_id,
+                    )
+                )
+        elif stock.recall_id is not None:
+            flags.append(
+                Flag(
+                    FlagReason.QUARANTINED,
+                    f"lot {pick.lot_code} is quarantined at {self.location}",
+                    pick.quantity,
+                    pick.lot_code,
+                    stock.recall_id,
+                )
+            )
+        elif stock.is_expired(today):
+            flags.append(
+                Flag(
+                    FlagReason.EXPIRED,
+                    f"lot {pick.lot_code} expired on {stock.expires_on}",
+                    pick.quantity,
+                    pick.lot_code,
+                )
+            )
+        # Units of a recalled lot were counted as quarantined: the sold ones leave from there.
+        from_quarantine = min(stock.quarantined, pick.quantity) if stock.recall_id else 0
+        stock.quarantined -= from_quarantine
+        shortfall = pick.quantity - from_quarantine - max(stock.on_hand, 0)
+        stock.on_hand -= pick.quantity - from_quarantine
+        if shortfall > 0 and not flags:
+            where = f"lot {pick.lot_code}" if pick.lot_code is not None else "stock"
+            if scanned and not known:
+                reason, detail = FlagReason.UNKNOWN_LOT, f"lot {pick.lot_code} was never received"
+            else:
+                reason = FlagReason.INSUFFICIENT_STOCK
+                detail = f"sold {shortfall} more than {where} on hand at {self.location}"
+            flags.append(Flag(reason, detail, shortfall, pick.lot_code))
+        return flags
+
+    def return_item(
+        self,
+        quantity: int,
+        lot_code: str | None,
+        reason: ReturnReason,
+        recall: Recall | None,
+    ) -> Quarantine | None:
+        """Stock comes back: sellable, damaged, or quarantined for a recall."""
+        stock = self.lot(lot_code)
+        stock.returned += quantity
+        if reason is ReturnReason.DAMAGED:
+            stock.damaged += quantity
+            return None
+        if recall is not None or reason is ReturnReason.RECALL:
+            stock.quarantined += quantity
+            recall_id = recall.recall_id if recall else stock.recall_id
+            if recall_id is None:
+                return None
+            stock.recall_id = recall_id
+            return Quarantine(recall_id, lot_code, stock.quarantined)
+        stock.on_hand += quantity
+        return None
+
+    def quarantine_lot(self, lot_code: str, recall_id: str) -> Quarantine | None:
+        """Move a recalled lot's stock here out of sale; None if this location never had it."""
+        stock = self.lots.get(lot_code)
+        if stock is None:
+            return None
+        moved = max(stock.on_hand, 0)
+        stock.on_hand -= moved
+        stock.quarantined += moved
+        stock.recall_id = recall_id
+        return Quarantine(recall_id, lot_code, stock.quarantined)
+
+    def to_document(self) -> dict[str, Any]:
+        next_expiry = self.next_expiry
+        return {
+            "sku": self.sku,
+            "location": self.location,
+            "lots": [_lot_document(lot) for lot in self.lots.values()],
+            "on_hand": self.on_hand,
+            "quarantined": self.quarantined,
+            "next_expiry": next_expiry.isoformat() if next_expiry else None,
+        }
+
+    @property
+    def next_expiry(self) -> date | None:
+        """When the first lot with stock on hand expires."""
+        dates = [lot.expires_on for lot in self.lots.values() if lot.expires_on and lot.on_hand > 0]
+        return min(dates, default=None)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Level:
+        level = cls(sku=doc["sku"], location=doc["location"])
+        for raw in doc.get("lots", []):
+            expires = raw.get("expires_on")
+            lot = LotStock(
+                code=raw.get("code"),
+                expires_on=date.fromisoformat(expires) if expires else None,
+                on_hand=raw.get("on_hand", 0),
+                quarantined=raw.get("quarantined", 0),
+                damaged=raw.get("damaged", 0),
+                recall_id=raw.get("recall_id"),
+                received=raw.get("received", 0),
+                sold=raw.get("sold", 0),
+                returned=raw.get("returned", 0),
+            )
+            level.lots[lot.code] = lot
+        return level
+
+
+def _lot_document(lot: LotStock) -> dict[str, Any]:
+    return {
+        "code": lot.code,
+        "expires_on": lot.expires_on.isoformat() if lot.expires_on else None,
+        "on_hand": lot.on_hand,
+        "quarantined": lot.quarantined,
+        "damaged": lot.damaged,
+        "recall_id": lot.recall_id,
+        "received": lot.received,
+        "sold": lot.sold,
+        "returned": lot.returned,
+    }

@@ -1,0 +1,248 @@
+"""One handler per event the stock service consumes: decode -> domain -> store -> publish."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from lotline.events import (
+    BatchRecalled,
+    EventData,
+    FlagReason,
+    ItemReceived,
+    ItemReturned,
+    ItemSold,
+    OutgoingMessage,
+    ProductRegistered,
+    SaleFlagged,
+    StockQuarantined,
+    decode,
+    encode,
+    encode_event,
+)
+from lotline.runtime.consumer import BatchResult, Deferred, Delivery, Publisher
+from lotline.stock.domain import Level, Quarantine, Recall
+from lotline.stock.store import Product, StockStore, StoredLevel, level_id
+
+SOURCE = "lotline/stock"
+# Levels are written optimistically; a conflict (another instance or consumer wrote first)
+# is resolved by reading again. This bounds a pathological fight.
+MAX_CONFLICT_ROUNDS = 50
+# The writer of an outbox sends it within moments; older ones were left by a crash.
+OUTBOX_GRACE = timedelta(seconds=30)
+
+
+def derived_id(delivery: Delivery, suffix: str) -> UUID:
+    """The same input event always yields the same output ids, so a resend is a duplicate."""
+    return uuid5(NAMESPACE_URL, f"{delivery.event.dedupe_key}/{suffix}")
+
+
+# Applies one event to one level; returns the events to publish.
+Change = Callable[[Delivery, Level, Product], list[tuple[EventData, str]]]
+
+
+@dataclass
+class StockHandlers:
+    store: StockStore
+    publisher: Publisher
+
+    async def on_products_registered(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            product: ProductRegistered = delivery.data
+            await self.store.save_product(product)
+
+    async def on_items_received(self, deliveries: list[Delivery]) -> BatchResult:
+        def receive(
+            delivery: Delivery, level: Level, product: Product
+        ) -> list[tuple[EventData, str]]:
+            receipt: ItemReceived = delivery.data
+            lot_code = receipt.lot.code if receipt.lot else None
+            expires_on = receipt.lot.expires_on if receipt.lot else None
+            recall = product.recalls.get(lot_code) if lot_code else None
+            return _quarantine_events(
+                level, [level.receive(receipt.quantity, lot_code, expires_on, recall)]
+            )
+
+        return await self._apply(deliveries, receive)
+
+    async def on_items_sold(self, deliveries: list[Delivery]) -> BatchResult:
+        def sell(delivery: Delivery, level: Level, product: Product) -> list[tuple[EventData, str]]:
+            sale: ItemSold = delivery.data
+            outcome = level.sell(
+                sale.quantity, sale.lot_code, product.tracking, sale.sold_at, product.recalls
+            )
+            return [
+                (
+                    SaleFlagged(
+                        sku=sale.sku,
+                        sale_id=sale.sale_id,
+                        line=sale.line,
+                        location=sale.location,
+                        reason=flag.reason,
+                        detail=flag.detail,
+                        quantity=flag.quantity,
+                        serial=sale.serial,
+                        lot_code=flag.lot_code,
+                        recall_id=flag.recall_id,
+                        customer_ref=sale.customer_ref,
+                        sold_at=sale.sold_at,
+                    ),
+                    f"flag/{n}",
+                )
+                for n, flag in enumerate(outcome.flags)
+            ]
+
+        return await self._apply(deliveries, sell)
+
+    async def on_items_returned(self, deliveries: list[Delivery]) -> BatchResult:
+        def take_back(
+            delivery: Delivery, level: Level, product: Product
+        ) -> list[tuple[EventData, str]]:
+            item: ItemReturned = delivery.data
+            recall = product.recalls.get(item.lot_code) if item.lot_code else None
+            quarantine = level.return_item(item.quantity, item.lot_code, item.reason, recall)
+            return _quarantine_events(level, [quarantine])
+
+        return await self._apply(deliveries, take_back)
+
+    async def on_batches_recalled(self, deliveries: list[Delivery]) -> BatchResult:
+        result = BatchResult()
+        products = await self.store.load_products(d.data.sku for d in deliveries)
+        for delivery in deliveries:
+            recall: BatchRecalled = delivery.data
+            if recall.sku not in products:
+                result.defer(delivery, f"sku {recall.sku!r} is not known to stock yet")
+                continue
+            if not recall.lot_codes:
+                continue  # A recall of serials only: the serial registry finds the units.
+            await self.store.add_recalls(
+                recall.sku,
+                [Recall(recall.recall_id, code, recall.issued_at) for code in recall.lot_codes],
+            )
+
+            def quarantine(
+                delivery: Delivery, level: Level, product: Product
+            ) -> list[tuple[EventData, str]]:
+                event: BatchRecalled = delivery.data
+                return _quarantine_events(
+                    level,
+                    [level.quarantine_lot(code, event.recall_id) for code in event.lot_codes],
+                )
+
+            await self._apply_to_levels(
+                [delivery],
+                quarantine,
+                products,
+                load=lambda sku=recall.sku: self.store.load_levels_of_sku(sku),
+            )
+        return result
+
+    async def on_give_up_sales(self, deferred: list[Deferred]) -> None:
+        """A sale of a SKU nobody registered is still a sale: a person must look at it."""
+        flags = []
+        for item in deferred:
+            sale: ItemSold = item.delivery.data
+            flag = SaleFlagged(
+                sku=sale.sku,
+                sale_id=sale.sale_id,
+                line=sale.line,
+                location=sale.location,
+                reason=FlagReason.UNKNOWN_SKU,
+                detail=f"sku {sale.sku} is not in the catalog; the sale went to the DLQ",
+                quantity=sale.quantity,
+                serial=sale.serial,
+                lot_code=sale.lot_code,
+                customer_ref=sale.customer_ref,
+                sold_at=sale.sold_at,
+            )
+            flags.append(encode(flag, source=SOURCE, id=derived_id(item.delivery, "unknown")))
+        await self.publisher.send(flags)
+
+    async def publish_pending(self) -> None:
+        """Send events saved with a change but not confirmed sent (after a crash)."""
+        for doc in await self.store.pending_outboxes(older_than=OUTBOX_GRACE):
+            stored = StoredLevel(Level.from_document(doc), doc["version"] - 1, outbox=doc["outbox"])
+            stored.changed = True
+            await self.publisher.send(_outgoing(stored.outbox))
+            await self.store.clear_outboxes({doc["_id"]: stored})
+
+    async def _apply(self, deliveries: list[Delivery], change: Change) -> BatchResult:
+        result = BatchResult()
+        products = await self.store.load_products(d.data.sku for d in deliveries)
+        known = []
+        for delivery in deliveries:
+            if delivery.data.sku in products:
+                known.append(delivery)
+            else:
+                result.defer(delivery, f"sku {delivery.data.sku!r} is not known to stock yet")
+        if known:
+            ids = [level_id(d.data.sku, d.data.location) for d in known]
+            await self._apply_to_levels(
+                known, change, products, load=lambda: self.store.load_levels(ids)
+            )
+        return result
+
+    async def _apply_to_levels(
+        self,
+        deliveries: list[Delivery],
+        change: Change,
+        products: dict[str, Product],
+        load: Callable[[], Any],
+    ) -> None:
+        """Read the levels, apply every event not yet applied, write back; again on conflict."""
+        for _ in range(MAX_CONFLICT_ROUNDS):
+            levels: dict[str, StoredLevel] = await load()
+            for delivery in deliveries:
+                data = delivery.data
+                targets = (
+                    [key for key, s in levels.items() if s.level.sku == data.sku]
+                    if isinstance(data, BatchRecalled)
+                    else [level_id(data.sku, data.location)]
+                )
+                for key in targets:
+                    stored = levels.get(key)
+                    if stored is None:
+                        stored = levels[key] = StoredLevel(Level(data.sku, data.location))
+                    if stored.applied(delivery.stream, delivery.offset):
+                        continue
+                    for event, suffix in change(delivery, stored.level, products[data.sku]):
+                        message = encode(
+                            event, source=SOURCE, id=derived_id(delivery, f"{key}/{suffix}")
+                        )
+                        stored.outbox.append(
+                            {"topic": message.topic, "value": message.value.decode()}
+                        )
+                    stored.mark_applied(delivery.stream, delivery.offset)
+            if await self.store.save_levels(levels):
+                pending = [e for s in levels.values() if s.changed for e in s.outbox]
+                if pending:
+                    await self.publisher.send(_outgoing(pending))
+                    await self.store.clear_outboxes(levels)
+                return
+        raise RuntimeError(f"levels kept changing under {len(deliveries)} events; giving up")
+
+
+def _quarantine_events(
+    level: Level, quarantines: list[Quarantine | None]
+) -> list[tuple[EventData, str]]:
+    return [
+        (
+            StockQuarantined(
+                sku=level.sku,
+                recall_id=q.recall_id,
+                location=level.location,
+                lot_code=q.lot_code,
+                quantity=q.quantity,
+            ),
+            f"quarantine/{q.lot_code}",
+        )
+        for q in quarantines
+        if q is not None
+    ]
+
+
+def _outgoing(outbox: list[dict[str, Any]]) -> list[OutgoingMessage]:
+    return [encode_event(decode(entry["value"].encode())) for entry in outbox]

@@ -1,0 +1,222 @@
+"""The stock service's MongoDB collections: levels (one per SKU and location) and products.
+
+The only module that speaks Mongo. A level document carries, beside its lots:
+- `version`, for optimistic concurrency: a write only lands on the version it was read at;
+- `streams`, the last offset applied from each Kafka topic-partition, so a redelivered event
+  is recognised inside the same atomic write that applies it;
+- `outbox`, the events the change must publish, saved with the change and cleared once sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from lotline.events import ProductRegistered, Tracking
+from lotline.stock.domain import Level, Recall
+
+DUPLICATE_KEY = 11000
+
+
+def level_id(sku: str, location: str) -> str:
+    # Identifiers are printable without spaces, so a space cannot be ambiguous.
+    return f"{sku} {location}"
+
+
+@dataclass
+class Product:
+    sku: str
+    tracking: Tracking
+    revision: int
+    name: str = ""
+    shelf_life_days: int | None = None
+    recalls: dict[str, Recall] = field(default_factory=dict)
+
+
+@dataclass
+class StoredLevel:
+    """A level as read: the domain object plus what guards its next write."""
+
+    level: Level
+    version: int = 0
+    streams: dict[str, int] = field(default_factory=dict)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    outbox_since: datetime | None = None
+    changed: bool = False
+
+    def applied(self, stream: str, offset: int) -> bool:
+        return self.streams.get(stream, -1) >= offset
+
+    def mark_applied(self, stream: str, offset: int) -> None:
+        self.streams[stream] = offset
+        self.changed = True
+
+
+class StockStore:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.levels = db["levels"]
+        self.products = db["products"]
+
+    async def create_indexes(self) -> None:
+        await self.levels.create_index([("sku", ASCENDING), ("location", ASCENDING)])
+        await self.levels.create_index([("location", ASCENDING)])
+        await self.levels.create_index([("outbox_since", ASCENDING)])
+        await self.levels.create_index([("next_expiry", ASCENDING)])
+
+    # Products: the service's read model of the catalog.
+
+    async def save_product(self, product: ProductRegistered) -> None:
+        """Keep the newest revision; an older or repeated one (compacted replay) changes nothing."""
+        fields = {
+            "tracking": product.tracking.value,
+            "revision": product.revision,
+            "name": product.name,
+            "shelf_life_days": product.shelf_life_days,
+        }
+        # A duplicate key means the stored revision is as new or newer.
+        with suppress(DuplicateKeyError):
+            await self.products.update_one(
+                {"_id": product.sku, "revision": {"$lt": product.revision}},
+                {"$set": fields, "$setOnInsert": {"recalls": []}},
+                upsert=True,
+            )
+
+    async def load_products(self, skus: Iterable[str]) -> dict[str, Product]:
+        found = {}
+        async for doc in self.products.find({"_id": {"$in": list(set(skus))}}):
+            found[doc["_id"]] = Product(
+                sku=doc["_id"],
+                tracking=Tracking(doc["tracking"]) if doc.get("tracking") else Tracking.QUANTITY,
+                revision=doc.get("revision", 0),
+                name=doc.get("name", ""),
+                shelf_life_days=doc.get("shelf_life_days"),
+                recalls={
+                    r["lot_code"]: Recall(r["recall_id"], r["lot_code"], r["issued_at"])
+                    for r in doc.get("recalls", [])
+                },
+            )
+        return found
+
+    async def add_recalls(self, sku: str, recalls: list[Recall]) -> None:
+        """Remember recalled lots, so later receipts, sales and returns know (idempotent)."""
+        entries = [
+            {"lot_code": r.lot_code, "recall_id": r.recall_id, "issued_at": r.issued_at}
+            for r in recalls
+        ]
+        await self.products.update_one({"_id": sku}, {"$addToSet": {"recalls": {"$each": entries}}})
+
+    # Levels.
+
+    async def load_levels(self, ids: Iterable[str]) -> dict[str, StoredLevel]:
+        return await self._load({"_id": {"$in": list(set(ids))}})
+
+    async def load_levels_of_sku(self, sku: str) -> dict[str, StoredLevel]:
+        return await self._load({"sku": sku})
+
+    async def _load(self, query: dict[str, Any]) -> dict[str, StoredLevel]:
+        found = {}
+        async for doc in self.levels.find(query):
+            found[doc["_id"]] = StoredLevel(
+                level=Level.from_document(doc),
+                version=doc.get("version", 0),
+                streams=doc.get("streams", {}),
+                outbox=doc.get("outbox", []),
+                outbox_since=doc.get("outbox_since"),
+            )
+        return found
+
+    async def save_levels(self, levels: dict[str, StoredLevel]) -> bool:
+        """Write every changed level if nobody wrote it since it was read; False on conflict."""
+        operations = []
+        for level_key, stored in levels.items():
+            if not stored.changed:
+                continue
+            document = {
+                "_id": level_key,
+                **stored.level.to_document(),
+                "version": stored.version + 1,
+                "streams": stored.streams,
+                "outbox": stored.outbox,
+                "outbox_since": (stored.outbox_since or datetime.now(UTC))
+                if stored.outbox
+                else None,
+            }
+            operations.append(
+                ReplaceOne(
+                    {"_id": level_key, "version": stored.version},
+                    document,
+                    upsert=stored.version == 0,
+                )
+            )
+        if not operations:
+            return True
+        try:
+            result = await self.levels.bulk_write(operations, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+            return False  # Someone created the level first.
+        return result.matched_count + result.upserted_count == len(operations)
+
+    async def clear_outboxes(self, levels: dict[str, StoredLevel]) -> None:
+        """After publishing: empty each outbox, unless the level moved on (its writer sends)."""
+        operations = [
+            UpdateOne(
+                {"_id": key, "version": stored.version + 1},
+                {"$set": {"outbox": [], "outbox_since": None}},
+            )
+            for key, stored in levels.items()
+            if stored.changed and stored.outbox
+        ]
+        if operations:
+            await self.levels.bulk_write(operations, ordered=False)
+
+    async def pending_outboxes(
+        self, older_than: timedelta, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Levels whose events were saved a while ago but not confirmed sent (a crash)."""
+        cutoff = datetime.now(UTC) - older_than
+        cursor = self.levels.find({"outbox_since": {"$lt": cutoff}}).limit(limit)
+        return [doc async for doc in cursor]
+
+    # The read side.
+
+    async def levels_of_sku(self, sku: str) -> list[dict[str, Any]]:
+        cursor = self.levels.find({"sku": sku}, {"outbox": 0, "streams": 0}).sort("location", 1)
+        return [doc async for doc in cursor]
+
+    async def levels_at(self, location: str) -> list[dict[str, Any]]:
+        cursor = self.levels.find({"location": location}, {"outbox": 0, "streams": 0}).sort(
+            "sku", 1
+        )
+        return [doc async for doc in cursor]
+
+    async def expiring_lots(self, until: date, location: str | None = None) -> list[dict[str, Any]]:
+        """Lots with stock on hand that expire on or before `until`, soonest first."""
+        # Each level keeps the expiry of its first lot on hand (`next_expiry`), so the query
+        # needs no $unwind (FerretDB v1's drops the other fields).
+        query: dict[str, Any] = {"next_expiry": {"$ne": None, "$lte": until.isoformat()}}
+        if location:
+            query["location"] = location
+        rows = [
+            {
+                "sku": doc["sku"],
+                "location": doc["location"],
+                "lot_code": lot["code"],
+                "expires_on": lot["expires_on"],
+                "on_hand": lot["on_hand"],
+            }
+            async for doc in self.levels.find(query, {"outbox": 0, "streams": 0})
+            for lot in doc.get("lots", [])
+            if lot.get("expires_on")
+            and lot["expires_on"] <= until.isoformat()
+            and lot.get("on_hand", 0) > 0
+        ]
+        return sorted(rows, key=lambda row: (row["expires_on"], row["sku"], row["location"]))

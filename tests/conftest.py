@@ -1,0 +1,264 @@
+"""The one fixture module that brings up infrastructure and runs services for the tests.
+
+Infrastructure, in order of preference: the Kafka and MongoDB named by
+`KAFKA_BOOTSTRAP_SERVERS` and `MONGODB_URL`; else containers (testcontainers) when a Docker
+engine answers; else the project's own local stack (real Kafka from Maven Central jars and
+FerretDB built from source), started once per test session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pymongo import AsyncMongoClient
+
+from lotline.events import EventData, OutgoingMessage, encode
+from lotline.events.topics import topic_specs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka_bootstrap: str
+    mongodb_url: str
+    how: str
+
+    def env(self) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "MONGODB_URL": self.mongodb_url}
+
+
+def _docker_engine_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        result = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def _ensure_topics(bootstrap: str) -> None:
+    from lotline.devstack.kafka import create_topics, run_async
+
+    partitions = int(os.environ.get("KAFKA_PARTITIONS", "6"))
+    run_async(create_topics(bootstrap, topic_specs(partitions)))
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    mongodb_url = os.environ.get("MONGODB_URL")
+    if bootstrap and mongodb_url:
+        _ensure_topics(bootstrap)
+        yield Infra(bootstrap, mongodb_url, "environment")
+        return
+    if _docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.mongodb import MongoDbContainer
+
+        with KafkaContainer().with_kraft() as kafka, MongoDbContainer("mongo:7") as mongo:
+            found = Infra(kafka.get_bootstrap_server(), mongo.get_connection_url(), "containers")
+            _ensure_topics(found.kafka_bootstrap)
+            os.environ.update(found.env())
+            yield found
+        return
+    from lotline.devstack import LocalStack
+
+    stack = LocalStack.from_env()
+    endpoints = stack.up()
+    found = Infra(endpoints.kafka_bootstrap, endpoints.mongodb_url, "local stack")
+    os.environ.update(found.env())
+    yield found
+    # The local stack stays up between sessions (a second start takes seconds); CI and
+    # `make infra-down` stop it.
+
+
+@pytest.fixture
+def run_id() -> str:
+    """A fresh suffix, so each test's SKUs and ids never meet another run's leftovers."""
+    return uuid.uuid4().hex[:8].upper()
+
+
+@pytest.fixture(scope="session")
+async def mongo(infra: Infra) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongodb_url, tz_aware=True)
+    yield client
+    await client.close()
+
+
+@dataclass
+class EventBus:
+    """What a POS, a dock scanner or an operator does to Lotline: publish events to Kafka."""
+
+    producer: AIOKafkaProducer
+    bootstrap: str
+
+    async def publish(self, *events: EventData, source: str = "tests") -> list[OutgoingMessage]:
+        messages = [encode(event, source=source) for event in events]
+        await self.send(messages)
+        return messages
+
+    async def send(self, messages: list[OutgoingMessage]) -> None:
+        futures = [
+            await self.producer.send(m.topic, m.value, key=m.key, headers=m.headers)
+            for m in messages
+        ]
+        await asyncio.gather(*futures)
+
+    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        await self.producer.send_and_wait(topic, value, key=key)
+
+    async def read_all(self, topic: str, timeout: float = 5.0) -> list[Any]:
+        """Every record now on a topic (from the start), for asserting what was published."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []
+            ]
+            if not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = [
+                    TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []
+                ]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            records: list[Any] = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                positions = [await consumer.position(tp) for tp in partitions]
+                if all(pos >= ends[tp] for pos, tp in zip(positions, partitions, strict=True)):
+                    break
+                batch = await consumer.getmany(timeout_ms=200)
+                for items in batch.values():
+                    records.extend(items)
+            return records
+        finally:
+            await consumer.stop()
+
+
+@pytest.fixture(scope="session")
+async def bus(infra: Infra) -> AsyncIterator[EventBus]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=infra.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=16 * 1024 * 1024,
+    )
+    await producer.start()
+    yield EventBus(producer, infra.kafka_bootstrap)
+    await producer.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """One Lotline service running as its own OS process, as it would in production."""
+
+    name: str
+    module: str
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
+        env = {**os.environ, **self.env, "HTTP_PORT": str(self.port), "LOG_JSON": "true"}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module], env=env, stdout=log, stderr=log, cwd=ROOT
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready within {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, as an orchestrator would: the service finishes its batch and leaves."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        """kill -9: no goodbye, no commit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+SERVICE_MODULES = {
+    "catalog": "lotline.catalog",
+    "stock": "lotline.stock",
+    "serial-registry": "lotline.serials",
+    "recall": "lotline.recall",
+}
+
+
+@pytest.fixture
+def start_service(infra: Infra, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start a service as a separate process; every one started is stopped at the end."""
+    started: list[ServiceProcess] = []
+
+    def start(name: str, **env: str) -> ServiceProcess:
+        service = ServiceProcess(
+            name=name,
+            module=SERVICE_MODULES[name],
+            env={**infra.env(), **env},
+            log_path=tmp_path / f"{name}-{len(started)}.log",
+        )
+        started.append(service)
+        return service.start()
+
+    yield start
+    for service in started:
+        service.stop()
