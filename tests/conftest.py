@@ -28,7 +28,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
 
 from lotline.events import EventData, OutgoingMessage, encode
-from lotline.events.topics import topic_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,10 +53,9 @@ def _docker_engine_answers() -> bool:
 
 
 def _ensure_topics(bootstrap: str) -> None:
-    from lotline.devstack.kafka import create_topics, run_async
+    from lotline.devstack import ensure_topics
 
-    partitions = int(os.environ.get("KAFKA_PARTITIONS", "6"))
-    run_async(create_topics(bootstrap, topic_specs(partitions)))
+    ensure_topics(bootstrap, int(os.environ.get("KAFKA_PARTITIONS", "6")))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,52 @@
+# Lotline's entry points. `make run` starts everything; `make test` runs every test.
+SHELL := /bin/bash
+UV ?= uv
+RUN := $(UV) run --frozen
+SERVICES := catalog stock serial-registry recall
+PYTEST_ARGS ?=
+
+.PHONY: help sync infra-up infra-down infra-status infra-reset run stop test test-unit lint format schemas schemas-check
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+sync: ## Install the workspace from the lockfile
+	$(UV) sync --frozen
+
+infra-up: sync ## Start Kafka (KRaft) and FerretDB locally, create topics (cached builds)
+	$(RUN) python -m lotline.devstack up
+
+infra-down: ## Stop the local Kafka and FerretDB started by infra-up
+	$(RUN) python -m lotline.devstack down
+
+infra-status: ## Show what the local stack runs
+	$(RUN) python -m lotline.devstack status
+
+infra-reset: ## Stop the local stack and delete its data
+	$(RUN) python -m lotline.devstack reset
+
+run: infra-up ## Start the infrastructure and the four services (logs in .run/)
+	$(RUN) python -m lotline.devstack services up
+
+stop: ## Stop the four services started by `make run`
+	$(RUN) python -m lotline.devstack services down
+
+test: sync ## Run every test (unit, integration, end-to-end) against real Kafka and FerretDB
+	$(RUN) ruff check .
+	$(RUN) python -m lotline.events.schemas check
+	$(RUN) pytest $(PYTEST_ARGS)
+
+test-unit: sync ## Run the tests that need no infrastructure
+	$(RUN) pytest tests/unit $(PYTEST_ARGS)
+
+lint: ## ruff lint and format check, mypy --strict on the contract and the domains
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy -p lotline.events -p lotline.runtime -m lotline.stock.domain
+
+format: ## Format the code
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+schemas: ## Export each event's JSON Schema to shared/schemas/ (commit the result)
+	$(RUN) python -m lotline.events.schemas export
