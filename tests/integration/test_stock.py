@@ -286,3 +286,31 @@ async def test_bad_input_goes_to_the_dlq_and_consumption_goes_on(  # type: ignor
         assert "greater than 0" in reasons[1]
 
     await eventually(dead_lettered)
+
+
+async def test_events_wait_for_their_product_then_give_up_clearly(  # type: ignore[no-untyped-def]
+    bus, start_service, run_id
+) -> None:
+    stock = start_service("stock", CONSUMER_DEFER_MAX_S="4")
+    late, never = f"LATE-{run_id}", f"GHOST-{run_id}"
+    # The receipt comes before the product's registration: it waits, then applies.
+    await bus.publish(ItemReceived(receipt_id=f"R-{run_id}", location="S1", sku=late, quantity=6))
+    await bus.publish(sale(never, f"T-{run_id}", "S1", 2, customer_ref="C-9"))
+    await bus.publish(ProductRegistered(sku=late, name="Late", tracking=Tracking.QUANTITY))
+
+    async def applied() -> None:
+        assert (await stock_of(stock.url, late))["on_hand"] == 6
+
+    await eventually(applied)
+
+    async def gave_up() -> None:
+        dead = [r for r in await bus.read_all("item-sold.dlq") if r.key == never.encode()]
+        assert len(dead) == 1
+        assert "not known to stock" in dict(dead[0].headers)["lotline-dlq-reason"].decode()
+        flags = [decode(r.value).data for r in await bus.read_all("sale-flagged")]
+        mine = [f for f in flags if f.sku == never]
+        assert [(f.reason.value, f.quantity, f.customer_ref) for f in mine] == [
+            ("unknown_sku", 2, "C-9")
+        ]
+
+    await eventually(gave_up, timeout=40)

@@ -33,7 +33,8 @@ DLQ_SUFFIX = ".dlq"
 # Which service consumes which event: the source of the consumer groups and of the
 # dead-letter topics the stack creates (a `.dlq` for each consumed topic).
 CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
-    "catalog": (),
+    # The catalog learns that a SKU has stock (its tracking mode is then frozen).
+    "catalog": (EventType.ITEM_RECEIVED,),
     "stock": (
         EventType.PRODUCT_REGISTERED,
         EventType.ITEM_RECEIVED,

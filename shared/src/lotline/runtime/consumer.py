@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,8 @@ from functools import partial
 from typing import Any
 
 import structlog
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -119,7 +121,7 @@ class Publisher:
 
 @dataclass
 class EventConsumer:
-    """Runs one service's handler over one topic, batch by batch."""
+    """Runs one service's handler over one topic's share of each batch."""
 
     service: str
     event_type: EventType
@@ -131,46 +133,10 @@ class EventConsumer:
     stats: dict[str, int] = field(
         default_factory=lambda: {"applied": 0, "duplicates": 0, "dead_lettered": 0, "batches": 0}
     )
+    _deferred_since: dict[tuple[str, int], float] = field(default_factory=dict)
 
-    def subscribe(self, broker: KafkaBroker) -> None:
-        """Register with FastStream as a manually acknowledged batch subscriber."""
-
-        async def on_batch(message: KafkaMessage) -> None:
-            await self.consume(message)
-
-        on_batch.__name__ = f"on_{self.event_type.value.replace('-', '_')}"
-        broker.subscriber(
-            self.event_type.topic,
-            group_id=consumer_group(self.service),
-            batch=True,
-            max_records=self.settings.consumer_max_records,
-            batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
-            auto_offset_reset="earliest",
-            # Offsets are committed by `consume` once the batch's effects are durable;
-            # FastStream's default would commit on receipt (at most once).
-            ack_policy=AckPolicy.MANUAL,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            decoder=_records_undecoded,
-            title=f"{self.service}:{self.event_type.value}",
-            description=f"{self.service} consumes `{self.event_type.value}`",
-        )(on_batch)
-
-    async def consume(self, message: KafkaMessage) -> None:
-        records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
-        try:
-            await self.process(list(records))
-        except asyncio.CancelledError:
-            # Shutting down mid-batch: leave the offset where it was, so it is redelivered.
-            await message.nack()
-            raise
-        try:
-            await message.ack()
-        except KafkaError as exc:
-            # A rebalance took the partitions away; the new owner redelivers the batch
-            # and the effects' guards make that harmless.
-            log.warning("commit_failed", topic=self.event_type.topic, error=str(exc))
-
-    async def process(self, records: list[ConsumerRecord[Any, Any]]) -> None:
+    async def process(self, records: list[ConsumerRecord[Any, Any]]) -> list[Delivery]:
+        """Apply one topic's records; returns those to read again later (deferred)."""
         deliveries: list[Delivery] = []
         for record in records:
             try:
@@ -179,35 +145,49 @@ class EventConsumer:
                 await self.dead_letter(record, exc.problem, exc.field)
                 continue
             deliveries.append(Delivery(event, record.topic, record.partition, record.offset))
-        if self.seen is not None:
-            fresh = await self._until_done(lambda: self.seen.unseen(deliveries))  # type: ignore[union-attr]
+        seen = self.seen
+        if seen is not None:
+            fresh = await self._until_done(partial(seen.unseen, deliveries))
             self.stats["duplicates"] += len(deliveries) - len(fresh)
             deliveries = fresh
+        revisit: list[Delivery] = []
         if deliveries:
-            await self.apply(deliveries)
-            if self.seen is not None:
-                await self._until_done(lambda: self.seen.remember(deliveries))  # type: ignore[union-attr]
+            revisit = await self.apply(deliveries)
+            if seen is not None:
+                waiting = {id(d) for d in revisit}
+                done = [d for d in deliveries if id(d) not in waiting]
+                await self._until_done(partial(seen.remember, done))
         self.stats["batches"] += 1
+        return revisit
 
-    async def apply(self, deliveries: list[Delivery]) -> None:
-        """Hand the batch to the handler; retry what it defers, then dead-letter it."""
-        pending = deliveries
-        attempt = 1
-        while pending:
-            result = await self._run_handler(pending)
-            deferred = result.deferred if result else []
-            self.stats["applied"] += len(pending) - len(deferred)
-            if not deferred:
-                return
-            if attempt >= self.settings.consumer_retry_attempts:
-                for item in deferred:
-                    await self.dead_letter_delivery(item.delivery, item.reason)
-                if self.give_up is not None:
-                    await self._until_done(partial(self.give_up, deferred))
-                return
-            await asyncio.sleep(self._backoff(attempt))
-            attempt += 1
-            pending = [item.delivery for item in deferred]
+    async def apply(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Hand the batch to the handler. What it defers is read again in a later batch
+        (when, say, the product's registration has arrived), until it has waited
+        `consumer_defer_max_s`; then it goes to the DLQ and the `give_up` hook."""
+        result = await self._run_handler(deliveries)
+        deferred = result.deferred if result else []
+        self.stats["applied"] += len(deliveries) - len(deferred)
+        now = time.monotonic()
+        expired: list[Deferred] = []
+        revisit: list[Delivery] = []
+        for item in deferred:
+            position = (item.delivery.stream, item.delivery.offset)
+            first = self._deferred_since.setdefault(position, now)
+            if now - first >= self.settings.consumer_defer_max_s:
+                expired.append(item)
+                del self._deferred_since[position]
+            else:
+                revisit.append(item.delivery)
+        for item in expired:
+            await self.dead_letter_delivery(item.delivery, item.reason)
+        if expired and self.give_up is not None:
+            await self._until_done(partial(self.give_up, expired))
+        applied = {(d.stream, d.offset) for d in deliveries} - {
+            (item.delivery.stream, item.delivery.offset) for item in deferred
+        }
+        for position in applied:
+            self._deferred_since.pop(position, None)
+        return revisit
 
     async def _run_handler(self, deliveries: list[Delivery]) -> BatchResult | None:
         """Run the handler; a batch that keeps failing is split to isolate the poison."""
@@ -300,6 +280,85 @@ class EventConsumer:
         )
         await self._until_done(lambda: self.publisher.send_raw(f"{topic}.dlq", key, value, headers))
         self.stats["dead_lettered"] += 1
+
+
+class ServiceConsumer:
+    """One Kafka consumer per service instance, over every topic the service consumes.
+
+    The range assignor gives one instance partition p of every topic together, and every
+    event of a SKU sits on the same partition number of each topic (same key, same
+    partition count). So all events of a SKU are applied by one instance, one batch at a
+    time: each document has a single writer. That matters: FerretDB v1 does not isolate
+    concurrent updates of one document, and even on MongoDB it spares optimistic retries.
+    """
+
+    def __init__(self, service: str, settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        self.topics: dict[str, EventConsumer] = {}
+
+    def add(self, consumer: EventConsumer) -> None:
+        self.topics[consumer.event_type.topic] = consumer
+
+    def subscribe(self, broker: KafkaBroker) -> None:
+        """Register with FastStream as one manually acknowledged batch subscriber."""
+        if not self.topics:
+            return
+
+        async def on_batch(message: KafkaMessage) -> None:
+            await self.consume(message)
+
+        on_batch.__name__ = f"on_{self.service.replace('-', '_')}_events"
+        names = ", ".join(f"`{topic}`" for topic in self.topics)
+        broker.subscriber(
+            *self.topics,
+            group_id=consumer_group(self.service),
+            batch=True,
+            max_records=self.settings.consumer_max_records,
+            batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            # Offsets are committed by `consume` once the batch's effects are durable;
+            # FastStream's default would commit on receipt (at most once).
+            ack_policy=AckPolicy.MANUAL,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            decoder=_records_undecoded,
+            title=f"{self.service}",
+            description=f"{self.service} consumes {names}",
+        )(on_batch)
+
+    async def consume(self, message: KafkaMessage) -> None:
+        records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
+        by_topic: dict[str, list[ConsumerRecord[Any, Any]]] = {}
+        for record in records:
+            by_topic.setdefault(record.topic, []).append(record)
+        revisit: list[Delivery] = []
+        try:
+            # Topics in the order the service registered them (e.g. receipts before sales).
+            for topic, consumer in self.topics.items():
+                if topic in by_topic:
+                    revisit.extend(await consumer.process(by_topic[topic]))
+        except asyncio.CancelledError:
+            # Shutting down mid-batch: leave the offsets where they were, so it is redelivered.
+            await message.nack()
+            raise
+        if revisit:
+            # Read each deferred event's partition again from it: later events there were
+            # applied and will be recognised; the commit below stops before it.
+            earliest: dict[TopicPartition, int] = {}
+            for delivery in revisit:
+                tp = TopicPartition(delivery.topic, delivery.partition)
+                earliest[tp] = min(earliest.get(tp, delivery.offset), delivery.offset)
+            for tp, offset in earliest.items():
+                message.consumer.seek(tp, offset)
+        try:
+            await message.ack()
+        except KafkaError as exc:
+            # A rebalance took the partitions away; the new owner redelivers the batch
+            # and the effects' guards make that harmless.
+            log.warning("commit_failed", error=str(exc))
+        if revisit:
+            await asyncio.sleep(self.settings.consumer_retry_backoff_s)
 
 
 async def _records_undecoded(message: KafkaMessage) -> Any:

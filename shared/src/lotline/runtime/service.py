@@ -21,7 +21,13 @@ from pymongo.errors import ConnectionFailure
 from starlette.requests import Request
 
 from lotline.events import EventType
-from lotline.runtime.consumer import BatchHandler, EventConsumer, GiveUp, Publisher
+from lotline.runtime.consumer import (
+    BatchHandler,
+    EventConsumer,
+    GiveUp,
+    Publisher,
+    ServiceConsumer,
+)
 from lotline.runtime.dedupe import SeenEvents
 from lotline.runtime.settings import Settings, get_settings
 
@@ -105,7 +111,7 @@ class Service:
         )
         self.db: AsyncDatabase[dict[str, Any]] = self.mongo[database]
         self.seen = SeenEvents(self.db["seen_events"])
-        self.consumers: list[EventConsumer] = []
+        self.consumer = ServiceConsumer(name, self.settings)
         self._startup: list[Hook] = []
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,8 +137,7 @@ class Service:
             settings=self.settings,
             give_up=give_up,
         )
-        consumer.subscribe(self.broker)
-        self.consumers.append(consumer)
+        self.consumer.add(consumer)
         return consumer
 
     def on_startup(self, hook: Hook) -> None:
@@ -147,9 +152,10 @@ class Service:
     async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
         for hook in self._startup:
             await hook()
+        self.consumer.subscribe(self.broker)
         await self.broker.start()
         self._tasks = [asyncio.create_task(loop()) for loop in self._background]
-        self.log.info("started", http_port=self.http_port, consumers=len(self.consumers))
+        self.log.info("started", http_port=self.http_port, topics=list(self.consumer.topics))
         try:
             yield
         finally:

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     consumer_retry_attempts: int = Field(
         5, ge=1, description="Tries before an event goes to the DLQ"
     )
+    consumer_defer_max_s: float = Field(
+        15.0, gt=0, description="How long an event may wait (e.g. for its product) before the DLQ"
+    )
     consumer_retry_backoff_s: float = Field(0.2, gt=0)
     consumer_retry_backoff_max_s: float = Field(5.0, gt=0)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -31,8 +30,6 @@ SOURCE = "lotline/stock"
 # Levels are written optimistically; a conflict (another instance or consumer wrote first)
 # is resolved by reading again. This bounds a pathological fight.
 MAX_CONFLICT_ROUNDS = 50
-# The writer of an outbox sends it within moments; older ones were left by a crash.
-OUTBOX_GRACE = timedelta(seconds=30)
 
 
 def derived_id(delivery: Delivery, suffix: str) -> UUID:
@@ -161,14 +158,6 @@ class StockHandlers:
             flags.append(encode(flag, source=SOURCE, id=derived_id(item.delivery, "unknown")))
         await self.publisher.send(flags)
 
-    async def publish_pending(self) -> None:
-        """Send events saved with a change but not confirmed sent (after a crash)."""
-        for doc in await self.store.pending_outboxes(older_than=OUTBOX_GRACE):
-            stored = StoredLevel(Level.from_document(doc), doc["version"] - 1, outbox=doc["outbox"])
-            stored.changed = True
-            await self.publisher.send(_outgoing(stored.outbox))
-            await self.store.clear_outboxes({doc["_id"]: stored})
-
     async def _apply(self, deliveries: list[Delivery], change: Change) -> BatchResult:
         result = BatchResult()
         products = await self.store.load_products(d.data.sku for d in deliveries)
@@ -217,7 +206,9 @@ class StockHandlers:
                         )
                     stored.mark_applied(delivery.stream, delivery.offset)
             if await self.store.save_levels(levels):
-                pending = [e for s in levels.values() if s.changed for e in s.outbox]
+                # Includes events a crashed run saved but never sent: the redelivered batch
+                # touches the same levels, so nothing saved is left unsent.
+                pending = [e for s in levels.values() for e in s.outbox]
                 if pending:
                     await self.publisher.send(_outgoing(pending))
                     await self.store.clear_outboxes(levels)

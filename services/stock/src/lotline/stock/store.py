@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
@@ -67,7 +67,6 @@ class StockStore:
     async def create_indexes(self) -> None:
         await self.levels.create_index([("sku", ASCENDING), ("location", ASCENDING)])
         await self.levels.create_index([("location", ASCENDING)])
-        await self.levels.create_index([("outbox_since", ASCENDING)])
         await self.levels.create_index([("next_expiry", ASCENDING)])
 
     # Products: the service's read model of the catalog.
@@ -169,22 +168,14 @@ class StockStore:
         """After publishing: empty each outbox, unless the level moved on (its writer sends)."""
         operations = [
             UpdateOne(
-                {"_id": key, "version": stored.version + 1},
+                {"_id": key, "version": stored.version + (1 if stored.changed else 0)},
                 {"$set": {"outbox": [], "outbox_since": None}},
             )
             for key, stored in levels.items()
-            if stored.changed and stored.outbox
+            if stored.outbox
         ]
         if operations:
             await self.levels.bulk_write(operations, ordered=False)
-
-    async def pending_outboxes(
-        self, older_than: timedelta, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        """Levels whose events were saved a while ago but not confirmed sent (a crash)."""
-        cutoff = datetime.now(UTC) - older_than
-        cursor = self.levels.find({"outbox_since": {"$lt": cutoff}}).limit(limit)
-        return [doc async for doc in cursor]
 
     # The read side.
 
