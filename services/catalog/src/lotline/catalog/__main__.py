@@ -1,0 +1,3 @@
+from lotline.catalog.app import main
+
+main()

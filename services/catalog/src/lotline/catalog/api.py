@@ -1,0 +1,212 @@
+"""The catalog's HTTP side: register, update, get and list products."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from lotline.catalog.domain import (
+    Change,
+    Product,
+    ProductAlreadyRegistered,
+    ProductDetails,
+    TrackingChangeRefused,
+    register,
+    revise,
+)
+from lotline.catalog.outbox import ProductOutbox
+from lotline.catalog.store import ProductRecord, ProductStore
+from lotline.events.models import Gtin, ProductRegistered, Sku, Text, Tracking
+
+router = APIRouter(tags=["products"])
+
+# The contract's own bounds on shelf life (0..36500 days), not a copy of them.
+ShelfLifeDays = Annotated[int, *ProductRegistered.model_fields["shelf_life_days"].metadata]
+
+Decision = Callable[[str, Product | None, ProductDetails, str | None], Change | None]
+
+# Two writers of one SKU: the loser re-reads and decides again, a few times at most.
+SAVE_ATTEMPTS = 5
+
+
+class ProductFields(BaseModel):
+    """A product as an operator describes it; the types are the event contract's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text
+    tracking: Tracking
+    gtin: Gtin | None = None
+    shelf_life_days: ShelfLifeDays | None = None
+
+    def details(self) -> ProductDetails:
+        return ProductDetails(self.name, self.tracking, self.gtin, self.shelf_life_days)
+
+
+class NewProduct(ProductFields):
+    sku: Sku
+
+
+class ProductUpdate(ProductFields):
+    sku: Sku | None = Field(None, description="Optional; must equal the SKU in the path")
+
+
+class ProductView(BaseModel):
+    sku: str
+    name: str
+    tracking: Tracking
+    gtin: str | None
+    shelf_life_days: int | None
+    revision: int
+    has_receipts: bool = Field(description="Stock of it has been received somewhere")
+    first_receipt_id: str | None
+    published: bool = Field(description="This revision is on the product-registered topic")
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, record: ProductRecord) -> ProductView:
+        product = record.product
+        return cls(
+            sku=product.sku,
+            name=product.details.name,
+            tracking=product.details.tracking,
+            gtin=product.details.gtin,
+            shelf_life_days=product.details.shelf_life_days,
+            revision=product.revision,
+            has_receipts=record.has_receipts,
+            first_receipt_id=record.first_receipt_id,
+            published=record.unpublished_revision is None,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class ProductPage(BaseModel):
+    items: list[ProductView]
+    next_after: str | None = Field(description="Pass as `after` to get the next page")
+
+
+def product_store(request: Request) -> ProductStore:
+    store: ProductStore = request.app.state.product_store
+    return store
+
+
+def product_outbox(request: Request) -> ProductOutbox:
+    outbox: ProductOutbox = request.app.state.product_outbox
+    return outbox
+
+
+Store = Annotated[ProductStore, Depends(product_store)]
+Outbox = Annotated[ProductOutbox, Depends(product_outbox)]
+SkuPath = Annotated[Sku, Path(description="The product's SKU")]
+
+
+@router.post("/products", status_code=201, response_model=ProductView)
+async def register_product(body: NewProduct, store: Store, outbox: Outbox) -> ProductView:
+    """Register a new product; 409 if the SKU exists."""
+    record, _ = await _apply(store, body.sku, body.details(), register)
+    return await _published(store, outbox, record)
+
+
+@router.put("/products/{sku:path}", response_model=ProductView)
+async def put_product(
+    sku: SkuPath, body: ProductUpdate, response: Response, store: Store, outbox: Outbox
+) -> ProductView:
+    """Create or replace a product. An unchanged product keeps its revision and emits nothing."""
+    if body.sku is not None and body.sku != sku:
+        raise _field_error(("body", "sku"), f"sku {body.sku!r} differs from the path's {sku!r}")
+    record, created = await _apply(store, sku, body.details(), revise)
+    if created:
+        response.status_code = 201
+    return await _published(store, outbox, record)
+
+
+@router.get("/products/{sku:path}", response_model=ProductView)
+async def get_product(sku: SkuPath, store: Store) -> ProductView:
+    record = await store.load(sku)
+    if record is None:
+        raise HTTPException(404, f"no product with sku {sku!r}")
+    return ProductView.of(record)
+
+
+@router.get("/products", response_model=ProductPage)
+async def list_products(
+    store: Store,
+    tracking: Tracking | None = None,
+    after: Annotated[str | None, Query(description="Last SKU of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ProductPage:
+    """Products in SKU order, a page at a time."""
+    records = await store.list(tracking=tracking, after=after, limit=limit + 1)
+    more = len(records) > limit
+    items = [ProductView.of(record) for record in records[:limit]]
+    return ProductPage(items=items, next_after=items[-1].sku if more and items else None)
+
+
+async def _apply(
+    store: ProductStore, sku: str, details: ProductDetails, decide: Decision
+) -> tuple[ProductRecord, bool]:
+    """Decide on the latest state and save, guarded by the revision the decision saw.
+
+    Returns the product and whether this call created it.
+    """
+    async with store.writing(sku):
+        for _ in range(SAVE_ATTEMPTS):
+            record = await store.load(sku)
+            current = record.product if record else None
+            receipt = record.first_receipt_id if record else await store.first_receipt(sku)
+            try:
+                change = decide(sku, current, details, receipt)
+            except (ProductAlreadyRegistered, TrackingChangeRefused) as exc:
+                raise HTTPException(409, str(exc)) from None
+            if change is None:
+                assert record is not None
+                return record, False
+            saved = await store.save(change)
+            if saved is not None:
+                return saved, record is None
+    raise HTTPException(409, f"sku {sku} is being changed by someone else; try again")
+
+
+async def _published(
+    store: ProductStore, outbox: ProductOutbox, record: ProductRecord
+) -> ProductView:
+    if record.unpublished_revision is not None:
+        await outbox.try_publish(record.sku)
+        record = await store.load(record.sku) or record
+    return ProductView.of(record)
+
+
+def _field_error(loc: tuple[str, ...], problem: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": problem}])
+
+
+async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
+    """422 whose every problem names its field, plus one readable sentence of them all."""
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+        problem = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "missing":
+            problem = "required field is missing"
+        problems.append({"field": field or "(body)", "problem": problem, **_jsonable(error)})
+    message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+    return JSONResponse({"detail": problems, "message": message}, status_code=422)
+
+
+def _jsonable(error: Any) -> dict[str, Any]:
+    return {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.add_exception_handler(RequestValidationError, validation_problem)

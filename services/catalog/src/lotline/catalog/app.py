@@ -1,0 +1,50 @@
+"""Wires the catalog: products in MongoDB, `item-received` in, `product-registered` out, HTTP.
+
+The catalog consumes `item-received` (DESIGN.md lists it as consuming nothing; the issue
+"changing a product's tracking mode once stock exists is refused" wins): it may not read the
+stock service's database, so it keeps its own record of which SKUs have stock.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from pydantic import Field
+
+from lotline.catalog import api
+from lotline.catalog.handlers import on_item_received
+from lotline.catalog.outbox import ProductOutbox
+from lotline.catalog.store import ProductStore
+from lotline.events import EventType
+from lotline.runtime.service import Service
+from lotline.runtime.settings import Settings
+
+
+class CatalogSettings(Settings):
+    outbox_relay_interval_s: float = Field(1.0, gt=0, description="How often the relay looks")
+    outbox_relay_grace_s: float = Field(
+        2.0, ge=0, description="How long a change may wait for its own request to publish it"
+    )
+
+
+settings = CatalogSettings()
+service = Service(
+    "catalog", database="catalog", http_port=8001, title="Lotline catalog", settings=settings
+)
+store = ProductStore(service.db)
+outbox = ProductOutbox(
+    store,
+    service.publisher,
+    relay_interval_s=settings.outbox_relay_interval_s,
+    relay_grace_s=settings.outbox_relay_grace_s,
+)
+service.on_startup(store.create_indexes)
+service.consume(EventType.ITEM_RECEIVED, partial(on_item_received, store))
+service.in_background(outbox.relay)
+service.http.state.product_store = store
+service.http.state.product_outbox = outbox
+api.install(service.http)
+
+
+def main() -> None:
+    service.run()

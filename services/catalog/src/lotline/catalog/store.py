@@ -1,0 +1,214 @@
+"""The catalog database: products with their pending publication, and which SKUs have stock.
+
+`products`: one document per SKU (`_id` = sku). A change and its pending
+`product-registered` are one document write (`unpublished_revision`), so a crash after
+saving never loses the event; the outbox clears the field once the revision is on the topic.
+
+`stock_receipts`: the first receipt of each SKU (`_id` = sku), learned from `item-received`.
+It is insert-only and kept apart from `products` on purpose: FerretDB v1 applies an update
+as read-modify-write of the whole document without isolation, so two concurrent writers of
+one document can undo each other (even on different fields). An insert, enforced by the
+unique `_id`, is atomic everywhere. For the same reason the writers of one product in this
+process take turns (`writing(sku)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from lotline.catalog.domain import Change, Product, ProductDetails
+from lotline.events import Tracking
+
+DUPLICATE_KEY = 11000
+
+
+def now() -> datetime:
+    """The time as MongoDB keeps it (milliseconds), so what is saved equals what is returned."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True)
+class FirstReceipt:
+    sku: str
+    receipt_id: str
+    location: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    """A stored product, where its publication stands, and whether stock of it exists."""
+
+    product: Product
+    first_receipt_id: str | None
+    unpublished_revision: int | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @property
+    def sku(self) -> str:
+        return self.product.sku
+
+    @property
+    def has_receipts(self) -> bool:
+        return self.first_receipt_id is not None
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any], first_receipt_id: str | None) -> ProductRecord:
+        details = ProductDetails(
+            name=doc["name"],
+            tracking=Tracking(doc["tracking"]),
+            gtin=doc.get("gtin"),
+            shelf_life_days=doc.get("shelf_life_days"),
+        )
+        return cls(
+            product=Product(doc["_id"], details, doc["revision"]),
+            first_receipt_id=first_receipt_id,
+            unpublished_revision=doc.get("unpublished_revision"),
+            created_at=doc.get("created_at"),
+            updated_at=doc.get("updated_at"),
+        )
+
+
+class WriterLocks:
+    """One writer at a time per key in this process (the database cannot guarantee it)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class ProductStore:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.products: AsyncCollection[dict[str, Any]] = db["products"]
+        self.stock_receipts: AsyncCollection[dict[str, Any]] = db["stock_receipts"]
+        self._writers = WriterLocks()
+
+    async def create_indexes(self) -> None:
+        await self.products.create_index([("tracking", ASCENDING), ("_id", ASCENDING)])
+        await self.products.create_index("pending_since", sparse=True)
+
+    def writing(self, sku: str) -> Any:
+        """Hold while reading-deciding-writing a product, or publishing it."""
+        return self._writers.hold(sku)
+
+    async def load(self, sku: str) -> ProductRecord | None:
+        doc = await self.products.find_one({"_id": sku})
+        if doc is None:
+            return None
+        return ProductRecord.from_document(doc, await self.first_receipt(sku))
+
+    async def first_receipt(self, sku: str) -> str | None:
+        doc = await self.stock_receipts.find_one({"_id": sku}, {"receipt_id": 1})
+        return doc["receipt_id"] if doc else None
+
+    async def save(self, change: Change) -> ProductRecord | None:
+        """Save a revision with its pending event; None if the product moved on meanwhile."""
+        product = change.product
+        details = product.details
+        moment = now()
+        fields: dict[str, Any] = {
+            "sku": product.sku,
+            "name": details.name,
+            "tracking": details.tracking.value,
+            "gtin": details.gtin,
+            "shelf_life_days": details.shelf_life_days,
+            "revision": product.revision,
+            "updated_at": moment,
+            "unpublished_revision": product.revision,
+            "pending_since": moment,
+        }
+        if change.previous_revision is None:
+            try:
+                await self.products.insert_one({"_id": product.sku, **fields, "created_at": moment})
+            except DuplicateKeyError:
+                return None  # registered by someone else between our read and this write
+            return await self.load(product.sku)
+        doc = await self.products.find_one_and_update(
+            {"_id": product.sku, "revision": change.previous_revision},
+            {"$set": fields},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return None
+        return ProductRecord.from_document(doc, await self.first_receipt(product.sku))
+
+    async def mark_published(self, sku: str, revision: int) -> bool:
+        """Clear the pending event, unless a newer revision was saved since it was sent."""
+        result = await self.products.update_one(
+            {"_id": sku, "revision": revision, "unpublished_revision": revision},
+            {
+                "$unset": {"unpublished_revision": "", "pending_since": ""},
+                "$set": {"published_revision": revision, "published_at": now()},
+            },
+        )
+        return result.modified_count == 1
+
+    async def pending(self, older_than: timedelta, limit: int = 500) -> list[str]:
+        """SKUs whose latest revision has waited longer than `older_than` to be published."""
+        cursor = self.products.find(
+            {"pending_since": {"$lte": now() - older_than}}, {"_id": 1}
+        ).limit(limit)
+        return [doc["_id"] async for doc in cursor]
+
+    async def list(
+        self, *, tracking: Tracking | None, after: str | None, limit: int
+    ) -> list[ProductRecord]:
+        query: dict[str, Any] = {}
+        if tracking is not None:
+            query["tracking"] = tracking.value
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        docs = [doc async for doc in self.products.find(query).sort("_id", ASCENDING).limit(limit)]
+        receipts = await self._first_receipts(doc["_id"] for doc in docs)
+        return [ProductRecord.from_document(doc, receipts.get(doc["_id"])) for doc in docs]
+
+    async def _first_receipts(self, skus: Iterable[str]) -> dict[str, str]:
+        wanted = list(skus)
+        if not wanted:
+            return {}
+        cursor = self.stock_receipts.find({"_id": {"$in": wanted}}, {"receipt_id": 1})
+        return {doc["_id"]: doc["receipt_id"] async for doc in cursor}
+
+    async def record_first_receipts(self, receipts: Sequence[FirstReceipt]) -> None:
+        """Remember each SKU's first receipt; later ones and redeliveries change nothing."""
+        docs = [
+            {
+                "_id": receipt.sku,
+                "receipt_id": receipt.receipt_id,
+                "location": receipt.location,
+                "received_at": receipt.received_at,
+            }
+            for receipt in receipts
+        ]
+        if not docs:
+            return
+        try:
+            await self.stock_receipts.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise

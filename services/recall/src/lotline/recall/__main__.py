@@ -1,0 +1,3 @@
+from lotline.recall.app import main
+
+main()

@@ -1,0 +1,424 @@
+"""The recall console's HTTP side: issue, list, follow and close recalls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from lotline.events.models import Classification, Identifier, LotCode, Serial, Sku, Text
+from lotline.recall.domain import (
+    MatchedBy,
+    Progress,
+    Recall,
+    RecallRequest,
+    RecallState,
+    UnitsAnswer,
+    new_recall_id,
+)
+from lotline.recall.outbox import RecallOutbox
+from lotline.recall.store import RecallFacts, RecallRecord, RecallStore, now
+
+router = APIRouter(tags=["recalls"])
+
+
+# --- who is acting ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Who issues or closes a recall.
+
+    Today the operator is whoever the `X-Operator` header names (or, when issuing, the
+    body's `issued_by`). When authentication lands, only this dependency changes: it will
+    verify a token and return the authenticated operator.
+    """
+
+    name: str | None
+
+
+async def operator(
+    x_operator: Annotated[Text | None, Header(description="The operator acting")] = None,
+) -> Operator:
+    return Operator(x_operator)
+
+
+Acting = Annotated[Operator, Depends(operator)]
+
+
+def recall_store(request: Request) -> RecallStore:
+    store: RecallStore = request.app.state.recall_store
+    return store
+
+
+def recall_outbox(request: Request) -> RecallOutbox:
+    outbox: RecallOutbox = request.app.state.recall_outbox
+    return outbox
+
+
+Store = Annotated[RecallStore, Depends(recall_store)]
+Outbox = Annotated[RecallOutbox, Depends(recall_outbox)]
+RecallIdPath = Annotated[Identifier, Path(description="The recall's id")]
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class RecallIssue(BaseModel):
+    """A recall as an operator issues it; the types are the event contract's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recall_id: Identifier | None = Field(
+        None, description="Your own id for the recall; issuing the same id again is idempotent"
+    )
+    sku: Sku
+    lot_codes: list[LotCode] = Field(default_factory=list, max_length=1000)
+    serials: list[Serial] = Field(default_factory=list, max_length=10000, validate_default=True)
+    reason: Text
+    classification: Classification
+    issued_by: Text | None = Field(None, description="Defaults to the X-Operator header")
+
+    @field_validator("serials")
+    @classmethod
+    def _names_something(cls, serials: list[str], info: ValidationInfo) -> list[str]:
+        if not serials and info.data.get("lot_codes") == []:
+            raise ValueError("a recall must name at least one lot code or serial")
+        return serials
+
+
+class CloseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    closed_by: Text | None = Field(None, description="Defaults to the X-Operator header")
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+class UnitsAnswerView(BaseModel):
+    """The serial registry's answer: sums over the chunks received so far."""
+
+    chunks_expected: int | None
+    chunks_received: list[int]
+    complete: bool
+    counts: dict[str, int] = Field(description="Recalled units by status (in_stock, sold, …)")
+    unknown_serials: int
+
+    @classmethod
+    def of(cls, answer: UnitsAnswer) -> UnitsAnswerView:
+        return cls(
+            chunks_expected=answer.chunks_expected,
+            chunks_received=list(answer.chunks_received),
+            complete=answer.complete,
+            counts=answer.counts,
+            unknown_serials=len(answer.unknown_serials),
+        )
+
+
+class ProgressView(BaseModel):
+    quarantined_units: int = Field(description="Units held in quarantine, all locations")
+    units_to_contact: int = Field(description="Recalled units sold before the recall")
+    units_returned: int
+    sales_after_recall: int = Field(description="Sale lines of recalled units after the recall")
+    units_sold_after_recall: int
+    units_answer: UnitsAnswerView
+
+    @classmethod
+    def of(cls, progress: Progress) -> ProgressView:
+        return cls(
+            quarantined_units=progress.quarantined_units,
+            units_to_contact=progress.units_to_contact,
+            units_returned=progress.units_returned,
+            sales_after_recall=progress.sales_after_recall,
+            units_sold_after_recall=progress.units_sold_after_recall,
+            units_answer=UnitsAnswerView.of(progress.units),
+        )
+
+
+class RecallView(BaseModel):
+    recall_id: str
+    sku: str
+    lot_codes: list[str]
+    serials: list[str]
+    reason: str
+    classification: Classification
+    issued_by: str
+    issued_at: datetime
+    state: RecallState
+    closed_at: datetime | None
+    closed_by: str | None
+    event_id: str = Field(description="Id of its batch-recalled event")
+    published: bool = Field(description="batch-recalled is on the topic")
+    published_at: datetime | None
+    progress: ProgressView
+
+    @classmethod
+    def fields_of(cls, record: RecallRecord, progress: Progress) -> dict[str, Any]:
+        recall = record.recall
+        return {
+            "recall_id": recall.recall_id,
+            "sku": recall.sku,
+            "lot_codes": list(recall.lot_codes),
+            "serials": list(recall.serials),
+            "reason": recall.reason,
+            "classification": recall.classification,
+            "issued_by": recall.issued_by,
+            "issued_at": recall.issued_at,
+            "state": recall.state,
+            "closed_at": recall.closed_at,
+            "closed_by": recall.closed_by,
+            "event_id": str(recall.event_id),
+            "published": not record.broadcast_pending,
+            "published_at": record.published_at,
+            "progress": ProgressView.of(progress),
+        }
+
+    @classmethod
+    def of(cls, record: RecallRecord, progress: Progress) -> RecallView:
+        return cls(**cls.fields_of(record, progress))
+
+
+class QuarantineView(BaseModel):
+    location: str
+    lot_code: str | None
+    quantity: int
+    reported_at: datetime | None
+
+
+class LocationQuarantineView(BaseModel):
+    location: str
+    quantity: int
+
+
+class ContactView(BaseModel):
+    serial: str
+    lot_code: str | None
+    sale_id: str | None
+    location: str | None
+    sold_at: datetime | None
+    customer_ref: str | None
+
+
+class ReturnView(BaseModel):
+    return_id: str
+    line: int
+    sale_id: str | None
+    location: str
+    quantity: int
+    serial: str | None
+    lot_code: str | None
+    returned_at: datetime | None
+    matched_by: MatchedBy
+
+
+class FlaggedSaleView(BaseModel):
+    sale_id: str
+    line: int
+    location: str
+    quantity: int
+    serial: str | None
+    lot_code: str | None
+    customer_ref: str | None
+    sold_at: datetime | None
+    detail: str
+    flagged_by: str = Field(description="The service that flagged the sale")
+    matched_by: MatchedBy
+
+
+class RecallDetail(RecallView):
+    quarantine: list[QuarantineView] = Field(description="Per location and lot")
+    quarantine_by_location: list[LocationQuarantineView]
+    contacts: list[ContactView] = Field(description="Customers to contact, one per serial")
+    returns: list[ReturnView]
+    flagged_sales: list[FlaggedSaleView]
+    unknown_serials: list[str] = Field(description="Recalled serials the registry never saw")
+
+    @classmethod
+    def detail_of(cls, record: RecallRecord, facts: RecallFacts) -> RecallDetail:
+        progress = facts.progress()
+        by_location: dict[str, int] = {}
+        for line in facts.quarantine:
+            by_location[line.location] = by_location.get(line.location, 0) + line.quantity
+        return cls(
+            **cls.fields_of(record, progress),
+            quarantine=[
+                QuarantineView(
+                    location=q.location,
+                    lot_code=q.lot_code,
+                    quantity=q.quantity,
+                    reported_at=q.reported_at,
+                )
+                for q in facts.quarantine
+            ],
+            quarantine_by_location=[
+                LocationQuarantineView(location=location, quantity=quantity)
+                for location, quantity in sorted(by_location.items())
+            ],
+            contacts=[ContactView.model_validate(c, from_attributes=True) for c in facts.contacts],
+            returns=[ReturnView.model_validate(r, from_attributes=True) for r in facts.returns],
+            flagged_sales=[
+                FlaggedSaleView.model_validate(f, from_attributes=True) for f in facts.flagged
+            ],
+            unknown_serials=list(progress.units.unknown_serials),
+        )
+
+
+class RecallPage(BaseModel):
+    items: list[RecallView]
+    next_offset: int | None = Field(description="Pass as `offset` to get the next page")
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/recalls",
+    status_code=201,
+    response_model=RecallView,
+    responses={200: {"model": RecallView, "description": "Issued before: the same recall"}},
+)
+async def issue_recall(
+    body: RecallIssue,
+    response: Response,
+    store: Store,
+    outbox: Outbox,
+    acting: Acting,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[!-~]+$"),
+    ] = None,
+) -> RecallView:
+    """Issue a recall and broadcast it (`batch-recalled`). Issuing it again — same
+    `Idempotency-Key`, or same `recall_id` — returns the recall already issued (200)."""
+    issued_by = body.issued_by or acting.name
+    if issued_by is None:
+        raise _field_error(
+            ("body", "issued_by"), "required: give issued_by or an X-Operator header"
+        )
+    request = RecallRequest(
+        sku=body.sku,
+        lot_codes=tuple(body.lot_codes),
+        serials=tuple(body.serials),
+        reason=body.reason,
+        classification=body.classification,
+        issued_by=issued_by,
+        recall_id=body.recall_id,
+    )
+    issued_at = now()
+    recall_id = body.recall_id or new_recall_id(issued_at)
+    if idempotency_key is not None:
+        recall_id, fingerprint = await store.reserve_idempotency_key(
+            idempotency_key, recall_id, request.fingerprint()
+        )
+        if fingerprint != request.fingerprint():
+            raise _field_error(
+                ("header", "Idempotency-Key"),
+                f"Idempotency-Key {idempotency_key!r} was already used for a different request "
+                f"(recall {recall_id})",
+            )
+    created, record = await store.insert(
+        Recall.issue(recall_id, request, issued_at), idempotency_key
+    )
+    if not created and (differing := request.differences(record.recall)):
+        raise HTTPException(
+            409,
+            f"recall {recall_id} was already issued with a different {', '.join(differing)}",
+        )
+    if record.broadcast_pending:
+        await outbox.try_publish(recall_id)
+        record = await store.load(recall_id) or record
+    response.status_code = 201 if created else 200
+    progress = await store.progress([recall_id])
+    return RecallView.of(record, progress[recall_id])
+
+
+@router.get("/recalls", response_model=RecallPage)
+async def list_recalls(
+    store: Store,
+    state: RecallState | None = None,
+    sku: Sku | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RecallPage:
+    """Recalls, newest first, each with its progress figures."""
+    records = await store.page(state=state, sku=sku, offset=offset, limit=limit + 1)
+    more = len(records) > limit
+    records = records[:limit]
+    progress = await store.progress([r.recall.recall_id for r in records])
+    return RecallPage(
+        items=[RecallView.of(r, progress[r.recall.recall_id]) for r in records],
+        next_offset=offset + limit if more else None,
+    )
+
+
+@router.get("/recalls/{recall_id:path}", response_model=RecallDetail)
+async def get_recall(recall_id: RecallIdPath, store: Store) -> RecallDetail:
+    """A recall with its full progress: quarantine, customers to contact, returns, sales."""
+    record = await store.load(recall_id)
+    if record is None:
+        raise HTTPException(404, f"no recall with recall_id {recall_id!r}")
+    return RecallDetail.detail_of(record, await store.facts(recall_id))
+
+
+@router.post("/recalls/{recall_id:path}/close", response_model=RecallView)
+async def close_recall(
+    recall_id: RecallIdPath, store: Store, acting: Acting, body: CloseRequest | None = None
+) -> RecallView:
+    """Close a recall (closing a closed one changes nothing). It still records events."""
+    closed_by = (body.closed_by if body else None) or acting.name
+    record = await store.close(recall_id, closed_by)
+    if record is None:
+        raise HTTPException(404, f"no recall with recall_id {recall_id!r}")
+    progress = await store.progress([recall_id])
+    return RecallView.of(record, progress[recall_id])
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def _field_error(loc: tuple[str, ...], problem: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": problem}])
+
+
+async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
+    """422 whose every problem names its field, plus one readable sentence of them all."""
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+        problem = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "missing":
+            problem = "required field is missing"
+        problems.append(
+            {
+                "field": field or "(body)",
+                "problem": problem,
+                "loc": list(error.get("loc", ())),
+                "msg": error.get("msg"),
+                "type": error.get("type"),
+            }
+        )
+    message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+    return JSONResponse({"detail": problems, "message": message}, status_code=422)
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.add_exception_handler(RequestValidationError, validation_problem)

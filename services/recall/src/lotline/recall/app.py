@@ -1,0 +1,58 @@
+"""Wires the recall service: recalls in MongoDB, its four consumed events, the outbox relay
+that broadcasts `batch-recalled`, and the console's HTTP side."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from pydantic import Field
+
+from lotline.events import EventType
+from lotline.recall import api
+from lotline.recall.handlers import (
+    on_item_returned,
+    on_sale_flagged,
+    on_stock_quarantined,
+    on_units_recalled,
+)
+from lotline.recall.outbox import RecallOutbox
+from lotline.recall.store import RecallStore
+from lotline.runtime.service import Service
+from lotline.runtime.settings import Settings
+
+
+class RecallSettings(Settings):
+    outbox_relay_interval_s: float = Field(1.0, gt=0, description="How often the relay looks")
+    outbox_relay_grace_s: float = Field(
+        2.0, ge=0, description="How long a recall may wait for its own request to publish it"
+    )
+    outbox_relay_horizon_days: float = Field(
+        30.0, gt=0, description="How far back the relay looks for unpublished recalls"
+    )
+
+
+settings = RecallSettings()
+service = Service(
+    "recall", database="recall", http_port=8004, title="Lotline recall console", settings=settings
+)
+store = RecallStore(service.db)
+outbox = RecallOutbox(
+    store,
+    service.publisher,
+    relay_interval_s=settings.outbox_relay_interval_s,
+    relay_grace_s=settings.outbox_relay_grace_s,
+    relay_horizon_days=settings.outbox_relay_horizon_days,
+)
+service.on_startup(store.create_indexes)
+service.consume(EventType.STOCK_QUARANTINED, partial(on_stock_quarantined, store))
+service.consume(EventType.UNITS_RECALLED, partial(on_units_recalled, store))
+service.consume(EventType.SALE_FLAGGED, partial(on_sale_flagged, store))
+service.consume(EventType.ITEM_RETURNED, partial(on_item_returned, store))
+service.in_background(outbox.relay)
+service.http.state.recall_store = store
+service.http.state.recall_outbox = outbox
+api.install(service.http)
+
+
+def main() -> None:
+    service.run()

@@ -1,0 +1,340 @@
+"""The recall service as its own process against the real Kafka and FerretDB.
+
+Stock and the serial registry are played by hand: the test publishes what they would.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from lotline.events import (
+    Classification,
+    FlagReason,
+    ItemReturned,
+    ReturnReason,
+    SaleFlagged,
+    SoldUnit,
+    StockQuarantined,
+    UnitsRecalled,
+    UnitStatus,
+    decode,
+)
+from lotline.recall.domain import Recall, RecallRequest
+from lotline.recall.store import RecallStore, now
+
+from support import eventually
+
+pytestmark = pytest.mark.infra
+
+
+SOLD_AT = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+STOCK, SERIALS = "lotline/stock", "lotline/serial-registry"
+
+
+async def broadcasts_of(bus: Any, recall_id: str) -> list[Any]:
+    records = await bus.read_all("batch-recalled")
+    events = [decode(r.value) for r in records]
+    return [e for e in events if e.data.recall_id == recall_id]
+
+
+async def recall_of(url: str, recall_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, timeout=20) as http:
+        response = await http.get(f"/recalls/{recall_id}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def quarantined(sku: str, recall_id: str, location: str, lot: str, quantity: int) -> Any:
+    return StockQuarantined(
+        sku=sku, recall_id=recall_id, location=location, lot_code=lot, quantity=quantity
+    )
+
+
+def flagged(sku: str, sale_id: str, **fields: Any) -> SaleFlagged:
+    fields.setdefault("reason", FlagReason.RECALLED)
+    fields.setdefault("detail", "unit of a recalled lot sold")
+    return SaleFlagged(sku=sku, sale_id=sale_id, line=1, location="S1", **fields)
+
+
+def returned(sku: str, return_id: str, **fields: Any) -> ItemReturned:
+    fields.setdefault("reason", ReturnReason.RECALL)
+    fields.setdefault("quantity", 1)
+    return ItemReturned(sku=sku, return_id=return_id, location="S1", **fields)
+
+
+async def test_a_recall_is_broadcast_once_and_followed_to_its_close(  # type: ignore[no-untyped-def]
+    start_service, bus, run_id
+) -> None:
+    recall = start_service("recall")
+    sku = f"YOG-{run_id}"
+    body = {
+        "sku": sku,
+        "lot_codes": ["L1", "L.2"],
+        "reason": "listeria found in a sample",
+        "classification": "I",
+    }
+    headers = {"Idempotency-Key": f"console-{run_id}", "X-Operator": "ana"}
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+        first = await http.post("/recalls", json=body, headers=headers)
+        assert first.status_code == 201, first.text
+        again = await http.post("/recalls", json=body, headers=headers)
+        assert again.status_code == 200, again.text
+        issued = first.json()
+        recall_id = issued["recall_id"]
+        assert again.json()["recall_id"] == recall_id
+        assert again.json()["event_id"] == issued["event_id"]
+        assert (issued["issued_by"], issued["state"], issued["published"]) == ("ana", "open", True)
+
+        other = await http.post("/recalls", json={**body, "lot_codes": ["L3"]}, headers=headers)
+        assert other.status_code == 422
+        assert other.json()["detail"][0]["field"] == "Idempotency-Key"
+        missing = await http.post("/recalls", json={**body, "lot_codes": []})
+        assert missing.status_code == 422
+        assert missing.json()["message"] == (
+            "serials: a recall must name at least one lot code or serial"
+        )
+        bad_class = await http.post("/recalls", json={**body, "classification": "IV"})
+        assert [p["field"] for p in bad_class.json()["detail"]] == ["classification"]
+
+        # The same recall_id twice (no key) is one recall too.
+        own = {**body, "recall_id": f"RC-{run_id}", "lot_codes": ["L9"], "issued_by": "bo"}
+        assert (await http.post("/recalls", json=own)).status_code == 201
+        assert (await http.post("/recalls", json=own)).status_code == 200
+        clash = await http.post("/recalls", json={**own, "classification": "III"})
+        assert clash.status_code == 409
+        assert clash.json()["detail"] == (
+            f"recall RC-{run_id} was already issued with a different classification"
+        )
+
+    async def broadcast_once() -> None:
+        events = await broadcasts_of(bus, recall_id)
+        assert len(events) == 1
+        assert events[0].data.lot_codes == ["L1", "L.2"]
+        assert str(events[0].id) == issued["event_id"]
+        assert len(await broadcasts_of(bus, f"RC-{run_id}")) == 1
+
+    await eventually(broadcast_once, timeout=20)
+
+    # What stock reports: the current total per location and lot, sometimes twice.
+    *_, same_again = await bus.publish(
+        quarantined(sku, recall_id, "S1", "L1", 5),
+        quarantined(sku, recall_id, "S1", "L1", 7),
+        quarantined(sku, recall_id, "S2", "L.2", 3),
+        source=STOCK,
+    )
+    await bus.send([same_again])  # the same event re-sent
+    await bus.publish(quarantined(sku, recall_id, "S1", "L1", 7), source=STOCK)  # re-reported
+    await bus.publish(quarantined(sku, f"RC-NOPE-{run_id}", "S1", "L1", 50), source=STOCK)
+
+    # What the serial registry reports: its answer in two chunks (one re-sent).
+    def contact(serial: str, sale: str, ref: str) -> SoldUnit:
+        return SoldUnit(
+            serial=serial,
+            lot_code="L1",
+            sale_id=sale,
+            customer_ref=ref,
+            location="S1",
+            sold_at=SOLD_AT,
+        )
+
+    chunk_1 = UnitsRecalled(
+        sku=sku,
+        recall_id=recall_id,
+        chunk=1,
+        chunks=2,
+        counts={UnitStatus.SOLD: 2, UnitStatus.IN_STOCK: 10},
+        sold_units=[contact("SN-1", "T-1", "cust-1"), contact("SN-2", "T-2", "cust-2")],
+    )
+    chunk_2 = UnitsRecalled(
+        sku=sku,
+        recall_id=recall_id,
+        chunk=2,
+        chunks=2,
+        counts={UnitStatus.SOLD: 1, UnitStatus.RETURNED: 1},
+        unknown_serials=["SN-X"],
+        sold_units=[contact("SN-3", "T-3", "cust-3")],
+    )
+    await bus.publish(chunk_1, source=SERIALS)
+    await bus.publish(chunk_1, chunk_2, source=SERIALS)
+
+    # Sales of recalled units after the recall, flagged by stock and by the registry.
+    await bus.publish(
+        flagged(sku, f"T-10-{run_id}", quantity=2, lot_code="L1", recall_id=recall_id),
+        flagged(sku, f"T-11-{run_id}", lot_code="L.2"),  # no recall_id: matched by lot
+        flagged(sku, f"T-12-{run_id}", lot_code="L1", reason=FlagReason.QUARANTINED),
+        flagged(sku, f"T-13-{run_id}", lot_code="L7"),  # no recall covers L7
+        source=STOCK,
+    )
+    await bus.publish(
+        flagged(sku, f"T-10-{run_id}", quantity=2, lot_code="L1", recall_id=recall_id),
+        source=SERIALS,
+    )
+
+    async def chunks_arrived() -> None:
+        answer = (await recall_of(recall.url, recall_id))["progress"]["units_answer"]
+        assert answer["complete"] is True
+
+    await eventually(chunks_arrived, timeout=45)
+
+    # Units brought back for the recall (a serial without lot is found among the sold units).
+    await bus.publish(
+        returned(sku, f"RT-1-{run_id}", quantity=2, lot_code="L1"),
+        returned(sku, f"RT-1-{run_id}", quantity=2, lot_code="L1"),
+        returned(sku, f"RT-2-{run_id}", serial="SN-1", sale_id="T-1"),
+        returned(sku, f"RT-3-{run_id}", lot_code="L1", reason=ReturnReason.CUSTOMER),
+        returned(sku, f"RT-4-{run_id}", lot_code="L8"),
+        source="pos",
+    )
+
+    async def progress_complete() -> dict[str, Any]:
+        found = await recall_of(recall.url, recall_id)
+        assert found["progress"]["units_returned"] == 3
+        assert found["progress"]["sales_after_recall"] == 2
+        return found
+
+    found = await eventually(progress_complete, timeout=45)
+    assert found["progress"] == {
+        "quarantined_units": 10,
+        "units_to_contact": 3,
+        "units_returned": 3,
+        "sales_after_recall": 2,
+        "units_sold_after_recall": 3,
+        "units_answer": {
+            "chunks_expected": 2,
+            "chunks_received": [1, 2],
+            "complete": True,
+            "counts": {"sold": 3, "in_stock": 10, "returned": 1},
+            "unknown_serials": 1,
+        },
+    }
+    assert [(q["location"], q["lot_code"], q["quantity"]) for q in found["quarantine"]] == [
+        ("S1", "L1", 7),
+        ("S2", "L.2", 3),
+    ]
+    assert found["quarantine_by_location"] == [
+        {"location": "S1", "quantity": 7},
+        {"location": "S2", "quantity": 3},
+    ]
+    assert sorted(
+        (c["serial"], c["sale_id"], c["location"], c["customer_ref"], c["sold_at"])
+        for c in found["contacts"]
+    ) == [
+        ("SN-1", "T-1", "S1", "cust-1", "2026-11-20T15:00:00Z"),
+        ("SN-2", "T-2", "S1", "cust-2", "2026-11-20T15:00:00Z"),
+        ("SN-3", "T-3", "S1", "cust-3", "2026-11-20T15:00:00Z"),
+    ]
+    assert sorted((r["return_id"], r["quantity"], r["matched_by"]) for r in found["returns"]) == [
+        (f"RT-1-{run_id}", 2, "lot"),
+        (f"RT-2-{run_id}", 1, "sold_unit"),
+    ]
+    assert sorted(
+        (f["sale_id"], f["quantity"], f["matched_by"], f["flagged_by"])
+        for f in found["flagged_sales"]
+    ) == [
+        (f"T-10-{run_id}", 2, "recall_id", STOCK),
+        (f"T-11-{run_id}", 1, "lot", STOCK),
+    ]
+    assert found["unknown_serials"] == ["SN-X"]
+
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+        closed = await http.post(f"/recalls/{recall_id}/close", headers={"X-Operator": "bo"})
+        assert (closed.status_code, closed.json()["state"], closed.json()["closed_by"]) == (
+            200,
+            "closed",
+            "bo",
+        )
+        twice = await http.post(f"/recalls/{recall_id}/close", headers={"X-Operator": "cy"})
+        assert twice.status_code == 200
+        assert (twice.json()["closed_by"], twice.json()["closed_at"]) == (
+            "bo",
+            closed.json()["closed_at"],
+        )
+        unknown = await http.post(f"/recalls/RC-NOPE-{run_id}/close")
+        assert unknown.status_code == 404
+
+    # A closed recall still records what happens to its units.
+    await bus.publish(quarantined(sku, recall_id, "S3", "L.2", 4), source=STOCK)
+
+    async def late_quarantine() -> None:
+        progress = (await recall_of(recall.url, recall_id))["progress"]
+        assert progress["quarantined_units"] == 14
+
+    await eventually(late_quarantine, timeout=30)
+
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+        listed = (await http.get("/recalls", params={"sku": sku})).json()
+        assert [(r["recall_id"], r["state"]) for r in listed["items"]] == [
+            (f"RC-{run_id}", "open"),
+            (recall_id, "closed"),
+        ]
+        summary = listed["items"][1]["progress"]
+        assert {k: summary[k] for k in ("quarantined_units", "units_to_contact")} == {
+            "quarantined_units": 14,
+            "units_to_contact": 3,
+        }
+        assert (summary["units_returned"], summary["sales_after_recall"]) == (3, 2)
+        assert summary["units_answer"]["counts"] == {"sold": 3, "in_stock": 10, "returned": 1}
+        closed_only = (await http.get("/recalls", params={"sku": sku, "state": "closed"})).json()
+        assert [r["recall_id"] for r in closed_only["items"]] == [recall_id]
+
+
+async def test_garbage_goes_to_the_dead_letter_topic_and_the_next_event_applies(  # type: ignore[no-untyped-def]
+    start_service, bus, run_id
+) -> None:
+    recall = start_service("recall")
+    sku = f"SOUP-{run_id}"
+    body = {"sku": sku, "lot_codes": ["L1"], "reason": "swollen cans", "classification": "II"}
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+        issued = await http.post("/recalls", json={**body, "issued_by": "ana"})
+        assert issued.status_code == 201, issued.text
+    recall_id = issued.json()["recall_id"]
+
+    garbage = b"\x00not json " + run_id.encode()
+    await bus.send_raw("stock-quarantined", garbage, key=sku.encode())
+    await bus.publish(quarantined(sku, recall_id, "S1", "L1", 6), source=STOCK)
+
+    async def dead_lettered() -> None:
+        records = await bus.read_all("stock-quarantined.dlq")
+        ours = [r for r in records if r.value == garbage]
+        assert len(ours) == 1
+        headers = {name: value.decode() for name, value in ours[0].headers}
+        assert headers["lotline-dlq-reason"].startswith("not valid JSON")
+        assert headers["lotline-dlq-service"] == "recall"
+
+    await eventually(dead_lettered, timeout=30)
+
+    async def applied() -> None:
+        assert (await recall_of(recall.url, recall_id))["progress"]["quarantined_units"] == 6
+
+    await eventually(applied, timeout=30)
+
+
+async def test_a_recall_saved_before_a_crash_is_broadcast_by_the_relay(  # type: ignore[no-untyped-def]
+    start_service, bus, mongo, run_id
+) -> None:
+    recall = start_service("recall", OUTBOX_RELAY_GRACE_S="0.5")
+    recall_id = f"RC-CRASH-{run_id}"
+    # What a recall process leaves behind if it dies between saving and publishing.
+    request = RecallRequest(
+        sku=f"TEA-{run_id}",
+        lot_codes=("L1",),
+        serials=(),
+        reason="glass fragments",
+        classification=Classification.I,
+        issued_by="ana",
+    )
+    created, record = await RecallStore(mongo["recall"]).insert(
+        Recall.issue(recall_id, request, now()), None
+    )
+    assert (created, record.broadcast_pending) == (True, True)
+
+    async def relayed() -> None:
+        events = await broadcasts_of(bus, recall_id)
+        assert [str(e.id) for e in events] == [str(record.recall.event_id)]
+        assert (await recall_of(recall.url, recall_id))["published"] is True
+
+    await eventually(relayed, timeout=30)
