@@ -149,6 +149,9 @@ def write_config(layout: KafkaLayout) -> None:
         "default.replication.factor": "1",
         "min.insync.replicas": "1",
         "auto.create.topics.enable": "false",
+        # A container of phones arrives as one receipt: 100,000 serials are about 2.5 MB.
+        "message.max.bytes": "16777216",
+        "replica.fetch.max.bytes": "16777216",
         "offsets.topic.replication.factor": "1",
         # 50 partitions each by default: slow to create on two cores, pointless on one broker.
         "offsets.topic.num.partitions": "6",

@@ -1,0 +1,37 @@
+# One image per Lotline service, from one multi-stage file (uv's documented pattern):
+#   docker build --build-arg SERVICE=stock -t lotline-stock .
+# SERVICE is the workspace member: catalog, stock, serial-registry, recall, or devstack
+# (the last one only creates the topics).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+COPY --from=ghcr.io/astral-sh/uv:0.9 /uv /uvx /bin/
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=0
+WORKDIR /app
+ARG SERVICE
+# Dependencies first, so code changes reuse this layer.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,source=uv.lock,target=uv.lock \
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    --mount=type=bind,source=shared/pyproject.toml,target=shared/pyproject.toml \
+    --mount=type=bind,source=tools/devstack/pyproject.toml,target=tools/devstack/pyproject.toml \
+    --mount=type=bind,source=services/catalog/pyproject.toml,target=services/catalog/pyproject.toml \
+    --mount=type=bind,source=services/stock/pyproject.toml,target=services/stock/pyproject.toml \
+    --mount=type=bind,source=services/serial-registry/pyproject.toml,target=services/serial-registry/pyproject.toml \
+    --mount=type=bind,source=services/recall/pyproject.toml,target=services/recall/pyproject.toml \
+    uv sync --frozen --no-dev --no-install-workspace --package "lotline-${SERVICE}"
+COPY . /app
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable --package "lotline-${SERVICE}"
+
+FROM ${PYTHON_IMAGE}
+ARG SERVICE
+RUN useradd --system --uid 10001 lotline
+COPY --from=build --chown=lotline:lotline /app/.venv /app/.venv
+ENV PATH="/app/.venv/bin:${PATH}" \
+    LOTLINE_SERVICE="${SERVICE}" \
+    HTTP_HOST=0.0.0.0 \
+    PYTHONUNBUFFERED=1
+USER lotline
+# The entry point script of the service (lotline-stock, lotline-serial-registry, ...).
+CMD ["sh", "-c", "exec lotline-${LOTLINE_SERVICE}"]

@@ -1,0 +1,197 @@
+"""A store day through all four services, each its own process, over the real Kafka and FerretDB.
+
+Products are registered at the catalog; receipts and sales are published as the dock and the
+tills would; a recall is issued at the recall service. Everything is then asserted through
+the services' HTTP APIs only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from lotline.events import ItemReceived, ItemSold, Lot
+
+from support import eventually
+
+pytestmark = pytest.mark.infra
+
+TODAY = datetime.now(UTC).date()
+PHONE_GTIN = "09521234543213"
+
+
+def receipt(sku: str, receipt_id: str, location: str, quantity: int, **extra: Any) -> ItemReceived:
+    return ItemReceived(
+        sku=sku, receipt_id=receipt_id, location=location, quantity=quantity, **extra
+    )
+
+
+def sale(sku: str, sale_id: str, location: str, **extra: Any) -> ItemSold:
+    return ItemSold(
+        sku=sku,
+        sale_id=sale_id,
+        line=extra.pop("line", 1),
+        location=location,
+        quantity=extra.pop("quantity", 1),
+        sold_at=extra.pop("sold_at", datetime.now(UTC)),
+        **extra,
+    )
+
+
+async def get(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
+    response = await client.get(url, params=params)
+    assert response.status_code == 200, f"{url}: {response.status_code} {response.text}"
+    return response.json()
+
+
+async def test_a_store_day_with_a_recall(bus, start_service, run_id) -> None:  # type: ignore[no-untyped-def]
+    catalog = start_service("catalog")
+    stock = start_service("stock")
+    serials = start_service("serial-registry")
+    recall = start_service("recall")
+    http = httpx.AsyncClient(timeout=10)
+    milk, phone = f"MILK-{run_id}", f"PHONE-{run_id}"
+    imei = [f"IMEI-{run_id}-{n:04d}" for n in range(1000)]
+
+    # Morning: the catalog learns the products; everyone else hears of them over Kafka.
+    for body in (
+        {"sku": milk, "name": "Whole milk 1L", "tracking": "batch", "shelf_life_days": 14},
+        {"sku": phone, "name": "Phone X", "tracking": "serial", "gtin": PHONE_GTIN},
+    ):
+        created = await http.post(f"{catalog.url}/products", json=body)
+        assert created.status_code == 201, created.text
+
+    # The dock receives three lots of milk at two stores, and 1,000 phones.
+    l1, l2, l3 = (TODAY + timedelta(days=d) for d in (5, 10, 20))
+    await bus.publish(
+        receipt(milk, f"RM1-{run_id}", "S1", 20, lot=Lot(code="L1", expires_on=l1)),
+        receipt(milk, f"RM2-{run_id}", "S1", 30, lot=Lot(code="L2", expires_on=l2)),
+        receipt(milk, f"RM3-{run_id}", "S2", 15, lot=Lot(code="L2", expires_on=l2)),
+        receipt(milk, f"RM4-{run_id}", "S2", 25, lot=Lot(code="L3", expires_on=l3)),
+        receipt(phone, f"RP1-{run_id}", "S1", 500, lot=Lot(code="PA"), serials=imei[:500]),
+        receipt(phone, f"RP2-{run_id}", "S2", 500, lot=Lot(code="PB"), serials=imei[500:]),
+    )
+
+    async def received() -> None:
+        assert (await get(http, f"{stock.url}/stock/{milk}"))["on_hand"] == 90
+        assert (await get(http, f"{stock.url}/stock/{phone}"))["on_hand"] == 1000
+        for lot in ("PA", "PB"):
+            units = await get(http, f"{serials.url}/lots/{phone}/{lot}/units", limit=1)
+            assert units["counts"].get("in_stock") == 500
+
+    await eventually(received, timeout=60)
+
+    # The tills: milk without a scanned lot (FEFO), phones by serial with a customer.
+    await bus.publish(
+        sale(milk, f"TM1-{run_id}", "S1", quantity=25),
+        sale(milk, f"TM2-{run_id}", "S2", quantity=10),
+        *[
+            sale(
+                phone,
+                f"TP-{run_id}-{n}",
+                "S1" if n < 500 else "S2",
+                serial=imei[n],
+                customer_ref=f"CUST-{n}",
+            )
+            for n in [*range(30), *range(500, 520)]
+        ],
+    )
+
+    async def sold() -> None:
+        milk_stock = await get(http, f"{stock.url}/stock/{milk}")
+        by_lot = {(x["location"], x["lot_code"]): x["on_hand"] for x in milk_stock["lots"]}
+        assert by_lot == {("S1", "L1"): 0, ("S1", "L2"): 25, ("S2", "L2"): 5, ("S2", "L3"): 25}
+        assert (await get(http, f"{stock.url}/stock/{phone}"))["on_hand"] == 950
+        pa = await get(http, f"{serials.url}/lots/{phone}/PA/units", status="sold", limit=100)
+        assert pa["counts"] == {"in_stock": 470, "sold": 30, "returned": 0}
+        assert {u["serial"]: u["customer_ref"] for u in pa["units"]} == {
+            imei[n]: f"CUST-{n}" for n in range(30)
+        }
+
+    await eventually(sold, timeout=60)
+
+    # Noon: lot L2 of the milk and ten phones (five sold, five on the shelf) are recalled.
+    recalled_phones = imei[0:5] + imei[40:45]
+    issued = []
+    for body in (
+        {"sku": milk, "lot_codes": ["L2"], "reason": "Listeria", "classification": "I"},
+        {"sku": phone, "serials": recalled_phones, "reason": "Battery", "classification": "II"},
+    ):
+        response = await http.post(
+            f"{recall.url}/recalls", json=body, headers={"X-Operator": "qa-lead"}
+        )
+        assert response.status_code == 201, response.text
+        issued.append(response.json()["recall_id"])
+    milk_recall, phone_recall = issued
+
+    async def quarantined() -> None:
+        milk_stock = await get(http, f"{stock.url}/stock/{milk}")
+        levels = {
+            (x["location"], x["lot_code"]): (x["on_hand"], x["quarantined"])
+            for x in milk_stock["lots"]
+        }
+        assert levels == {
+            ("S1", "L1"): (0, 0),
+            ("S1", "L2"): (0, 25),
+            ("S2", "L2"): (0, 5),
+            ("S2", "L3"): (25, 0),
+        }
+        detail = await get(http, f"{recall.url}/recalls/{milk_recall}")
+        assert detail["progress"]["quarantined_units"] == 30
+        assert {(q["location"], q["lot_code"], q["quantity"]) for q in detail["quarantine"]} == {
+            ("S1", "L2", 25),
+            ("S2", "L2", 5),
+        }
+
+    await eventually(quarantined, timeout=60)
+
+    async def contacts_listed() -> None:
+        detail = await get(http, f"{recall.url}/recalls/{phone_recall}")
+        assert detail["progress"]["units_answer"]["complete"] is True
+        assert detail["progress"]["units_answer"]["counts"] == {
+            "in_stock": 5,
+            "sold": 5,
+            "returned": 0,
+        }
+        assert detail["progress"]["units_to_contact"] == 5
+        assert sorted(
+            (c["serial"], c["customer_ref"], c["sale_id"], c["location"])
+            for c in detail["contacts"]
+        ) == [(imei[n], f"CUST-{n}", f"TP-{run_id}-{n}", "S1") for n in range(5)]
+
+    await eventually(contacts_listed, timeout=60)
+
+    for n in (0, 40, 44, 100, 510):
+        unit = await get(http, f"{serials.url}/units/{phone}/{imei[n]}")
+        expected_status = "sold" if n < 30 or 500 <= n < 520 else "in_stock"
+        assert (unit["status"], unit["recalled"]) == (expected_status, imei[n] in recalled_phones)
+        assert unit["digital_link"] == f"https://id.gs1.org/01/{PHONE_GTIN}/21/{imei[n]}"
+
+    # Afternoon: a till sells a recalled phone off the shelf, another a carton of lot L2.
+    await bus.publish(
+        sale(phone, f"TX-{run_id}", "S1", serial=imei[42], customer_ref="CUST-LATE"),
+        sale(milk, f"TY-{run_id}", "S2", lot_code="L2", quantity=2),
+    )
+
+    async def flagged() -> None:
+        phone_detail = await get(http, f"{recall.url}/recalls/{phone_recall}")
+        assert [
+            (s["sale_id"], s["serial"], s["customer_ref"]) for s in phone_detail["flagged_sales"]
+        ] == [(f"TX-{run_id}", imei[42], "CUST-LATE")]
+        milk_detail = await get(http, f"{recall.url}/recalls/{milk_recall}")
+        assert [
+            (s["sale_id"], s["lot_code"], s["quantity"]) for s in milk_detail["flagged_sales"]
+        ] == [(f"TY-{run_id}", "L2", 2)]
+        assert milk_detail["progress"]["sales_after_recall"] == 1
+        unit = await get(http, f"{serials.url}/units/{phone}/{imei[42]}")
+        assert (unit["status"], unit["recalled"], unit["customer_ref"]) == (
+            "sold",
+            True,
+            "CUST-LATE",
+        )
+
+    await eventually(flagged, timeout=60)
+    await http.aclose()
