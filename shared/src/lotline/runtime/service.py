@@ -17,8 +17,6 @@ from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure
-from starlette.requests import Request
 
 from lotline.events import EventType
 from lotline.runtime.consumer import (
@@ -29,6 +27,7 @@ from lotline.runtime.consumer import (
     ServiceConsumer,
 )
 from lotline.runtime.dedupe import SeenEvents
+from lotline.runtime.http import install_error_handlers
 from lotline.runtime.settings import Settings, get_settings
 
 Hook = Callable[[], Awaitable[None]]
@@ -118,7 +117,7 @@ class Service:
         self.http = FastAPI(title=title, lifespan=self._lifespan)
         self.http.add_api_route("/health/live", self._live, methods=["GET"], tags=["health"])
         self.http.add_api_route("/health/ready", self._ready, methods=["GET"], tags=["health"])
-        self.http.add_exception_handler(ConnectionFailure, _database_unavailable)
+        install_error_handlers(self.http)
 
     def consume(
         self,
@@ -193,12 +192,3 @@ class Service:
             access_log=False,
             timeout_graceful_shutdown=30,
         )
-
-
-async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    """The database is away for a moment: say so (503, retry), rather than a bare 500."""
-    return JSONResponse(
-        {"detail": f"database unavailable, retry shortly: {exc}"},
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )

@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     consumer_retry_backoff_s: float = Field(0.2, gt=0)
     consumer_retry_backoff_max_s: float = Field(5.0, gt=0)
 
+    # Outbox relays (catalog's product-registered, recall's batch-recalled).
+    outbox_relay_interval_s: float = Field(1.0, gt=0, description="How often the relay looks")
+    outbox_relay_grace_s: float = Field(
+        2.0, ge=0, description="How long a change may wait for its own request to publish it"
+    )
+    outbox_relay_horizon_days: float = Field(
+        30.0, gt=0, description="How far back the recall relay looks for unpublished recalls"
+    )
+
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(None, description="Overrides the service's default HTTP port")
     log_level: str = "INFO"

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lotline.catalog.domain import (
@@ -23,6 +21,7 @@ from lotline.catalog.domain import (
 from lotline.catalog.outbox import ProductOutbox
 from lotline.catalog.store import ProductRecord, ProductStore
 from lotline.events.models import Gtin, ProductRegistered, Sku, Text, Tracking
+from lotline.runtime.http import field_error
 
 router = APIRouter(tags=["products"])
 
@@ -121,7 +120,7 @@ async def put_product(
 ) -> ProductView:
     """Create or replace a product. An unchanged product keeps its revision and emits nothing."""
     if body.sku is not None and body.sku != sku:
-        raise _field_error(("body", "sku"), f"sku {body.sku!r} differs from the path's {sku!r}")
+        raise field_error(("body", "sku"), f"sku {body.sku!r} differs from the path's {sku!r}")
     record, created = await _apply(store, sku, body.details(), revise)
     if created:
         response.status_code = 201
@@ -184,29 +183,5 @@ async def _published(
     return ProductView.of(record)
 
 
-def _field_error(loc: tuple[str, ...], problem: str) -> RequestValidationError:
-    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": problem}])
-
-
-async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
-    """422 whose every problem names its field, plus one readable sentence of them all."""
-    assert isinstance(exc, RequestValidationError)
-    problems = []
-    for error in exc.errors():
-        loc = [str(part) for part in error.get("loc", ())]
-        field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
-        problem = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        if error.get("type") == "missing":
-            problem = "required field is missing"
-        problems.append({"field": field or "(body)", "problem": problem, **_jsonable(error)})
-    message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-    return JSONResponse({"detail": problems, "message": message}, status_code=422)
-
-
-def _jsonable(error: Any) -> dict[str, Any]:
-    return {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
-
-
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    app.add_exception_handler(RequestValidationError, validation_problem)

@@ -9,25 +9,15 @@ from __future__ import annotations
 
 from functools import partial
 
-from pydantic import Field
-
 from lotline.catalog import api
 from lotline.catalog.handlers import on_item_received
 from lotline.catalog.outbox import ProductOutbox
 from lotline.catalog.store import ProductStore
 from lotline.events import EventType
 from lotline.runtime.service import Service
-from lotline.runtime.settings import Settings
+from lotline.runtime.settings import get_settings
 
-
-class CatalogSettings(Settings):
-    outbox_relay_interval_s: float = Field(1.0, gt=0, description="How often the relay looks")
-    outbox_relay_grace_s: float = Field(
-        2.0, ge=0, description="How long a change may wait for its own request to publish it"
-    )
-
-
-settings = CatalogSettings()
+settings = get_settings()
 service = Service(
     "catalog", database="catalog", http_port=8001, title="Lotline catalog", settings=settings
 )

@@ -17,8 +17,6 @@ from fastapi import (
     Request,
     Response,
 )
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from lotline.events.models import Classification, Identifier, LotCode, Serial, Sku, Text
@@ -33,6 +31,7 @@ from lotline.recall.domain import (
 )
 from lotline.recall.outbox import RecallOutbox
 from lotline.recall.store import RecallFacts, RecallRecord, RecallStore, now
+from lotline.runtime.http import field_error
 
 router = APIRouter(tags=["recalls"])
 
@@ -308,9 +307,7 @@ async def issue_recall(
     `Idempotency-Key`, or same `recall_id` — returns the recall already issued (200)."""
     issued_by = body.issued_by or acting.name
     if issued_by is None:
-        raise _field_error(
-            ("body", "issued_by"), "required: give issued_by or an X-Operator header"
-        )
+        raise field_error(("body", "issued_by"), "required: give issued_by or an X-Operator header")
     request = RecallRequest(
         sku=body.sku,
         lot_codes=tuple(body.lot_codes),
@@ -327,7 +324,7 @@ async def issue_recall(
             idempotency_key, recall_id, request.fingerprint()
         )
         if fingerprint != request.fingerprint():
-            raise _field_error(
+            raise field_error(
                 ("header", "Idempotency-Key"),
                 f"Idempotency-Key {idempotency_key!r} was already used for a different request "
                 f"(recall {recall_id})",
@@ -389,36 +386,5 @@ async def close_recall(
     return RecallView.of(record, progress[recall_id])
 
 
-# --- errors ----------------------------------------------------------------------------------
-
-
-def _field_error(loc: tuple[str, ...], problem: str) -> RequestValidationError:
-    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": problem}])
-
-
-async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
-    """422 whose every problem names its field, plus one readable sentence of them all."""
-    assert isinstance(exc, RequestValidationError)
-    problems = []
-    for error in exc.errors():
-        loc = [str(part) for part in error.get("loc", ())]
-        field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
-        problem = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        if error.get("type") == "missing":
-            problem = "required field is missing"
-        problems.append(
-            {
-                "field": field or "(body)",
-                "problem": problem,
-                "loc": list(error.get("loc", ())),
-                "msg": error.get("msg"),
-                "type": error.get("type"),
-            }
-        )
-    message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-    return JSONResponse({"detail": problems, "message": message}, status_code=422)
-
-
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    app.add_exception_handler(RequestValidationError, validation_problem)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from functools import partial
 
-from pydantic import Field
-
 from lotline.events import EventType
 from lotline.recall import api
 from lotline.recall.handlers import (
@@ -18,20 +16,9 @@ from lotline.recall.handlers import (
 from lotline.recall.outbox import RecallOutbox
 from lotline.recall.store import RecallStore
 from lotline.runtime.service import Service
-from lotline.runtime.settings import Settings
+from lotline.runtime.settings import get_settings
 
-
-class RecallSettings(Settings):
-    outbox_relay_interval_s: float = Field(1.0, gt=0, description="How often the relay looks")
-    outbox_relay_grace_s: float = Field(
-        2.0, ge=0, description="How long a recall may wait for its own request to publish it"
-    )
-    outbox_relay_horizon_days: float = Field(
-        30.0, gt=0, description="How far back the relay looks for unpublished recalls"
-    )
-
-
-settings = RecallSettings()
+settings = get_settings()
 service = Service(
     "recall", database="recall", http_port=8004, title="Lotline recall console", settings=settings
 )
