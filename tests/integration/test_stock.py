@@ -184,14 +184,16 @@ async def test_fefo_sales_recall_and_flags(bus, start_service, run_id) -> None: 
     flags = await eventually(flagged)
     assert {f.recall_id for f in flags if f.reason.value == "recalled"} == {f"RC-{run_id}"}
 
-    final = await stock_of(stock.url, milk)
-    assert lots_of(final) == {
-        ("S1", "L-B"): (0, 7),
-        ("S1", "L-A"): (0, 0),
-        ("S2", "L-C"): (0, 0),
-        ("S2", "L-B"): (0, 5),
-        ("S2", None): (-2, 0),
-    }
+    async def final_levels() -> None:
+        assert lots_of(await stock_of(stock.url, milk)) == {
+            ("S1", "L-B"): (0, 7),
+            ("S1", "L-A"): (0, 0),
+            ("S2", "L-C"): (0, 0),
+            ("S2", "L-B"): (0, 5),
+            ("S2", None): (-2, 0),
+        }
+
+    await eventually(final_levels)
 
     records = await bus.read_all("stock-quarantined")
     quarantine = [decode(r.value).data for r in records if r.key == milk.encode()]
@@ -277,10 +279,18 @@ async def test_bad_input_goes_to_the_dlq_and_consumption_goes_on(  # type: ignor
     await eventually(consumed)
 
     async def dead_lettered() -> None:
-        records = [r for r in await bus.read_all("item-sold.dlq") if r.key == sku.encode()]
-        reasons = [dict(r.headers)["lotline-dlq-reason"].decode() for r in records]
-        fields = [dict(r.headers)["lotline-dlq-field"].decode() for r in records]
-        assert len(records) == 2
+        # A batch redelivered after a rebalance dead-letters its garbage again: count each
+        # original record once.
+        headers = {
+            (h["lotline-dlq-partition"], h["lotline-dlq-offset"]): h
+            for r in await bus.read_all("item-sold.dlq")
+            if r.key == sku.encode()
+            for h in [{k: v.decode() for k, v in r.headers}]
+        }
+        ordered = [headers[key] for key in sorted(headers, key=lambda k: int(k[1]))]
+        reasons = [h["lotline-dlq-reason"] for h in ordered]
+        fields = [h["lotline-dlq-field"] for h in ordered]
+        assert len(ordered) == 2
         assert reason in reasons[0]
         assert fields[1] == "data.quantity"
         assert "greater than 0" in reasons[1]

@@ -49,6 +49,7 @@ from lotline.recall.domain import (
     UnitsAnswer,
     UnitsChunk,
 )
+from lotline.runtime.mongo import bulk_write_in_parts
 
 
 def now() -> datetime:
@@ -312,8 +313,7 @@ class RecallStore:
                     {"$set": fields},
                 )
             )
-        if operations:
-            await self.quarantine.bulk_write(operations, ordered=True)
+        await bulk_write_in_parts(self.quarantine, operations, ordered=True)
 
     async def record_chunks(self, chunks: Sequence[UnitsChunk]) -> None:
         await self._upsert(self.unit_chunks, chunks, "$set", received_at=now())
@@ -338,8 +338,7 @@ class RecallStore:
             UpdateOne({"_id": fact.key}, {operator: {**_document(fact), **extra}}, upsert=True)
             for fact in facts
         ]
-        if operations:
-            await collection.bulk_write(operations, ordered=True)
+        await bulk_write_in_parts(collection, operations, ordered=True)
 
     # --- reading progress ------------------------------------------------------------------
 

@@ -27,9 +27,6 @@ from lotline.stock.domain import Level, Quarantine, Recall
 from lotline.stock.store import Product, StockStore, StoredLevel, level_id
 
 SOURCE = "lotline/stock"
-# Levels are written optimistically; a conflict (another instance or consumer wrote first)
-# is resolved by reading again. This bounds a pathological fight.
-MAX_CONFLICT_ROUNDS = 50
 
 
 def derived_id(delivery: Delivery, suffix: str) -> UUID:
@@ -181,39 +178,34 @@ class StockHandlers:
         products: dict[str, Product],
         load: Callable[[], Any],
     ) -> None:
-        """Read the levels, apply every event not yet applied, write back; again on conflict."""
-        for _ in range(MAX_CONFLICT_ROUNDS):
-            levels: dict[str, StoredLevel] = await load()
-            for delivery in deliveries:
-                data = delivery.data
-                targets = (
-                    [key for key, s in levels.items() if s.level.sku == data.sku]
-                    if isinstance(data, BatchRecalled)
-                    else [level_id(data.sku, data.location)]
-                )
-                for key in targets:
-                    stored = levels.get(key)
-                    if stored is None:
-                        stored = levels[key] = StoredLevel(Level(data.sku, data.location))
-                    if stored.applied(delivery.stream, delivery.offset):
-                        continue
-                    for event, suffix in change(delivery, stored.level, products[data.sku]):
-                        message = encode(
-                            event, source=SOURCE, id=derived_id(delivery, f"{key}/{suffix}")
-                        )
-                        stored.outbox.append(
-                            {"topic": message.topic, "value": message.value.decode()}
-                        )
-                    stored.mark_applied(delivery.stream, delivery.offset)
-            if await self.store.save_levels(levels):
-                # Includes events a crashed run saved but never sent: the redelivered batch
-                # touches the same levels, so nothing saved is left unsent.
-                pending = [e for s in levels.values() for e in s.outbox]
-                if pending:
-                    await self.publisher.send(_outgoing(pending))
-                    await self.store.clear_outboxes(levels)
-                return
-        raise RuntimeError(f"levels kept changing under {len(deliveries)} events; giving up")
+        """Read the levels, apply every event not applied yet, write them back, publish."""
+        levels: dict[str, StoredLevel] = await load()
+        for delivery in deliveries:
+            data = delivery.data
+            targets = (
+                [key for key, s in levels.items() if s.level.sku == data.sku]
+                if isinstance(data, BatchRecalled)
+                else [level_id(data.sku, data.location)]
+            )
+            for key in targets:
+                stored = levels.get(key)
+                if stored is None:
+                    stored = levels[key] = StoredLevel(Level(data.sku, data.location))
+                if stored.applied(delivery.stream, delivery.offset):
+                    continue
+                for event, suffix in change(delivery, stored.level, products[data.sku]):
+                    message = encode(
+                        event, source=SOURCE, id=derived_id(delivery, f"{key}/{suffix}")
+                    )
+                    stored.outbox.append({"topic": message.topic, "value": message.value.decode()})
+                stored.mark_applied(delivery.stream, delivery.offset)
+        await self.store.save_levels(levels)
+        # Includes events a crashed run saved but never sent: the redelivered batch touches
+        # the same levels, so nothing saved is left unsent.
+        pending = [entry for stored in levels.values() for entry in stored.outbox]
+        if pending:
+            await self.publisher.send(_outgoing(pending))
+            await self.store.clear_outboxes(levels)
 
 
 def _quarantine_events(

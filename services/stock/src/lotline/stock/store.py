@@ -12,17 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from lotline.events import ProductRegistered, Tracking
+from lotline.runtime.mongo import bulk_write_in_parts, find_by_ids
 from lotline.stock.domain import Level, Recall
-
-DUPLICATE_KEY = 11000
 
 
 def level_id(sku: str, location: str) -> str:
@@ -48,7 +47,6 @@ class StoredLevel:
     version: int = 0
     streams: dict[str, int] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)
-    outbox_since: datetime | None = None
     changed: bool = False
 
     def applied(self, stream: str, offset: int) -> bool:
@@ -89,7 +87,7 @@ class StockStore:
 
     async def load_products(self, skus: Iterable[str]) -> dict[str, Product]:
         found = {}
-        async for doc in self.products.find({"_id": {"$in": list(set(skus))}}):
+        for doc in (await find_by_ids(self.products, skus)).values():
             found[doc["_id"]] = Product(
                 sku=doc["_id"],
                 tracking=Tracking(doc["tracking"]) if doc.get("tracking") else Tracking.QUANTITY,
@@ -114,68 +112,44 @@ class StockStore:
     # Levels.
 
     async def load_levels(self, ids: Iterable[str]) -> dict[str, StoredLevel]:
-        return await self._load({"_id": {"$in": list(set(ids))}})
+        return {key: _stored(doc) for key, doc in (await find_by_ids(self.levels, ids)).items()}
 
     async def load_levels_of_sku(self, sku: str) -> dict[str, StoredLevel]:
-        return await self._load({"sku": sku})
+        return {doc["_id"]: _stored(doc) async for doc in self.levels.find({"sku": sku})}
 
-    async def _load(self, query: dict[str, Any]) -> dict[str, StoredLevel]:
-        found = {}
-        async for doc in self.levels.find(query):
-            found[doc["_id"]] = StoredLevel(
-                level=Level.from_document(doc),
-                version=doc.get("version", 0),
-                streams=doc.get("streams", {}),
-                outbox=doc.get("outbox", []),
-                outbox_since=doc.get("outbox_since"),
-            )
-        return found
+    async def save_levels(self, levels: dict[str, StoredLevel]) -> None:
+        """Write every changed level back whole.
 
-    async def save_levels(self, levels: dict[str, StoredLevel]) -> bool:
-        """Write every changed level if nobody wrote it since it was read; False on conflict."""
-        operations = []
-        for level_key, stored in levels.items():
-            if not stored.changed:
-                continue
-            document = {
-                "_id": level_key,
-                **stored.level.to_document(),
-                "version": stored.version + 1,
-                "streams": stored.streams,
-                "outbox": stored.outbox,
-                "outbox_since": (stored.outbox_since or datetime.now(UTC))
-                if stored.outbox
-                else None,
-            }
-            operations.append(
-                ReplaceOne(
-                    {"_id": level_key, "version": stored.version},
-                    document,
-                    upsert=stored.version == 0,
-                )
+        A level has one writer: its SKU's partitions of every topic belong to one consumer
+        instance, which applies one batch at a time. The offsets in `streams`, read with the
+        level and written with it, make a redelivered event change nothing. The filter is
+        the _id alone, the one lookup FerretDB serves from its index."""
+        operations = [
+            ReplaceOne(
+                {"_id": key},
+                {
+                    "_id": key,
+                    **stored.level.to_document(),
+                    "version": stored.version + 1,
+                    "streams": stored.streams,
+                    "outbox": stored.outbox,
+                },
+                upsert=True,
             )
-        if not operations:
-            return True
-        try:
-            result = await self.levels.bulk_write(operations, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
-            return False  # Someone created the level first.
-        return result.matched_count + result.upserted_count == len(operations)
+            for key, stored in levels.items()
+            if stored.changed
+        ]
+        await bulk_write_in_parts(self.levels, operations, ordered=False)
 
     async def clear_outboxes(self, levels: dict[str, StoredLevel]) -> None:
         """After publishing: empty each outbox, unless the level moved on (its writer sends)."""
         operations = [
-            UpdateOne(
-                {"_id": key, "version": stored.version + (1 if stored.changed else 0)},
-                {"$set": {"outbox": [], "outbox_since": None}},
-            )
+            UpdateOne({"_id": key}, {"$set": {"outbox": []}})
             for key, stored in levels.items()
             if stored.outbox
         ]
         if operations:
-            await self.levels.bulk_write(operations, ordered=False)
+            await bulk_write_in_parts(self.levels, operations, ordered=False)
 
     # The read side.
 
@@ -211,3 +185,12 @@ class StockStore:
             and lot.get("on_hand", 0) > 0
         ]
         return sorted(rows, key=lambda row: (row["expires_on"], row["sku"], row["location"]))
+
+
+def _stored(doc: dict[str, Any]) -> StoredLevel:
+    return StoredLevel(
+        level=Level.from_document(doc),
+        version=doc.get("version", 0),
+        streams=doc.get("streams", {}),
+        outbox=doc.get("outbox", []),
+    )
