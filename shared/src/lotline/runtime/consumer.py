@@ -318,6 +318,8 @@ class ServiceConsumer:
             batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
+            # A recall of a million units is one long batch; the group must not evict us.
+            max_poll_interval_ms=self.settings.consumer_max_poll_interval_ms,
             # Offsets are committed by `consume` once the batch's effects are durable;
             # FastStream's default would commit on receipt (at most once).
             ack_policy=AckPolicy.MANUAL,

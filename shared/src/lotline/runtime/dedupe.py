@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
+from lotline.runtime.mongo import find_by_ids
+
 if TYPE_CHECKING:
     from lotline.runtime.consumer import Delivery
 
@@ -30,8 +32,7 @@ class SeenEvents:
             first.setdefault(delivery.event.dedupe_key, delivery)
         if not first:
             return []
-        cursor = self._collection.find({"_id": {"$in": list(first)}}, {"_id": 1})
-        seen = {doc["_id"] async for doc in cursor}
+        seen = await find_by_ids(self._collection, first, {"_id": 1})
         return [d for key, d in first.items() if key not in seen]
 
     async def remember(self, deliveries: list[Delivery]) -> None:

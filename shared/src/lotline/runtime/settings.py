@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     consumer_retry_attempts: int = Field(
         5, ge=1, description="Tries before an event goes to the DLQ"
     )
+    consumer_max_poll_interval_ms: int = Field(
+        30 * 60 * 1000, ge=10_000, description="Longest a batch may take before a rebalance"
+    )
     consumer_defer_max_s: float = Field(
         15.0, gt=0, description="How long an event may wait (e.g. for its product) before the DLQ"
     )

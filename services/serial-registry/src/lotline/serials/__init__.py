@@ -1,0 +1,1 @@
+"""The serial registry: every serialized unit, its status, recall flag and history."""

@@ -1,0 +1,3 @@
+from lotline.serials.app import main
+
+main()

@@ -1,0 +1,161 @@
+"""The serial registry's read side: one unit with its history, and the units of a lot."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from lotline.events import EventType, FlagReason, ReturnReason, UnitStatus
+from lotline.serials.domain import HistoryEntry, Unit, digital_link
+from lotline.serials.store import SerialStore
+
+router = APIRouter(tags=["units"])
+
+
+def get_store(request: Request) -> SerialStore:
+    store: SerialStore = request.app.state.serial_store
+    return store
+
+
+Store = Annotated[SerialStore, Depends(get_store)]
+
+
+class FlagView(BaseModel):
+    reason: FlagReason
+    detail: str
+    recall_id: str | None = None
+
+
+class HistoryView(BaseModel):
+    type: EventType
+    event_id: str = Field(description="CloudEvents source#id of the event")
+    at: datetime
+    what: str
+    ref: str | None = Field(None, description="Business key: sale#line, return#line, receipt…")
+    flags: list[FlagView] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, entry: HistoryEntry) -> HistoryView:
+        return cls(
+            type=entry.type,
+            event_id=entry.event_id,
+            at=entry.at,
+            what=entry.what,
+            ref=entry.ref,
+            flags=[
+                FlagView(reason=f.reason, detail=f.detail, recall_id=f.recall_id)
+                for f in entry.flags
+            ],
+        )
+
+
+class UnitSummary(BaseModel):
+    sku: str
+    serial: str
+    status: UnitStatus = Field(description="Where the unit physically is")
+    recalled: bool = Field(description="Under at least one recall (apart from status)")
+    recall_ids: list[str]
+    recalled_at: datetime | None
+    location: str
+    lot_code: str | None
+    lot_expires_on: date | None
+    registered: bool = Field(description="Known from a receipt (not only from a sale/return)")
+    receipt_id: str | None
+    received_at: datetime | None
+    sale_id: str | None
+    line: int | None
+    customer_ref: str | None
+    sold_at: datetime | None
+    return_id: str | None
+    return_reason: ReturnReason | None
+    returned_at: datetime | None
+
+    @classmethod
+    def fields_of(cls, unit: Unit) -> dict[str, object]:
+        return {
+            "sku": unit.sku,
+            "serial": unit.serial,
+            "status": unit.status,
+            "recalled": unit.recalled,
+            "recall_ids": list(unit.recall_ids),
+            "recalled_at": unit.recalled_at,
+            "location": unit.location,
+            "lot_code": unit.lot_code,
+            "lot_expires_on": unit.lot_expires_on,
+            "registered": unit.registered,
+            "receipt_id": unit.receipt_id,
+            "received_at": unit.received_at,
+            "sale_id": unit.sale_id,
+            "line": unit.line,
+            "customer_ref": unit.customer_ref,
+            "sold_at": unit.sold_at,
+            "return_id": unit.return_id,
+            "return_reason": unit.return_reason,
+            "returned_at": unit.returned_at,
+        }
+
+
+class UnitView(UnitSummary):
+    gtin: str | None = None
+    digital_link: str | None = Field(None, description="GS1 Digital Link, when the GTIN is known")
+    history: list[HistoryView]
+
+
+class LotUnitsView(BaseModel):
+    sku: str
+    lot_code: str
+    counts: dict[UnitStatus, int] = Field(description="All units of the lot by status")
+    recalled: int = Field(description="Units of the lot under recall")
+    total: int
+    matched: int = Field(description="Units matching the filters (before limit/skip)")
+    limit: int
+    skip: int
+    units: list[UnitSummary]
+
+
+@router.get("/units/{sku}/{serial:path}", response_model=UnitView)
+async def get_unit(sku: str, serial: str, store: Store) -> UnitView:
+    """One unit: its status, recall flag, sale and full history."""
+    unit = await store.unit(sku, serial)
+    if unit is None:
+        raise HTTPException(404, f"no unit with serial {serial!r} of sku {sku!r} is registered")
+    product = await store.product(sku)
+    gtin = product.gtin if product else None
+    return UnitView(
+        **UnitSummary.fields_of(unit),
+        gtin=gtin,
+        digital_link=digital_link(gtin, unit.serial) if gtin else None,
+        # A timeline, in the order things happened (events may be applied in another order).
+        history=[HistoryView.of(e) for e in sorted(unit.history, key=lambda e: e.at)],
+    )
+
+
+@router.get("/lots/{sku}/{lot_code:path}/units", response_model=LotUnitsView)
+async def get_lot_units(
+    sku: str,
+    lot_code: str,
+    store: Store,
+    status: Annotated[UnitStatus | None, Query(description="Only units in this status")] = None,
+    recalled: Annotated[bool | None, Query(description="Only (not) recalled units")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    skip: Annotated[int, Query(ge=0)] = 0,
+) -> LotUnitsView:
+    """The units of one lot, filtered by status and recall flag, with counts by status."""
+    page = await store.lot_page(sku, lot_code, status, recalled, limit, skip)
+    total = sum(page.counts.values())
+    if total == 0:
+        raise HTTPException(404, f"no units of lot {lot_code!r} of sku {sku!r} are registered")
+    return LotUnitsView(
+        sku=sku,
+        lot_code=lot_code,
+        counts=page.counts,
+        recalled=page.recalled,
+        total=total,
+        matched=page.matched,
+        limit=limit,
+        skip=skip,
+        units=[UnitSummary(**UnitSummary.fields_of(unit)) for unit in page.units],
+    )

@@ -1,0 +1,35 @@
+"""Wires the serial registry: its consumers, its store, its HTTP side; `main` runs it."""
+
+from __future__ import annotations
+
+from lotline.events import EventType
+from lotline.runtime.service import Service
+from lotline.serials.api import router
+from lotline.serials.handlers import SerialHandlers
+from lotline.serials.store import SerialStore
+
+service = Service(
+    "serial-registry", database="serials", http_port=8003, title="Lotline serial registry"
+)
+store = SerialStore(service.db)
+handlers = SerialHandlers(store, service.publisher)
+
+service.on_startup(store.create_indexes)
+# The product topic is compacted and replayed in full by a new group: revisions make a
+# replay harmless, so its events need no seen-events bookkeeping.
+service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=False)
+service.consume(
+    EventType.ITEM_RECEIVED, handlers.on_items_received, give_up=handlers.on_receipts_given_up
+)
+service.consume(EventType.ITEM_SOLD, handlers.on_items_sold, give_up=handlers.on_sales_given_up)
+service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned)
+# Topics are applied in this order within a batch (one consumer for all of them); a sale
+# applied before a recall of its unit still gets its flag: see SerialHandlers._recalls_missed.
+service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled)
+service.http.state.serial_store = store
+service.http.include_router(router)
+app = service.http
+
+
+def main() -> None:
+    service.run()

@@ -1,0 +1,578 @@
+"""What receipts, sales, returns and recalls do to one serialized unit. No I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from enum import StrEnum
+from math import ceil
+from urllib.parse import quote
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from lotline.events import (
+    BatchRecalled,
+    EventType,
+    FlagReason,
+    ItemReceived,
+    ItemReturned,
+    ItemSold,
+    RejectReason,
+    ReturnReason,
+    SoldUnit,
+    Tracking,
+    UnitsRecalled,
+    UnitStatus,
+)
+
+SOURCE = "lotline/serial-registry"
+# A unit sees a handful of events in its life; the cap only guards against a runaway producer.
+# The first entry (how the unit came to be known) is always kept.
+HISTORY_LIMIT = 100
+# The contract caps `units-recalled.sold_units` at 1,000 per event.
+RECALL_CHUNK_SIZE = 1000
+_NAMESPACE = uuid5(NAMESPACE_URL, "https://lotline/serial-registry")
+
+
+# Free text in events (a flag's or rejection's detail) is capped by the contract.
+DETAIL_LIMIT = 500
+
+
+def clip(text: str, limit: int = DETAIL_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def unit_id(sku: str, serial: str) -> str:
+    """A unit's key: neither a SKU nor a serial can contain a space."""
+    return f"{sku} {serial}"
+
+
+def digital_link(gtin: str, serial: str) -> str:
+    """The GS1 Digital Link URI of one unit (AI 01 GTIN + AI 21 serial)."""
+    return f"https://id.gs1.org/01/{gtin}/21/{quote(serial, safe='')}"
+
+
+@dataclass(frozen=True)
+class Product:
+    """What this registry knows of a product, from `product-registered`."""
+
+    sku: str
+    tracking: Tracking
+    revision: int
+    gtin: str | None = None
+    name: str | None = None
+
+    @property
+    def serialized(self) -> bool:
+        return self.tracking is Tracking.SERIAL
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Why a sale of this unit needs a person: becomes one `sale-flagged` event."""
+
+    reason: FlagReason
+    detail: str
+    recall_id: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event that touched a unit. `ref` is the business key (sale#line, receipt, recall)
+    that recognises the same fact re-sent under a new event id."""
+
+    type: EventType
+    event_id: str
+    at: datetime
+    what: str
+    ref: str | None = None
+    flags: tuple[Flag, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecallScope:
+    """What one recall of a SKU names: whole lots and/or single serials."""
+
+    recall_id: str
+    event_id: str
+    issued_at: datetime
+    lot_codes: frozenset[str] = frozenset()
+    serials: frozenset[str] = frozenset()
+    reason: str = ""
+
+    def covers(self, serial: str, lot_code: str | None) -> bool:
+        return serial in self.serials or (lot_code is not None and lot_code in self.lot_codes)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One serialized unit: where it physically is (status) and, apart from that, any recall."""
+
+    sku: str
+    serial: str
+    status: UnitStatus
+    location: str
+    lot_code: str | None = None
+    lot_expires_on: date | None = None
+    receipt_id: str | None = None
+    received_event: str | None = None
+    received_at: datetime | None = None
+    received_location: str | None = None
+    sale_id: str | None = None
+    line: int | None = None
+    customer_ref: str | None = None
+    sold_at: datetime | None = None
+    return_id: str | None = None
+    return_reason: ReturnReason | None = None
+    returned_at: datetime | None = None
+    recall_ids: tuple[str, ...] = ()
+    recalled_at: datetime | None = None
+    history: tuple[HistoryEntry, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return unit_id(self.sku, self.serial)
+
+    @property
+    def recalled(self) -> bool:
+        return bool(self.recall_ids)
+
+    @property
+    def registered(self) -> bool:
+        """Received through a receipt (a unit first seen in a sale or return is not)."""
+        return self.receipt_id is not None
+
+    def entries_for(self, type: EventType, event_id: str, ref: str) -> list[HistoryEntry]:
+        """The history entries of this very event, or of the same fact sent again."""
+        return [
+            entry
+            for entry in self.history
+            if entry.event_id == event_id or (entry.type is type and entry.ref == ref)
+        ]
+
+    def with_entry(self, entry: HistoryEntry) -> Unit:
+        history = (*self.history, entry)
+        if len(history) > HISTORY_LIMIT:
+            history = (history[0], *history[-(HISTORY_LIMIT - 1) :])
+        return replace(self, history=history)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A unit after an event, and the flags to publish. `changed` is False when the event (or
+    the same fact under another id) was applied before: the flags are then those recorded."""
+
+    unit: Unit
+    flags: tuple[Flag, ...] = ()
+    changed: bool = True
+
+
+def _applied_before(unit: Unit, type: EventType, event_id: str, ref: str) -> Outcome | None:
+    entries = unit.entries_for(type, event_id, ref)
+    if not entries:
+        return None
+    return Outcome(unit, tuple(f for entry in entries for f in entry.flags), changed=False)
+
+
+# ---------------------------------------------------------------------------------- receipts
+
+
+@dataclass(frozen=True)
+class ReceiptProblem:
+    reason: RejectReason
+    detail: str
+
+
+def receipt_problem(receipt: ItemReceived, product: Product) -> ReceiptProblem | None:
+    """Why this registry cannot take a receipt; None if it registers its units or it has none
+    for this registry (a quantity or batch item without serials is stock's business)."""
+    serials = receipt.serials or []
+    if product.serialized and not serials:
+        return ReceiptProblem(
+            RejectReason.MISSING_SERIALS,
+            f"{receipt.sku} is tracked by serial, but receipt {receipt.receipt_id} lists no "
+            f"serials for its {receipt.quantity} units: none were registered",
+        )
+    if not product.serialized and serials:
+        return ReceiptProblem(
+            RejectReason.TRACKING_MISMATCH,
+            f"{receipt.sku} is tracked by {product.tracking.value}, not by serial, but receipt "
+            f"{receipt.receipt_id} lists {len(serials)} serials: none were registered",
+        )
+    return None
+
+
+def received_what(
+    location: str | None, receipt_id: str, lot_code: str | None, recall_ids: Iterable[str] = ()
+) -> str:
+    lot = f", lot {lot_code}" if lot_code else ""
+    what = f"received at {location} in receipt {receipt_id}{lot}"
+    recalls = ", ".join(recall_ids)
+    return f"{what}; already under recall {recalls}" if recalls else what
+
+
+def received_entry(
+    receipt: ItemReceived, event_id: str, at: datetime, recalls: Sequence[RecallScope] = ()
+) -> HistoryEntry:
+    what = received_what(
+        receipt.location,
+        receipt.receipt_id,
+        receipt.lot.code if receipt.lot else None,
+        (r.recall_id for r in recalls),
+    )
+    return HistoryEntry(EventType.ITEM_RECEIVED, event_id, at, what, ref=receipt.receipt_id)
+
+
+def received_units(
+    receipt: ItemReceived, event_id: str, at: datetime, recalls: Sequence[RecallScope] = ()
+) -> list[Unit]:
+    """The units a receipt registers, in stock at its location; a recall already issued for
+    their lot or serial flags them at once (recall wins, even over a late receipt)."""
+    lot_code = receipt.lot.code if receipt.lot else None
+    expires_on = receipt.lot.expires_on if receipt.lot else None
+    lot_recalls = [r for r in recalls if lot_code is not None and lot_code in r.lot_codes]
+    plain_entry = received_entry(receipt, event_id, at, lot_recalls)
+    units = []
+    for serial in receipt.serials or ():
+        covering = lot_recalls
+        entry = plain_entry
+        if any(serial in r.serials for r in recalls):
+            covering = [r for r in recalls if r.covers(serial, lot_code)]
+            entry = received_entry(receipt, event_id, at, covering)
+        units.append(
+            Unit(
+                sku=receipt.sku,
+                serial=serial,
+                status=UnitStatus.IN_STOCK,
+                location=receipt.location,
+                lot_code=lot_code,
+                lot_expires_on=expires_on,
+                receipt_id=receipt.receipt_id,
+                received_event=event_id,
+                received_at=at,
+                received_location=receipt.location,
+                recall_ids=tuple(r.recall_id for r in covering),
+                recalled_at=max((r.issued_at for r in covering), default=None),
+                history=(entry,),
+            )
+        )
+    return units
+
+
+class Claim(StrEnum):
+    """Whose a serial is when a receipt finds it already in the registry."""
+
+    OWN = "own"  # registered by this very receipt before (a redelivery or a resend)
+    ADOPT = "adopt"  # first seen in a sale or return, before its receipt arrived
+    DUPLICATE = "duplicate"  # registered by another receipt: not overwritten, reported
+
+
+def claim(existing: Unit, receipt: ItemReceived, event_id: str) -> Claim:
+    if existing.received_event == event_id or existing.receipt_id == receipt.receipt_id:
+        return Claim.OWN
+    if not existing.registered:
+        return Claim.ADOPT
+    return Claim.DUPLICATE
+
+
+def adopt(
+    existing: Unit,
+    receipt: ItemReceived,
+    event_id: str,
+    at: datetime,
+    recalls: Sequence[RecallScope] = (),
+) -> Unit:
+    """A receipt catches up with a unit already sold or returned: it supplies the origin
+    (receipt, lot) but not the status or location, which the later facts decided."""
+    lot_code = existing.lot_code or (receipt.lot.code if receipt.lot else None)
+    expires_on = existing.lot_expires_on or (receipt.lot.expires_on if receipt.lot else None)
+    covering = [
+        r
+        for r in recalls
+        if r.covers(existing.serial, lot_code) and r.recall_id not in existing.recall_ids
+    ]
+    entry = received_entry(receipt, event_id, at, covering)
+    entry = replace(entry, what=f"{entry.what} (after it was {existing.status.value})")
+    return replace(
+        existing,
+        lot_code=lot_code,
+        lot_expires_on=expires_on,
+        receipt_id=receipt.receipt_id,
+        received_event=event_id,
+        received_at=at,
+        received_location=receipt.location,
+        recall_ids=(*existing.recall_ids, *(r.recall_id for r in covering)),
+        recalled_at=max((r.issued_at for r in covering), default=existing.recalled_at),
+    ).with_entry(entry)
+
+
+def serial_digest(serials: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(serials)).encode()).hexdigest()[:16]
+
+
+def receipt_key(receipt: ItemReceived) -> str:
+    """A receipt as registered: the same id with the same serials is the same receipt."""
+    return f"{receipt.sku} {receipt.receipt_id} {serial_digest(receipt.serials or ())}"
+
+
+def rejection_event_id(
+    sku: str, receipt_id: str, reason: RejectReason, serials: Iterable[str]
+) -> UUID:
+    """The same rejection of the same receipt is the same event, whatever id the receipt had."""
+    digest = serial_digest(serials)
+    return uuid5(_NAMESPACE, f"receipt-rejected {sku} {receipt_id} {reason.value} {digest}")
+
+
+# ------------------------------------------------------------------------------------- sales
+
+
+def sale_ref(sale: ItemSold) -> str:
+    return f"{sale.sale_id}#{sale.line}"
+
+
+def _with_recalls(unit: Unit, recalls: Sequence[RecallScope]) -> Unit:
+    """A unit with every recall in force for its serial or lot (a unit first seen in a sale
+    or return is not in the recall's flag update: the recall's scope still covers it)."""
+    covering = [
+        r
+        for r in recalls
+        if r.covers(unit.serial, unit.lot_code) and r.recall_id not in unit.recall_ids
+    ]
+    if not covering:
+        return unit
+    return replace(
+        unit,
+        recall_ids=(*unit.recall_ids, *(r.recall_id for r in covering)),
+        recalled_at=max(r.issued_at for r in covering),
+    )
+
+
+def sell(
+    unit: Unit | None, sale: ItemSold, event_id: str, recalls: Sequence[RecallScope] = ()
+) -> Outcome:
+    """A sale is a fact: the unit is recorded as sold whatever its state, and every surprise
+    (unknown serial, not in stock, under recall) becomes a flag a person will act on."""
+    assert sale.serial is not None
+    ref = sale_ref(sale)
+    if unit is not None and (earlier := _applied_before(unit, EventType.ITEM_SOLD, event_id, ref)):
+        return earlier
+    flags: list[Flag] = []
+    if unit is None:
+        flags.append(
+            Flag(
+                FlagReason.UNKNOWN_SERIAL,
+                f"serial {sale.serial} of {sale.sku} was never received; the sale is recorded "
+                "and the unit registered as sold",
+            )
+        )
+        unit = Unit(
+            sku=sale.sku,
+            serial=sale.serial,
+            status=UnitStatus.SOLD,
+            location=sale.location,
+            lot_code=sale.lot_code,
+        )
+    elif unit.status is UnitStatus.SOLD:
+        flags.append(
+            Flag(
+                FlagReason.SERIAL_NOT_IN_STOCK,
+                f"serial {sale.serial} of {sale.sku} was already sold in sale {unit.sale_id} "
+                f"line {unit.line} at {unit.location}",
+            )
+        )
+    unit = _with_recalls(unit, recalls)
+    if unit.recalled:
+        # Also when the till sold it before the recall was issued and the sale arrives late:
+        # the recall's answer went out without this customer, so the flag is what names them.
+        flags.append(_recalled_flag(sale, unit.recall_ids[-1], unit.recalled_at))
+    what = f"sold at {sale.location} in sale {sale.sale_id} line {sale.line}"
+    if sale.lot_code is not None and unit.lot_code is not None and sale.lot_code != unit.lot_code:
+        what += f" (till scanned lot {sale.lot_code}, unit is of lot {unit.lot_code})"
+    entry = HistoryEntry(EventType.ITEM_SOLD, event_id, sale.sold_at, what, ref, tuple(flags))
+    sold = replace(
+        unit,
+        status=UnitStatus.SOLD,
+        location=sale.location,
+        sale_id=sale.sale_id,
+        line=sale.line,
+        customer_ref=sale.customer_ref,
+        sold_at=sale.sold_at,
+    ).with_entry(entry)
+    return Outcome(sold, tuple(flags))
+
+
+def _recalled_flag(sale: ItemSold, recall_id: str, recalled_at: datetime | None) -> Flag:
+    when = (
+        f"sold before recall {recall_id} was issued but reported after it"
+        if recalled_at is not None and sale.sold_at < recalled_at
+        else f"under recall {recall_id}"
+    )
+    return Flag(
+        FlagReason.RECALLED,
+        f"serial {sale.serial} of {sale.sku} is {when}: contact the customer",
+        recall_id=recall_id,
+    )
+
+
+def recalled_while_selling(
+    unit: Unit, sale: ItemSold, event_id: str, recalls: Sequence[RecallScope] = ()
+) -> Outcome | None:
+    """A sale recorded while a recall was being applied (by another consumer) may have missed
+    it: `recalls` are the ones that appeared meanwhile. Flagged now: recall wins, even a race.
+    None if the unit is not covered or the sale is already flagged for a recall."""
+    flagged = any(
+        f.reason is FlagReason.RECALLED
+        for entry in unit.entries_for(EventType.ITEM_SOLD, event_id, sale_ref(sale))
+        for f in entry.flags
+    )
+    recalled = _with_recalls(unit, recalls)
+    if flagged or not recalled.recalled:
+        return None
+    flag = _recalled_flag(sale, recalled.recall_ids[-1], recalled.recalled_at)
+    entry = HistoryEntry(
+        EventType.ITEM_SOLD,
+        event_id,
+        sale.sold_at,
+        f"sale {sale.sale_id} line {sale.line} flagged: recall {flag.recall_id} reached the unit "
+        "while the sale was being recorded",
+        sale_ref(sale),
+        (flag,),
+    )
+    return Outcome(recalled.with_entry(entry), (flag,))
+
+
+def sale_without_serial(sale: ItemSold) -> Flag:
+    """A serial item sold without its serial: which unit left cannot be traced. Flagged as an
+    unknown serial (the registry cannot tell which unit it was); no unit changes."""
+    return Flag(
+        FlagReason.UNKNOWN_SERIAL,
+        f"{sale.sku} is tracked by serial but sale {sale.sale_id} line {sale.line} carries no "
+        f"serial: {sale.quantity} unit(s) left untraced",
+    )
+
+
+def flag_event_id(sku: str, sale_id: str, line: int, reason: FlagReason) -> UUID:
+    """One flag per sale line and reason, whatever id the sale event had."""
+    return uuid5(_NAMESPACE, f"sale-flagged {sku} {sale_id} {line} {reason.value}")
+
+
+# ----------------------------------------------------------------------------------- returns
+
+
+def return_ref(ret: ItemReturned) -> str:
+    return f"{ret.return_id}#{ret.line}"
+
+
+def return_unit(
+    unit: Unit | None,
+    ret: ItemReturned,
+    event_id: str,
+    at: datetime,
+    recalls: Sequence[RecallScope] = (),
+) -> Outcome:
+    """The unit is back, at the return location. A recall flag stays: a unit returned because
+    of a recall (or for any other reason) is still a recalled unit."""
+    assert ret.serial is not None
+    ref = return_ref(ret)
+    if unit is not None and (
+        earlier := _applied_before(unit, EventType.ITEM_RETURNED, event_id, ref)
+    ):
+        return earlier
+    what = f"returned at {ret.location} in return {ret.return_id} ({ret.reason.value})"
+    if unit is None:
+        what += "; the serial was never received or sold here"
+        unit = Unit(
+            sku=ret.sku,
+            serial=ret.serial,
+            status=UnitStatus.RETURNED,
+            location=ret.location,
+            lot_code=ret.lot_code,
+        )
+    elif unit.status is not UnitStatus.SOLD:
+        what += f"; it was {unit.status.value}, not sold"
+    elif ret.sale_id is not None and unit.sale_id is not None and ret.sale_id != unit.sale_id:
+        what += f"; it was sold in sale {unit.sale_id}, not {ret.sale_id}"
+    unit = _with_recalls(unit, recalls)
+    if ret.reason is ReturnReason.RECALL and not unit.recalled:
+        what += "; returned for a recall, but no recall of this unit is known"
+    entry = HistoryEntry(EventType.ITEM_RETURNED, event_id, at, what, ref)
+    returned = replace(
+        unit,
+        status=UnitStatus.RETURNED,
+        location=ret.location,
+        return_id=ret.return_id,
+        return_reason=ret.reason,
+        returned_at=at,
+    ).with_entry(entry)
+    return Outcome(returned)
+
+
+# ----------------------------------------------------------------------------------- recalls
+
+
+def recall_scope(recall: BatchRecalled, event_id: str) -> RecallScope:
+    return RecallScope(
+        recall_id=recall.recall_id,
+        event_id=event_id,
+        issued_at=recall.issued_at,
+        lot_codes=frozenset(recall.lot_codes),
+        serials=frozenset(recall.serials),
+        reason=recall.reason,
+    )
+
+
+def recall_entry(scope: RecallScope, classification: str | None = None) -> HistoryEntry:
+    """The history entry every unit of a recall gets (written by one update for all of them)."""
+    klass = f" (class {classification})" if classification else ""
+    what = f"recalled under {scope.recall_id}{klass}: {scope.reason}".rstrip(": ")
+    return HistoryEntry(
+        EventType.BATCH_RECALLED, scope.event_id, scope.issued_at, what, ref=scope.recall_id
+    )
+
+
+def recall_unit(unit: Unit, scope: RecallScope, entry: HistoryEntry) -> Unit | None:
+    """A unit named by a recall, flagged; None if this recall flagged it already."""
+    if scope.recall_id in unit.recall_ids:
+        return None
+    return replace(
+        unit, recall_ids=(*unit.recall_ids, scope.recall_id), recalled_at=scope.issued_at
+    ).with_entry(entry)
+
+
+def recall_answer_key(recall: BatchRecalled) -> str:
+    """The same recall (id and scope) gets the same answer, whatever id its event had."""
+    scope = serial_digest([*(f"lot:{c}" for c in recall.lot_codes), *recall.serials])
+    return f"{recall.sku} {recall.recall_id} {scope}"
+
+
+def units_recalled_event_id(answer_key: str, chunk: int) -> UUID:
+    return uuid5(_NAMESPACE, f"units-recalled {answer_key} {chunk}")
+
+
+def units_recalled(
+    recall: BatchRecalled,
+    counts: dict[UnitStatus, int],
+    unknown_serials: Iterable[str],
+    sold_units: Iterable[SoldUnit],
+    chunk_size: int = RECALL_CHUNK_SIZE,
+) -> list[UnitsRecalled]:
+    """The answer to a recall, in chunks of at most `chunk_size` sold units (and as many
+    unknown serials). Every chunk carries the totals, so any one of them tells the whole
+    picture; the lists are sorted, so the same state always gives the same chunks."""
+    sold = sorted(sold_units, key=lambda u: u.serial)
+    unknown = sorted(set(unknown_serials))
+    chunks = max(1, ceil(len(sold) / chunk_size), ceil(len(unknown) / chunk_size))
+    totals = {status: counts.get(status, 0) for status in UnitStatus}
+    return [
+        UnitsRecalled(
+            sku=recall.sku,
+            recall_id=recall.recall_id,
+            chunk=index + 1,
+            chunks=chunks,
+            counts=totals,
+            unknown_serials=unknown[index * chunk_size : (index + 1) * chunk_size],
+            sold_units=sold[index * chunk_size : (index + 1) * chunk_size],
+        )
+        for index in range(chunks)
+    ]

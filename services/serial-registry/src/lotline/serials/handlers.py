@@ -1,0 +1,500 @@
+"""One handler per event the serial registry consumes: decode -> domain -> store -> publish.
+
+Effectively once, without transactions:
+- a unit is written whole, only if its `version` is still the one read (a redelivery, or a
+  concurrent consumer, is then seen on the next read); every event leaves a history entry
+  with its event id and business key (sale#line, return#line, receipt, recall), so the same
+  event, or the same fact re-sent under a new id, is recognised and not applied twice;
+- new units are inserted with a unique `_id`; a recall flags by `$addToSet` of its id, guarded
+  by `recall_ids: {$ne: id}`; products by revision;
+- derived events get ids from the business key, and the ids sent are remembered in
+  `serials.published`, so a redelivery resends only what was never sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+import structlog
+
+from lotline.events import (
+    BatchRecalled,
+    EventData,
+    FlagReason,
+    ItemReceived,
+    ItemReturned,
+    ItemSold,
+    ReceiptRejected,
+    RejectReason,
+    SaleFlagged,
+    UnitsRecalled,
+    encode,
+)
+from lotline.runtime.consumer import BatchResult, Deferred, Delivery, Publisher
+from lotline.serials.domain import (
+    SOURCE,
+    Claim,
+    Flag,
+    HistoryEntry,
+    Outcome,
+    RecallScope,
+    Unit,
+    adopt,
+    claim,
+    clip,
+    flag_event_id,
+    recall_answer_key,
+    recall_entry,
+    recall_scope,
+    recall_unit,
+    recalled_while_selling,
+    receipt_key,
+    receipt_problem,
+    received_units,
+    rejection_event_id,
+    return_unit,
+    sale_without_serial,
+    sell,
+    unit_id,
+    units_recalled,
+    units_recalled_event_id,
+)
+from lotline.serials.store import MAX_CONFLICT_ROUNDS, SerialStore, StoreConflict, UnitChange
+
+log = structlog.get_logger(__name__)
+
+# How many duplicate serials a rejection's detail names (the `serials` field lists them all).
+DETAIL_SERIALS = 5
+
+
+@dataclass(frozen=True)
+class Derived:
+    """An event to publish, with the id that makes a resend a duplicate."""
+
+    data: EventData
+    id: UUID
+    time: datetime
+
+
+Decide = Callable[[Unit | None, Delivery], Outcome]
+
+
+@dataclass
+class SerialHandlers:
+    store: SerialStore
+    publisher: Publisher
+
+    # ------------------------------------------------------------------------ products
+
+    async def on_products_registered(self, deliveries: list[Delivery]) -> None:
+        await self.store.save_products([delivery.data for delivery in deliveries])
+
+    # ------------------------------------------------------------------------ receipts
+
+    async def on_items_received(self, deliveries: list[Delivery]) -> BatchResult:
+        result = BatchResult()
+        products = await self.store.products_of(d.data.sku for d in deliveries)
+        outgoing: list[Derived] = []
+        to_register: list[Delivery] = []
+        for delivery in deliveries:
+            receipt: ItemReceived = delivery.data
+            product = products.get(receipt.sku)
+            if product is None:
+                # Only a receipt with serials is this registry's business; the product may be
+                # registered a moment later (another topic), so wait for it.
+                if receipt.serials:
+                    result.defer(delivery, f"product {receipt.sku!r} is not registered (yet)")
+                continue
+            problem = receipt_problem(receipt, product)
+            if problem is not None:
+                outgoing.append(
+                    _rejection(delivery, problem.reason, problem.detail, receipt.serials or [])
+                )
+            elif product.serialized:
+                to_register.append(delivery)
+        if to_register:
+            outgoing.extend(await self._register(to_register))
+        await self.publish(outgoing)
+        return result
+
+    async def _register(self, deliveries: list[Delivery]) -> list[Derived]:
+        skus = {d.data.sku for d in deliveries}
+        scopes = await self.store.recall_scopes(skus)
+        outgoing: list[Derived] = []
+        for delivery in deliveries:
+            receipt: ItemReceived = delivery.data
+            started = time.perf_counter()
+            key = receipt_key(receipt)
+            duplicates = await self.store.registered_receipt(key)
+            new = 0
+            if duplicates is None:
+                new, duplicates = await self._register_units(delivery, scopes[receipt.sku])
+                await self.store.receipt_registered(
+                    key, delivery.event.dedupe_key, duplicates, datetime.now(UTC)
+                )
+            if duplicates:
+                known = await self.store.units_by_id(
+                    unit_id(receipt.sku, serial) for serial in duplicates[:DETAIL_SERIALS]
+                )
+                outgoing.append(_duplicates_rejection(delivery, duplicates, known))
+            log.info(
+                "receipt_registered",
+                sku=receipt.sku,
+                receipt_id=receipt.receipt_id,
+                serials=len(receipt.serials or ()),
+                new=new,
+                duplicates=len(duplicates),
+                seconds=round(time.perf_counter() - started, 3),
+            )
+        # A recall saved while the units were being inserted did not see them: flag them now.
+        # (The recall handler saves its scope before it flags, so one of the two sees both.)
+        later = await self.store.recall_scopes(skus)
+        for sku in skus:
+            for scope in later[sku]:
+                if scope in scopes[sku]:
+                    continue
+                if any(_receipt_in_scope(d.data, scope) for d in deliveries if d.data.sku == sku):
+                    await self._flag_recalled(sku, scope, recall_entry(scope))
+        return outgoing
+
+    async def _register_units(
+        self, delivery: Delivery, scopes: Sequence[RecallScope]
+    ) -> tuple[int, list[str]]:
+        """Insert the receipt's units; returns how many were new and the duplicate serials."""
+        receipt: ItemReceived = delivery.data
+        event_id = delivery.event.dedupe_key
+        at = receipt.received_at or delivery.event.time
+        units = received_units(receipt, event_id, at, scopes)
+        existing = await self.store.insert_units(units)
+        if not existing:
+            return len(units), []
+        duplicates = await self._settle_existing(receipt, event_id, at, existing, scopes)
+        return len(units) - len(existing), [unit.serial for unit in duplicates]
+
+    async def _settle_existing(
+        self,
+        receipt: ItemReceived,
+        event_id: str,
+        at: datetime,
+        ids: list[str],
+        scopes: Sequence[RecallScope],
+    ) -> list[Unit]:
+        """Units a receipt found already registered: its own (a redelivery) stay as they are,
+        those first seen in a sale or return are adopted, the others are duplicates."""
+        current = await self.store.units_by_id(ids)
+        duplicates: list[Unit] = []
+        adoptions: list[UnitChange] = []
+        for unit in current.values():
+            match claim(unit, receipt, event_id):
+                case Claim.DUPLICATE:
+                    duplicates.append(unit)
+                case Claim.ADOPT:
+                    adoptions.append(UnitChange(unit, adopt(unit, receipt, event_id, at, scopes)))
+                case Claim.OWN:
+                    pass
+        await self.store.apply_changes(adoptions)
+        return sorted(duplicates, key=lambda u: u.serial)
+
+    async def on_receipts_given_up(self, deferred: list[Deferred]) -> None:
+        outgoing = []
+        for item in deferred:
+            receipt: ItemReceived = item.delivery.data
+            serials = receipt.serials or []
+            outgoing.append(
+                _rejection(
+                    item.delivery,
+                    RejectReason.UNKNOWN_SKU,
+                    f"{receipt.sku} is not a registered product; the {len(serials)} serials of "
+                    f"receipt {receipt.receipt_id} were not registered",
+                    serials,
+                )
+            )
+        await self.publish(outgoing)
+
+    # --------------------------------------------------------------------------- sales
+
+    async def on_items_sold(self, deliveries: list[Delivery]) -> BatchResult:
+        started = time.perf_counter()
+        result = BatchResult()
+        products = await self.store.products_of(d.data.sku for d in deliveries)
+        flagged: list[tuple[Delivery, Flag, str | None]] = []
+        to_sell: list[Delivery] = []
+        for delivery in deliveries:
+            sale: ItemSold = delivery.data
+            product = products.get(sale.sku)
+            if product is None:
+                if sale.serial is not None:
+                    result.defer(delivery, f"product {sale.sku!r} is not registered (yet)")
+                continue
+            if not product.serialized:
+                continue  # quantities and lots are stock's business
+            if sale.serial is None:
+                flagged.append((delivery, sale_without_serial(sale), sale.lot_code))
+            else:
+                to_sell.append(delivery)
+
+        scopes = await self.store.recall_scopes(d.data.sku for d in to_sell)
+
+        def decide(unit: Unit | None, delivery: Delivery) -> Outcome:
+            sale: ItemSold = delivery.data
+            return sell(unit, sale, delivery.event.dedupe_key, scopes[sale.sku])
+
+        outcomes = await self._apply_to_units(to_sell, decide)
+        for delivery, outcome in outcomes:
+            flagged.extend((delivery, flag, outcome.unit.lot_code) for flag in outcome.flags)
+        flagged.extend(await self._recalls_missed(outcomes, scopes))
+        await self.publish([_sale_flag(d, flag, lot_code) for d, flag, lot_code in flagged])
+        log.info(
+            "sales_applied",
+            sales=len(deliveries),
+            units=len(to_sell),
+            flags=len(flagged),
+            deferred=len(result.deferred),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return result
+
+    async def _recalls_missed(
+        self,
+        outcomes: list[tuple[Delivery, Outcome]],
+        seen: dict[str, list[RecallScope]],
+    ) -> list[tuple[Delivery, Flag, str | None]]:
+        """Recalls are applied by another consumer: one issued between this batch reading the
+        recall scopes and writing its sales may have reached a unit the sales did not see as
+        recalled. A recall saves its scope before it flags any unit, so reading the scopes
+        again after the write (one lookup per SKU) finds every such recall; the sales of the
+        units it covers are flagged now (at worst a customer is named twice, never missed)."""
+        applied = [(d, o) for d, o in outcomes if o.changed]
+        if not applied:
+            return []
+        now = await self.store.recall_scopes(d.data.sku for d, _ in applied)
+        new = {sku: [s for s in scopes if s not in seen[sku]] for sku, scopes in now.items()}
+        missed: list[tuple[Delivery, Flag, str | None]] = []
+        changes: list[UnitChange] = []
+        for delivery, outcome in applied:
+            sale: ItemSold = delivery.data
+            if not new[sale.sku]:
+                continue
+            late = recalled_while_selling(
+                outcome.unit, sale, delivery.event.dedupe_key, new[sale.sku]
+            )
+            if late is not None:
+                changes.append(UnitChange(outcome.unit, late.unit))
+                missed.extend((delivery, flag, outcome.unit.lot_code) for flag in late.flags)
+        await self.store.apply_changes(changes)
+        return missed
+
+    async def on_sales_given_up(self, deferred: list[Deferred]) -> None:
+        outgoing = []
+        for item in deferred:
+            sale: ItemSold = item.delivery.data
+            flag = Flag(
+                FlagReason.UNKNOWN_SKU,
+                f"{sale.sku} is not a registered product; serial {sale.serial} was sold in sale "
+                f"{sale.sale_id} line {sale.line} but is not recorded",
+            )
+            outgoing.append(_sale_flag(item.delivery, flag, sale.lot_code))
+        await self.publish(outgoing)
+
+    # ------------------------------------------------------------------------- returns
+
+    async def on_items_returned(self, deliveries: list[Delivery]) -> BatchResult:
+        result = BatchResult()
+        products = await self.store.products_of(d.data.sku for d in deliveries)
+        to_return: list[Delivery] = []
+        for delivery in deliveries:
+            ret: ItemReturned = delivery.data
+            product = products.get(ret.sku)
+            if product is None:
+                if ret.serial is not None:
+                    result.defer(delivery, f"product {ret.sku!r} is not registered (yet)")
+                continue
+            if not product.serialized:
+                continue
+            if ret.serial is None:
+                # Which unit came back is unknown; stock books the quantity.
+                log.warning("return_without_serial", sku=ret.sku, return_id=ret.return_id)
+                continue
+            to_return.append(delivery)
+
+        scopes = await self.store.recall_scopes(d.data.sku for d in to_return)
+
+        def decide(unit: Unit | None, delivery: Delivery) -> Outcome:
+            ret: ItemReturned = delivery.data
+            at = ret.returned_at or delivery.event.time
+            return return_unit(unit, ret, delivery.event.dedupe_key, at, scopes[ret.sku])
+
+        await self._apply_to_units(to_return, decide)
+        return result
+
+    # ------------------------------------------------------------------------- recalls
+
+    async def on_batches_recalled(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            await self.publish(await self._recall(delivery))
+
+    async def _recall(self, delivery: Delivery) -> list[Derived]:
+        recall: BatchRecalled = delivery.data
+        started = time.perf_counter()
+        scope = recall_scope(recall, delivery.event.dedupe_key)
+        # Scope first, flags second: a receipt racing with this recall sees one or the other.
+        await self.store.save_recall_scope(recall.sku, scope)
+        flagged, unknown = await self._flag_recalled(
+            recall.sku, scope, recall_entry(scope, recall.classification.value)
+        )
+        flagged_in = time.perf_counter() - started
+        key = recall_answer_key(recall)
+        chunks = await self.store.recall_answer(key)
+        if chunks is None:
+            found = await self.store.recalled_units(recall.sku, recall.recall_id)
+            answer = units_recalled(recall, found.counts, unknown, found.sold)
+            chunks = [chunk.model_dump(mode="json") for chunk in answer]
+            await self.store.save_recall_answer(key, chunks)
+        log.info(
+            "recall_applied",
+            sku=recall.sku,
+            recall_id=recall.recall_id,
+            flagged_now=flagged,
+            chunks=len(chunks),
+            flag_seconds=round(flagged_in, 3),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return [
+            Derived(
+                UnitsRecalled.model_validate(data),
+                units_recalled_event_id(key, data["chunk"]),
+                delivery.event.time,
+            )
+            for data in chunks
+        ]
+
+    # ---------------------------------------------------------------------------- shared
+
+    async def _flag_recalled(
+        self, sku: str, scope: RecallScope, entry: HistoryEntry
+    ) -> tuple[int, list[str]]:
+        """Flag the units of a recall's lots (one update for all) and the units it names by
+        serial; returns how many were flagged now and the named serials not in the registry."""
+        flagged = await self.store.flag_lots_recalled(sku, scope, entry)
+        named = await self.store.units_by_id(unit_id(sku, serial) for serial in scope.serials)
+        changes = [
+            UnitChange(unit, after)
+            for unit in named.values()
+            if (after := recall_unit(unit, scope, entry)) is not None
+        ]
+        await self.store.apply_changes(changes)
+        known = {unit.serial for unit in named.values()}
+        return flagged + len(changes), sorted(scope.serials - known)
+
+    async def _apply_to_units(
+        self, deliveries: list[Delivery], decide: Decide
+    ) -> list[tuple[Delivery, Outcome]]:
+        """Read the batch's units once, decide each event in order, write the changes in one
+        ordered bulk. If a unit believed new was created meanwhile (a receipt on another
+        consumer), read again and redecide: what was applied is recognised by its history."""
+        if not deliveries:
+            return []
+        ids = [unit_id(d.data.sku, d.data.serial) for d in deliveries]
+        for _ in range(MAX_CONFLICT_ROUNDS):
+            current: dict[str, Unit | None] = dict(await self.store.units_by_id(ids))
+            outcomes: list[tuple[Delivery, Outcome]] = []
+            changes: list[UnitChange] = []
+            for delivery, uid in zip(deliveries, ids, strict=True):
+                before = current.get(uid)
+                outcome = decide(before, delivery)
+                outcomes.append((delivery, outcome))
+                if outcome.changed:
+                    changes.append(UnitChange(before, outcome.unit))
+                    current[uid] = outcome.unit
+            if await self.store.apply_changes(changes):
+                return outcomes
+        raise StoreConflict(f"{len(deliveries)} units kept changing while being written")
+
+    async def publish(self, derived: Iterable[Derived]) -> None:
+        """Send what was never sent (by id), then remember it was sent. A crash in between
+        resends the same ids, which consumers drop as duplicates."""
+        unique = {str(item.id): item for item in derived}
+        if not unique:
+            return
+        fresh = await self.store.unpublished(unique)
+        messages = [
+            encode(item.data, source=SOURCE, id=item.id, time=item.time)
+            for key, item in unique.items()
+            if key in fresh
+        ]
+        await self.publisher.send(messages)
+        await self.store.mark_published(
+            [(str(m.event.id), m.event.type.value) for m in messages], datetime.now(UTC)
+        )
+
+
+def _receipt_in_scope(receipt: ItemReceived, scope: RecallScope) -> bool:
+    if receipt.lot is not None and receipt.lot.code in scope.lot_codes:
+        return True
+    return not scope.serials.isdisjoint(receipt.serials or ())
+
+
+def _rejection(
+    delivery: Delivery, reason: RejectReason, detail: str, serials: list[str]
+) -> Derived:
+    receipt: ItemReceived = delivery.data
+    return Derived(
+        ReceiptRejected(
+            sku=receipt.sku,
+            receipt_id=receipt.receipt_id,
+            location=receipt.location,
+            reason=reason,
+            detail=clip(detail),
+            serials=serials,
+        ),
+        rejection_event_id(receipt.sku, receipt.receipt_id, reason, serials),
+        delivery.event.time,
+    )
+
+
+def _duplicates_rejection(
+    delivery: Delivery, duplicates: list[str], known: dict[str, Unit]
+) -> Derived:
+    receipt: ItemReceived = delivery.data
+
+    def where(serial: str) -> str:
+        unit = known.get(unit_id(receipt.sku, serial))
+        if unit is None:
+            return serial
+        return f"{serial} (receipt {unit.receipt_id}, {unit.status.value} at {unit.location})"
+
+    named = ", ".join(where(serial) for serial in duplicates[:DETAIL_SERIALS])
+    more = (
+        f" and {len(duplicates) - DETAIL_SERIALS} more" if len(duplicates) > DETAIL_SERIALS else ""
+    )
+    detail = (
+        f"{len(duplicates)} of the {receipt.quantity} serials of receipt {receipt.receipt_id} "
+        f"are already registered for {receipt.sku} and were not booked again: {named}{more}"
+    )
+    return _rejection(delivery, RejectReason.DUPLICATE_SERIAL, detail, duplicates)
+
+
+def _sale_flag(delivery: Delivery, flag: Flag, lot_code: str | None) -> Derived:
+    sale: ItemSold = delivery.data
+    return Derived(
+        SaleFlagged(
+            sku=sale.sku,
+            sale_id=sale.sale_id,
+            line=sale.line,
+            location=sale.location,
+            reason=flag.reason,
+            detail=clip(flag.detail),
+            quantity=sale.quantity,
+            serial=sale.serial,
+            lot_code=lot_code,
+            recall_id=flag.recall_id,
+            customer_ref=sale.customer_ref,
+            sold_at=sale.sold_at,
+        ),
+        flag_event_id(sale.sku, sale.sale_id, sale.line, flag.reason),
+        delivery.event.time,
+    )

@@ -1,0 +1,566 @@
+"""The serial registry's MongoDB collections; the only module that speaks Mongo.
+
+serials.units           one document per unit, `_id` = "<sku> <serial>"
+serials.products        the registry's read model of `product-registered`, `_id` = sku
+serials.recalls         per SKU, what each recall named (lots, serials), for late receipts
+serials.recall_answers  the `units-recalled` chunks of each recall, kept so a redelivered
+                        recall republishes exactly the same events
+serials.published       ids of the derived events already sent (a resent input sends nothing)
+serials.receipts        receipts registered (sku, receipt id, serials digest) and the duplicates
+                        they were refused, so a redelivered big receipt costs one lookup
+
+Written for MongoDB and for FerretDB 1.24 on SQLite alike. FerretDB looks a document up
+through an index only for a filter that is exactly `{_id: <string>}`; any other filter
+(`$in`, or `_id` plus a guard) reads the whole collection, and an update command of 100 or
+more statements that match documents hangs the server. So the hot paths read and write by `_id`
+alone: reads are concurrent `find_one`s, writes are bulk updates of at most BULK_UPDATES
+statements, and a write `$set`s only the fields its event decided (never the whole document),
+so writers of other fields (a recall racing a sale) are never overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from typing import Any
+
+from pymongo import ASCENDING, InsertOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from lotline.events import (
+    EventType,
+    FlagReason,
+    ProductRegistered,
+    ReturnReason,
+    SoldUnit,
+    Tracking,
+    UnitStatus,
+)
+from lotline.serials.domain import (
+    Flag,
+    HistoryEntry,
+    Product,
+    RecallScope,
+    Unit,
+    received_what,
+    unit_id,
+)
+
+Doc = dict[str, Any]
+DUPLICATE_KEY = 11000
+INSERT_CHUNK = 10_000
+INSERT_CONCURRENCY = 2
+# Below FerretDB's limit of 100 matching statements per update command (see above).
+BULK_UPDATES = 50
+# Concurrent `find_one`s by _id (the connection pool holds 100).
+READ_CONCURRENCY = 32
+# Duplicates listed in one receipt's ledger document (well under 16 MB).
+RECEIPT_LEDGER_MAX = 200_000
+# Reads and redecisions before giving up on units other consumers keep creating.
+MAX_CONFLICT_ROUNDS = 3
+
+
+class StoreConflict(RuntimeError):
+    """Another writer kept winning the race for the same units."""
+
+
+def _duplicate_indexes(exc: BulkWriteError) -> list[int]:
+    """Indexes of the writes refused as duplicates; any other write error is re-raised."""
+    errors = exc.details.get("writeErrors", [])
+    if any(error.get("code") != DUPLICATE_KEY for error in errors):
+        raise exc
+    return [error["index"] for error in errors]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def _by_ids(
+    collection: AsyncCollection[Doc], ids: Iterable[str], projection: Doc | None = None
+) -> dict[str, Doc]:
+    """Documents by _id, one indexed lookup each (an `$in` would scan on FerretDB)."""
+    gate = asyncio.Semaphore(READ_CONCURRENCY)
+
+    async def one(doc_id: str) -> Doc | None:
+        async with gate:
+            return await collection.find_one({"_id": doc_id}, projection)
+
+    wanted = sorted(set(ids))
+    found = await asyncio.gather(*(one(doc_id) for doc_id in wanted))
+    return {doc["_id"]: doc for doc in found if doc is not None}
+
+
+# ------------------------------------------------------------------------------ documents
+
+
+def entry_doc(entry: HistoryEntry) -> Doc:
+    doc: Doc = {
+        "type": entry.type.value,
+        "event_id": entry.event_id,
+        "at": entry.at,
+        "what": entry.what,
+    }
+    if entry.ref is not None:
+        doc["ref"] = entry.ref
+    if entry.flags:
+        doc["flags"] = [
+            {"reason": f.reason.value, "detail": f.detail}
+            | ({"recall_id": f.recall_id} if f.recall_id else {})
+            for f in entry.flags
+        ]
+    return doc
+
+
+def entry_from_doc(doc: Doc) -> HistoryEntry:
+    return HistoryEntry(
+        type=EventType(doc["type"]),
+        event_id=doc["event_id"],
+        at=doc["at"],
+        what=doc["what"],
+        ref=doc.get("ref"),
+        flags=tuple(
+            Flag(FlagReason(f["reason"]), f["detail"], f.get("recall_id"))
+            for f in doc.get("flags") or ()
+        ),
+    )
+
+
+# Unit fields as stored; `history` and `recall_ids` are written by $push / $addToSet.
+_SCALAR_FIELDS = [
+    f.name for f in fields(Unit) if f.name not in ("history", "recall_ids", "sku", "serial")
+]
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()  # BSON has no date without a time
+    if isinstance(value, UnitStatus | ReturnReason):
+        return value.value
+    return value
+
+
+def _implicit_receipt(unit: Unit) -> bool:
+    """Whether the unit's first history entry is its own receipt's: it is then not stored but
+    rebuilt from the receipt fields on read (a 100,000-serial receipt inserts 40 % faster)."""
+    first = unit.history[0] if unit.history else None
+    return (
+        first is not None
+        and first.type is EventType.ITEM_RECEIVED
+        and first.event_id == unit.received_event
+        and first.at == unit.received_at
+        and first.ref == unit.receipt_id
+    )
+
+
+def _stored_history(unit: Unit) -> list[Doc]:
+    entries = unit.history[1:] if _implicit_receipt(unit) else unit.history
+    return [entry_doc(entry) for entry in entries]
+
+
+def unit_doc(unit: Unit) -> Doc:
+    """The unit as stored: absent rather than null or empty, so large receipts stay small."""
+    doc: Doc = {"_id": unit.id, "sku": unit.sku, "serial": unit.serial}
+    for name in _SCALAR_FIELDS:
+        value = getattr(unit, name)
+        if value is not None:
+            doc[name] = _stored(value)
+    if unit.recall_ids:
+        doc["recalled"] = True
+        doc["recall_ids"] = list(unit.recall_ids)
+    if _implicit_receipt(unit):
+        what = unit.history[0].what
+        if what != received_what(unit.received_location, unit.receipt_id or "", unit.lot_code):
+            doc["received_what"] = what
+    if history := _stored_history(unit):
+        doc["history"] = history
+    return doc
+
+
+def unit_from_doc(doc: Doc) -> Unit:
+    expires = doc.get("lot_expires_on")
+    reason = doc.get("return_reason")
+    history = tuple(entry_from_doc(entry) for entry in doc.get("history") or ())
+    received_event = doc.get("received_event")
+    if received_event is not None and not any(
+        e.type is EventType.ITEM_RECEIVED and e.event_id == received_event for e in history
+    ):
+        what = doc.get("received_what") or received_what(
+            doc.get("received_location"), doc["receipt_id"], doc.get("lot_code")
+        )
+        receipt = HistoryEntry(
+            EventType.ITEM_RECEIVED, received_event, doc["received_at"], what, doc["receipt_id"]
+        )
+        history = (receipt, *history)
+    return Unit(
+        sku=doc["sku"],
+        serial=doc["serial"],
+        status=UnitStatus(doc["status"]),
+        location=doc["location"],
+        lot_code=doc.get("lot_code"),
+        lot_expires_on=date.fromisoformat(expires) if expires else None,
+        receipt_id=doc.get("receipt_id"),
+        received_event=received_event,
+        received_at=doc.get("received_at"),
+        received_location=doc.get("received_location"),
+        sale_id=doc.get("sale_id"),
+        line=doc.get("line"),
+        customer_ref=doc.get("customer_ref"),
+        sold_at=doc.get("sold_at"),
+        return_id=doc.get("return_id"),
+        return_reason=ReturnReason(reason) if reason else None,
+        returned_at=doc.get("returned_at"),
+        recall_ids=tuple(doc.get("recall_ids") or ()),
+        recalled_at=doc.get("recalled_at"),
+        history=history,
+    )
+
+
+def unit_update(before: Unit, after: Unit) -> Doc:
+    """Only what the event changed: `$set` of the changed fields, `$addToSet` of new recall
+    ids, `$push` of new history entries. Fields nobody changed are left to other writers."""
+    changed = {
+        name: _stored(getattr(after, name))
+        for name in _SCALAR_FIELDS
+        if getattr(after, name) != getattr(before, name)
+    }
+    update: Doc = {}
+    cleared = [name for name, value in changed.items() if value is None]
+    if cleared:
+        update["$unset"] = dict.fromkeys(cleared, "")
+        changed = {name: value for name, value in changed.items() if value is not None}
+    new_recalls = [r for r in after.recall_ids if r not in before.recall_ids]
+    if new_recalls:
+        changed["recalled"] = True
+        update["$addToSet"] = {"recall_ids": {"$each": new_recalls}}
+    kept = len(before.history)
+    if after.history[:kept] == before.history:
+        added = after.history[kept:]
+        if added:
+            update["$push"] = {"history": {"$each": [entry_doc(e) for e in added]}}
+    else:  # trimmed to HISTORY_LIMIT
+        changed["history"] = _stored_history(after)
+    if changed:
+        update["$set"] = changed
+    return update
+
+
+@dataclass(frozen=True)
+class UnitChange:
+    """A unit as read (None: not in the registry yet) and as the event leaves it."""
+
+    before: Unit | None
+    after: Unit
+
+
+@dataclass(frozen=True)
+class LotPage:
+    units: list[Unit]
+    counts: dict[UnitStatus, int]
+    recalled: int
+    matched: int
+
+
+@dataclass(frozen=True)
+class RecalledUnits:
+    counts: dict[UnitStatus, int]
+    sold: list[SoldUnit]
+
+
+class SerialStore:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.units: AsyncCollection[Doc] = db["units"]
+        self.products: AsyncCollection[Doc] = db["products"]
+        self.recalls: AsyncCollection[Doc] = db["recalls"]
+        self.recall_answers: AsyncCollection[Doc] = db["recall_answers"]
+        self.published: AsyncCollection[Doc] = db["published"]
+        self.receipts: AsyncCollection[Doc] = db["receipts"]
+
+    async def create_indexes(self) -> None:
+        # A recall flags by (sku, lot); the lot page filters by status. The unit's _id already
+        # makes (sku, serial) unique; every extra index slows the 100,000-serial receipt.
+        await self.units.create_index(
+            [("sku", ASCENDING), ("lot_code", ASCENDING), ("status", ASCENDING)],
+            name="sku_lot_status",
+        )
+
+    # ------------------------------------------------------------------------- products
+
+    async def products_of(self, skus: Iterable[str]) -> dict[str, Product]:
+        return {
+            sku: Product(
+                sku=sku,
+                tracking=Tracking(doc["tracking"]),
+                revision=doc["revision"],
+                gtin=doc.get("gtin"),
+                name=doc.get("name"),
+            )
+            for sku, doc in (await _by_ids(self.products, skus)).items()
+        }
+
+    async def product(self, sku: str) -> Product | None:
+        return (await self.products_of([sku])).get(sku)
+
+    async def save_products(self, registrations: Sequence[ProductRegistered]) -> None:
+        """Newest revision wins; an older or equal one (a replay of the compacted topic)
+        changes nothing. One consumer owns a SKU's partition, so read-then-write is safe."""
+        latest: dict[str, ProductRegistered] = {}
+        for product in registrations:
+            known = latest.get(product.sku)
+            if known is None or product.revision > known.revision:
+                latest[product.sku] = product
+        stored = await _by_ids(self.products, latest, {"revision": 1})
+        writes: list[UpdateOne] = [
+            UpdateOne(
+                {"_id": sku},
+                {
+                    "$set": {
+                        "tracking": product.tracking.value,
+                        "gtin": product.gtin,
+                        "name": product.name,
+                        "revision": product.revision,
+                    }
+                },
+                upsert=True,
+            )
+            for sku, product in latest.items()
+            if sku not in stored or stored[sku]["revision"] < product.revision
+        ]
+        for part in _chunks(writes, BULK_UPDATES):
+            await self.products.bulk_write(list(part), ordered=False)
+
+    # ---------------------------------------------------------------------------- units
+
+    async def units_by_id(self, ids: Iterable[str]) -> dict[str, Unit]:
+        return {uid: unit_from_doc(doc) for uid, doc in (await _by_ids(self.units, ids)).items()}
+
+    async def unit(self, sku: str, serial: str) -> Unit | None:
+        doc = await self.units.find_one({"_id": unit_id(sku, serial)})
+        return unit_from_doc(doc) if doc else None
+
+    async def insert_units(self, units: Sequence[Unit]) -> list[str]:
+        """Insert new units, unordered, in slices (two at a time: the database encodes one
+        while the next is built and sent); returns the ids that already existed (left
+        untouched: a unit is never overwritten by an insert)."""
+        gate = asyncio.Semaphore(INSERT_CONCURRENCY)
+
+        async def insert(part: Sequence[Unit]) -> list[str]:
+            docs = [unit_doc(unit) for unit in part]
+            async with gate:
+                try:
+                    await self.units.insert_many(docs, ordered=False)
+                except BulkWriteError as exc:
+                    return [docs[index]["_id"] for index in _duplicate_indexes(exc)]
+            return []
+
+        found = await asyncio.gather(*(insert(part) for part in _chunks(units, INSERT_CHUNK)))
+        return [unit_id for part in found for unit_id in part]
+
+    async def apply_changes(self, changes: Sequence[UnitChange]) -> bool:
+        """Write the changes in order. False if a unit thought new already existed (another
+        consumer registered it meanwhile): the caller reads again and redecides."""
+        ops: list[InsertOne[Doc] | UpdateOne] = []
+        for change in changes:
+            if change.before is None:
+                ops.append(InsertOne(unit_doc(change.after)))
+            elif update := unit_update(change.before, change.after):
+                ops.append(UpdateOne({"_id": change.after.id}, update))
+        for part in _chunks(ops, BULK_UPDATES):
+            try:
+                await self.units.bulk_write(list(part), ordered=True)
+            except BulkWriteError as exc:
+                _duplicate_indexes(exc)
+                return False
+        return True
+
+    async def flag_lots_recalled(self, sku: str, scope: RecallScope, entry: HistoryEntry) -> int:
+        """Flag every unit of the recall's lots in one update (no per-unit round trip). A
+        unit already flagged by this recall is not matched, so a redelivery changes nothing."""
+        if not scope.lot_codes:
+            return 0
+        result = await self.units.update_many(
+            {
+                "sku": sku,
+                "lot_code": {"$in": sorted(scope.lot_codes)},
+                "recall_ids": {"$ne": scope.recall_id},
+            },
+            {
+                "$addToSet": {"recall_ids": scope.recall_id},
+                "$set": {"recalled": True, "recalled_at": scope.issued_at},
+                "$push": {"history": entry_doc(entry)},
+            },
+        )
+        return result.modified_count
+
+    async def recalled_units(self, sku: str, recall_id: str) -> RecalledUnits:
+        """Every unit under a recall, counted by status, with the sold ones listed; one pass."""
+        counts = {status: 0 for status in UnitStatus}
+        sold: list[SoldUnit] = []
+        cursor = self.units.find(
+            {"sku": sku, "recall_ids": recall_id},
+            {
+                "serial": 1,
+                "status": 1,
+                "lot_code": 1,
+                "sale_id": 1,
+                "customer_ref": 1,
+                "location": 1,
+                "sold_at": 1,
+            },
+        )
+        async for doc in cursor:
+            status = UnitStatus(doc["status"])
+            counts[status] += 1
+            if status is UnitStatus.SOLD:
+                sold.append(
+                    SoldUnit(
+                        serial=doc["serial"],
+                        lot_code=doc.get("lot_code"),
+                        sale_id=doc.get("sale_id"),
+                        customer_ref=doc.get("customer_ref"),
+                        location=doc.get("location"),
+                        sold_at=doc.get("sold_at"),
+                    )
+                )
+        return RecalledUnits(counts, sold)
+
+    async def registered_receipt(self, key: str) -> list[str] | None:
+        """The duplicates a receipt was refused, if it was registered before (else None)."""
+        doc = await self.receipts.find_one({"_id": key})
+        return None if doc is None else list(doc["duplicates"])
+
+    async def receipt_registered(
+        self, key: str, event_id: str, duplicates: Sequence[str], at: datetime
+    ) -> None:
+        if len(duplicates) > RECEIPT_LEDGER_MAX:
+            return  # too big for one document; a redelivery takes the slow path
+        await self.receipts.update_one(
+            {"_id": key},
+            {"$set": {"event_id": event_id, "duplicates": list(duplicates), "at": at}},
+            upsert=True,
+        )
+
+    # -------------------------------------------------------------------------- recalls
+
+    async def save_recall_scope(self, sku: str, scope: RecallScope) -> None:
+        """Remember what a recall named, so units received or sold later are flagged. One
+        document per SKU (a product sees few recalls), found by _id; a later event of the same
+        recall that names more lots or serials adds a scope."""
+        stored = await self.recalls.find_one({"_id": sku})
+        for known in (stored or {}).get("scopes", []):
+            if (
+                known["recall_id"] == scope.recall_id
+                and set(known["lot_codes"]) >= scope.lot_codes
+                and set(known["serials"]) >= scope.serials
+            ):
+                return  # the same recall again (redelivered, or re-sent under a new id)
+        await self.recalls.update_one(
+            {"_id": sku},
+            {
+                "$push": {
+                    "scopes": {
+                        "recall_id": scope.recall_id,
+                        "event_id": scope.event_id,
+                        "issued_at": scope.issued_at,
+                        "reason": scope.reason,
+                        "lot_codes": sorted(scope.lot_codes),
+                        "serials": sorted(scope.serials),
+                    }
+                }
+            },
+            upsert=True,
+        )
+
+    async def recall_scopes(self, skus: Iterable[str]) -> dict[str, list[RecallScope]]:
+        wanted = set(skus)
+        found = await _by_ids(self.recalls, wanted)
+        return {
+            sku: [
+                RecallScope(
+                    recall_id=s["recall_id"],
+                    event_id=s["event_id"],
+                    issued_at=s["issued_at"],
+                    lot_codes=frozenset(s.get("lot_codes") or ()),
+                    serials=frozenset(s.get("serials") or ()),
+                    reason=s.get("reason", ""),
+                )
+                for s in found.get(sku, {}).get("scopes", [])
+            ]
+            for sku in wanted
+        }
+
+    async def recall_answer(self, key: str) -> list[Doc] | None:
+        """The stored chunks of a recall's answer, or None if it was never completed."""
+        header = await self.recall_answers.find_one({"_id": f"{key} header"})
+        if header is None:
+            return None
+        ids = [f"{key} {chunk:06d}" for chunk in range(1, header["chunks"] + 1)]
+        found = await _by_ids(self.recall_answers, ids)
+        if len(found) != len(ids):
+            return None
+        return [found[doc_id]["data"] for doc_id in ids]
+
+    async def save_recall_answer(self, key: str, chunks: Sequence[Doc]) -> None:
+        """Chunks first, then the header that says the answer is complete. A crash in between
+        leaves no header, so the answer is recomputed and the chunks overwritten."""
+        ops = [
+            UpdateOne({"_id": f"{key} {index:06d}"}, {"$set": {"data": data}}, upsert=True)
+            for index, data in enumerate(chunks, start=1)
+        ]
+        for part in _chunks(ops, BULK_UPDATES):
+            await self.recall_answers.bulk_write(list(part), ordered=False)
+        with contextlib.suppress(DuplicateKeyError):
+            await self.recall_answers.insert_one({"_id": f"{key} header", "chunks": len(chunks)})
+
+    # ------------------------------------------------------------------------ published
+
+    async def unpublished(self, event_ids: Iterable[str]) -> set[str]:
+        wanted = set(event_ids)
+        return wanted - set(await _by_ids(self.published, wanted, {"_id": 1}))
+
+    async def mark_published(self, sent: Iterable[tuple[str, str]], at: datetime) -> None:
+        """Remember (event id, event type) pairs as sent."""
+        docs = [{"_id": event_id, "type": event_type, "at": at} for event_id, event_type in sent]
+        for part in _chunks(docs, INSERT_CHUNK):
+            try:
+                await self.published.insert_many(list(part), ordered=False)
+            except BulkWriteError as exc:
+                _duplicate_indexes(exc)
+
+    # ------------------------------------------------------------------------ read side
+
+    async def lot_page(
+        self,
+        sku: str,
+        lot_code: str,
+        status: UnitStatus | None,
+        recalled: bool | None,
+        limit: int,
+        skip: int,
+    ) -> LotPage:
+        """One pass over the lot for the counts, one for the page."""
+        lot = {"sku": sku, "lot_code": lot_code}
+        counts = {status_: 0 for status_ in UnitStatus}
+        recalled_count = matched = 0
+        async for doc in self.units.find(lot, {"status": 1, "recalled": 1}):
+            unit_status = UnitStatus(doc["status"])
+            counts[unit_status] += 1
+            recalled_count += bool(doc.get("recalled"))
+            if (status is None or unit_status is status) and (
+                recalled is None or bool(doc.get("recalled")) is recalled
+            ):
+                matched += 1
+        query: Doc = dict(lot)
+        if status is not None:
+            query["status"] = status.value
+        if recalled is not None:
+            query["recalled"] = True if recalled else {"$ne": True}
+        page = self.units.find(query).sort("_id", ASCENDING).skip(skip).limit(limit)
+        units = [unit_from_doc(doc) async for doc in page]
+        return LotPage(units, counts, recalled_count, matched)
