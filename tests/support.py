@@ -7,11 +7,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 
 async def eventually(
     check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.25
 ) -> Any:
-    """Poll an (async) check until it stops raising AssertionError, then return its value."""
+    """Poll an (async) check until it stops raising AssertionError, then return its value.
+
+    A dropped HTTP connection is polled through too: uvicorn closes idle keep-alive
+    connections, and a client may reuse one at the moment it is closed."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -19,7 +24,7 @@ async def eventually(
             if asyncio.iscoroutine(result):
                 result = await result
             return result
-        except AssertionError:
+        except (AssertionError, httpx.TransportError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(interval)
