@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -324,3 +325,32 @@ async def test_events_wait_for_their_product_then_give_up_clearly(  # type: igno
         ]
 
     await eventually(gave_up, timeout=40)
+
+
+async def test_sigterm_mid_stream_finishes_the_batch_and_loses_nothing(  # type: ignore[no-untyped-def]
+    bus, start_service, run_id
+) -> None:
+    stock = start_service("stock", CONSUMER_MAX_RECORDS="50")
+    sku = f"OATS-{run_id}"
+    await bus.publish(
+        ProductRegistered(sku=sku, name="Oats", tracking=Tracking.QUANTITY),
+        ItemReceived(receipt_id=f"R-{run_id}", location="S1", sku=sku, quantity=5000),
+    )
+
+    async def received() -> None:
+        assert (await stock_of(stock.url, sku))["on_hand"] == 5000
+
+    await eventually(received)
+    await bus.publish(*(sale(sku, f"T-{run_id}-{n}", "S1", 1) for n in range(2000)))
+    # SIGTERM while the sales stream in. Uvicorn shuts down gracefully, then re-raises the
+    # signal so the exit status tells how the process ended.
+    assert stock.stop() in (0, -signal.SIGTERM)
+    log = stock.log_tail(20)
+    assert '"event": "stopped"' in log
+    assert "Application shutdown complete" in log
+    stock.start()
+
+    async def exact() -> None:
+        assert (await stock_of(stock.url, sku))["on_hand"] == 3000
+
+    await eventually(exact, timeout=60)
