@@ -1,0 +1,1 @@
+"""The `lotline` command line: what a store worker or operator types."""

@@ -1,0 +1,3 @@
+from lotline.cli.app import main
+
+main()

@@ -1,0 +1,182 @@
+"""The CLI's only I/O: the services' HTTP APIs and publishing events to Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lotline.events import OutgoingMessage
+from lotline.runtime.settings import Settings
+
+SOURCE = "lotline/cli"
+
+
+class CliError(Exception):
+    """Something the user must hear about in one line; the command exits non-zero."""
+
+
+class Endpoints(BaseSettings):
+    """Where the services answer; LOTLINE_CATALOG_URL etc. in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOTLINE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    catalog_url: str = Field("http://127.0.0.1:8001", description="The catalog service")
+    stock_url: str = Field("http://127.0.0.1:8002", description="The stock service")
+    serials_url: str = Field("http://127.0.0.1:8003", description="The serial registry")
+    recall_url: str = Field("http://127.0.0.1:8004", description="The recall service")
+
+
+class Api:
+    """One service's HTTP API, with its failures turned into one-line CliErrors."""
+
+    def __init__(self, name: str, base_url: str, timeout: float = 30.0) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{self.base_url}{path}"
+        try:
+            with httpx.Client(timeout=self.timeout) as client:
+                response = client.request(method, url, **kwargs)
+        except httpx.TransportError:
+            raise CliError(
+                f"cannot reach the {self.name} at {self.base_url}: is `make run` running?"
+            ) from None
+        if response.status_code >= 400:
+            raise CliError(f"the {self.name} said: {error_message(response)}")
+        return response.json() if response.content else None
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.call("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+
+def error_message(response: httpx.Response) -> str:
+    """The service's own words: `message`, else `detail` (a string or a list of problems)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    text: str | None = None
+    if isinstance(body, dict):
+        if isinstance(body.get("message"), str):
+            text = body["message"]
+        elif isinstance(body.get("detail"), str):
+            text = body["detail"]
+        elif isinstance(body.get("detail"), list):
+            text = "; ".join(_problem(p) for p in body["detail"])
+    if not text:
+        text = response.text.strip() or response.reason_phrase
+    return f"{' '.join(text.split())} (HTTP {response.status_code})"
+
+
+def _problem(problem: Any) -> str:
+    if not isinstance(problem, dict):
+        return str(problem)
+    if "field" in problem:
+        return f"{problem['field']}: {problem.get('problem', '')}"
+    where = ".".join(str(p) for p in problem.get("loc", []))
+    return f"{where}: {problem.get('msg', '')}" if where else str(problem.get("msg", problem))
+
+
+class Services:
+    def __init__(self, endpoints: Endpoints | None = None) -> None:
+        endpoints = endpoints or Endpoints()
+        self.catalog = Api("catalog service", endpoints.catalog_url)
+        self.stock = Api("stock service", endpoints.stock_url)
+        self.serials = Api("serial registry", endpoints.serials_url)
+        self.recall = Api("recall service", endpoints.recall_url)
+
+    def all_products(self, tracking: str | None = None) -> list[dict[str, Any]]:
+        products: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            page = self.catalog.get("/products", tracking=tracking, after=after, limit=500)
+            products.extend(page["items"])
+            after = page.get("next_after")
+            if not after or not page["items"]:
+                return products
+
+    def sku_of_gtin(self, gtin: str, sku: str | None = None) -> str:
+        """The product a scanned GTIN is; `sku` picks one when several share the GTIN."""
+        matches = [str(p["sku"]) for p in self.all_products() if p.get("gtin") == gtin]
+        if not matches:
+            raise CliError(
+                f"no product in the catalog has GTIN {gtin}: add it with `lotline products add`"
+            )
+        if sku is not None:
+            if sku not in matches:
+                raise CliError(f"the scanned GTIN {gtin} is not product {sku}")
+            return sku
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (" …" if len(matches) > 5 else "")
+            raise CliError(
+                f"GTIN {gtin} belongs to {len(matches)} products ({shown}): give the SKU too"
+            )
+        return matches[0]
+
+
+def publish(messages: list[OutgoingMessage], on_sent: Callable[[int], None] | None = None) -> None:
+    """Send events as a service would (acks=all, idempotent, up to 16 MB) and wait for them."""
+    settings = Settings()
+    # aiokafka logs every failed connection attempt; the one-line error below says it all.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(_publish(settings, messages, on_sent))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        problem = str(exc) or type(exc).__name__
+        raise CliError(
+            f"cannot publish to Kafka at {settings.kafka_bootstrap_servers} ({problem}): "
+            "is `make run` running?"
+        ) from None
+
+
+async def _publish(
+    settings: Settings,
+    messages: list[OutgoingMessage],
+    on_sent: Callable[[int], None] | None,
+) -> None:
+    security: dict[str, Any] = {}
+    if settings.kafka_username:
+        password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
+        security = {
+            "security_protocol": settings.kafka_security_protocol,
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_username,
+            "sasl_plain_password": password,
+        }
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=16 * 1024 * 1024,
+        request_timeout_ms=30_000,
+        **security,
+    )
+    try:
+        await asyncio.wait_for(producer.start(), timeout=20)
+    except TimeoutError:
+        await producer.stop()
+        raise TimeoutError("no broker answered within 20 s") from None
+    except BaseException:
+        await producer.stop()
+        raise
+    try:
+        for message in messages:
+            await producer.send_and_wait(
+                message.topic, message.value, key=message.key, headers=message.headers
+            )
+            if on_sent:
+                on_sent(len(message.value))
+    finally:
+        await producer.stop()

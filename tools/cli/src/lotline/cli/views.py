@@ -1,0 +1,236 @@
+"""How answers look on a terminal: rich tables and timelines, nothing else."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+STATUS_STYLE = {"in_stock": "green", "sold": "cyan", "returned": "yellow"}
+
+
+def error(message: str) -> None:
+    errors.print(Text(f"error: {' '.join(message.split())}", style="bold red"), soft_wrap=True)
+
+
+def done(message: str) -> None:
+    console.print(Text(message, style="green"), soft_wrap=True)
+
+
+def _when(value: Any) -> str:
+    if not value:
+        return "-"
+    try:
+        return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return str(value)
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def products(items: list[dict[str, Any]]) -> None:
+    if not items:
+        console.print("No products.")
+        return
+    table = Table(title=f"Products ({len(items)})")
+    for column in ("SKU", "Name", "Tracking", "GTIN", "Shelf life (days)", "Revision", "Stocked"):
+        table.add_column(column)
+    for p in items:
+        table.add_row(
+            p["sku"],
+            p["name"],
+            p["tracking"],
+            _dash(p.get("gtin")),
+            _dash(p.get("shelf_life_days")),
+            str(p.get("revision", "")),
+            "yes" if p.get("has_receipts") else "no",
+        )
+    console.print(table)
+
+
+def product(p: dict[str, Any]) -> None:
+    gtin = f", GTIN {p['gtin']}" if p.get("gtin") else ""
+    revision = f"revision {p['revision']}"
+    done(f"Product {p['sku']} ({p['name']}): {p['tracking']} tracking{gtin}, {revision}")
+
+
+def stock(s: dict[str, Any]) -> None:
+    table = Table(
+        title=f"Stock of {s['sku']}: {s['on_hand']} on hand, {s['quarantined']} quarantined, "
+        f"{s['locations']} location(s)"
+    )
+    for column in ("Location", "Lot", "Expires", "On hand", "Quarantined", "Damaged", "Recall"):
+        table.add_column(
+            column, justify="right" if column in ("On hand", "Quarantined", "Damaged") else "left"
+        )
+    for lot in sorted(s["lots"], key=lambda x: (x["location"], x.get("lot_code") or "")):
+        table.add_row(
+            lot["location"],
+            _dash(lot.get("lot_code")),
+            _dash(lot.get("expires_on")),
+            str(lot["on_hand"]),
+            Text(str(lot["quarantined"]), style="red" if lot["quarantined"] else ""),
+            str(lot["damaged"]),
+            _dash(lot.get("recall_id")),
+        )
+    console.print(table)
+
+
+def unit(u: dict[str, Any]) -> None:
+    status = u["status"]
+    header = Text()
+    header.append(f"{u['sku']} / {u['serial']}: ", style="bold")
+    header.append(status, style=f"bold {STATUS_STYLE.get(status, '')}")
+    header.append(f" at {u['location']}")
+    if u.get("lot_code"):
+        header.append(f", lot {u['lot_code']}")
+        if u.get("lot_expires_on"):
+            header.append(f" (expires {u['lot_expires_on']})")
+    if u.get("recalled"):
+        header.append(f"  RECALLED ({', '.join(u['recall_ids'])})", style="bold red")
+    console.print(header)
+    if u.get("sale_id"):
+        customer = f", customer {u['customer_ref']}" if u.get("customer_ref") else ""
+        console.print(
+            f"Sold in {u['sale_id']} line {u.get('line')} on {_when(u.get('sold_at'))}{customer}"
+        )
+    if u.get("digital_link"):
+        console.print(f"GS1 Digital Link: {u['digital_link']}")
+    table = Table(title="History")
+    for column in ("When", "Event", "What", "Ref", "Flags"):
+        table.add_column(column)
+    for entry in u.get("history", []):
+        flags = "; ".join(f"{f['reason']}: {f['detail']}" for f in entry.get("flags", []))
+        table.add_row(
+            _when(entry["at"]),
+            entry["type"],
+            entry["what"],
+            _dash(entry.get("ref")),
+            Text(flags, style="red") if flags else "",
+        )
+    console.print(table)
+
+
+def recalls(items: list[dict[str, Any]]) -> None:
+    if not items:
+        console.print("No recalls.")
+        return
+    table = Table(title=f"Recalls ({len(items)})")
+    for column in (
+        "Recall",
+        "SKU",
+        "Class",
+        "State",
+        "Issued",
+        "Lots",
+        "Serials",
+        "Quarantined",
+        "To contact",
+    ):
+        table.add_column(column)
+    for r in items:
+        progress = r.get("progress", {})
+        table.add_row(
+            r["recall_id"],
+            r["sku"],
+            r["classification"],
+            r["state"],
+            _when(r["issued_at"]),
+            ", ".join(r["lot_codes"]) or "-",
+            str(len(r["serials"])),
+            str(progress.get("quarantined_units", 0)),
+            str(progress.get("units_to_contact", 0)),
+        )
+    console.print(table)
+
+
+def recall(r: dict[str, Any]) -> None:
+    progress = r.get("progress", {})
+    console.print(
+        Text(f"Recall {r['recall_id']} — class {r['classification']} — {r['state']}", style="bold")
+    )
+    console.print(f"SKU {r['sku']}: {r['reason']}")
+    console.print(
+        f"Issued by {r['issued_by']} on {_when(r['issued_at'])}"
+        + (f"; closed by {r['closed_by']} on {_when(r['closed_at'])}" if r.get("closed_at") else "")
+    )
+    if r["lot_codes"]:
+        console.print(f"Lots: {', '.join(r['lot_codes'])}")
+    if r["serials"]:
+        shown = ", ".join(r["serials"][:10]) + (" …" if len(r["serials"]) > 10 else "")
+        console.print(f"Serials ({len(r['serials'])}): {shown}")
+    console.print(
+        f"Quarantined units: {progress.get('quarantined_units', 0)}, "
+        f"to contact: {progress.get('units_to_contact', 0)}, "
+        f"returned: {progress.get('units_returned', 0)}, "
+        f"sold after the recall: {progress.get('units_sold_after_recall', 0)}"
+    )
+    if "quarantine" not in r:
+        return
+    _table(
+        "Quarantine per store and lot",
+        ("Location", "Lot", "Quantity", "Reported"),
+        [
+            (
+                q["location"],
+                _dash(q.get("lot_code")),
+                str(q["quantity"]),
+                _when(q.get("reported_at")),
+            )
+            for q in r["quarantine"]
+        ],
+    )
+    _table(
+        "Customers to contact",
+        ("Serial", "Lot", "Sale", "Location", "Sold", "Customer"),
+        [
+            (
+                c["serial"],
+                _dash(c.get("lot_code")),
+                _dash(c.get("sale_id")),
+                _dash(c.get("location")),
+                _when(c.get("sold_at")),
+                _dash(c.get("customer_ref")),
+            )
+            for c in r["contacts"]
+        ],
+    )
+    _table(
+        "Flagged sales",
+        ("Sale", "Line", "Location", "Qty", "Serial", "Lot", "Customer", "Detail"),
+        [
+            (
+                f["sale_id"],
+                str(f["line"]),
+                f["location"],
+                str(f["quantity"]),
+                _dash(f.get("serial")),
+                _dash(f.get("lot_code")),
+                _dash(f.get("customer_ref")),
+                f["detail"],
+            )
+            for f in r["flagged_sales"]
+        ],
+    )
+    if r.get("unknown_serials"):
+        console.print(f"Serials the registry never saw: {', '.join(r['unknown_serials'])}")
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    if not rows:
+        console.print(f"{title}: none")
+        return
+    table = Table(title=f"{title} ({len(rows)})")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
