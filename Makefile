@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 SERVICES := catalog stock serial-registry recall
 PYTEST_ARGS ?=
 
-.PHONY: help sync infra-up infra-down infra-status infra-reset run stop test test-unit lint format schemas schemas-check
+.PHONY: help sync demo infra-up infra-down infra-status infra-reset run stop test test-unit lint format schemas schemas-check
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ infra-reset: ## Stop the local stack and delete its data
 
 run: infra-up ## Start the infrastructure and the four services (logs in .run/)
 	$(RUN) python -m lotline.devstack services up
+
+demo: ## Play a store day against the running Lotline
+	$(RUN) lotline demo
 
 stop: ## Stop the four services started by `make run`
 	$(RUN) python -m lotline.devstack services down

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
+from lotline.cli import demo as demo_module
 from lotline.cli import views
 from lotline.cli.clients import SOURCE, CliError, Services, publish
 from lotline.cli.scan import Scan, ScanError, parse_scan
@@ -590,6 +591,15 @@ def recall_close(
         "POST", _path("recalls", recall_id) + "/close", headers={"X-Operator": who}
     )
     views.done(f"Recall {closed['recall_id']} closed by {closed.get('closed_by') or who}.")
+
+
+app.command(
+    "demo",
+    **_help(
+        "Play a store day against the running Lotline: products, receipts at three stores, "
+        "thousands of sales, a recall; then shows where to look."
+    ),
+)(demo_module.demo)
 
 
 def main() -> None:

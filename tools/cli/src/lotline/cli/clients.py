@@ -172,11 +172,24 @@ async def _publish(
         await producer.stop()
         raise
     try:
+        # Enqueue everything, then wait for every acknowledgement: the producer batches per
+        # partition and, being idempotent, keeps each SKU's events in order.
+        futures: list[asyncio.Future[Any]] = []
         for message in messages:
-            await producer.send_and_wait(
+            future = await producer.send(
                 message.topic, message.value, key=message.key, headers=message.headers
             )
             if on_sent:
-                on_sent(len(message.value))
+                future.add_done_callback(_report(on_sent, len(message.value)))
+            futures.append(future)
+        await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+def _report(on_sent: Callable[[int], None], size: int) -> Callable[[asyncio.Future[Any]], None]:
+    def done(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            on_sent(size)
+
+    return done
