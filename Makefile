@@ -45,7 +45,9 @@ test-unit: sync ## Run the tests that need no infrastructure
 lint: ## ruff lint and format check, mypy --strict on the contract and the domains
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy -p lotline.events -p lotline.runtime -m lotline.stock.domain
+	$(RUN) mypy -p lotline.events -p lotline.runtime -p lotline.devstack -p lotline.cli \
+		-m lotline.stock.domain -m lotline.serials.domain -m lotline.recall.domain \
+		-m lotline.catalog.domain
 
 format: ## Format the code
 	$(RUN) ruff format .

@@ -6,6 +6,7 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from lotline.devstack.process import ProcessSpec, launch, running_pid, stop, wait_ready
@@ -57,7 +58,7 @@ class LocalServices:
                 state = f"started (pid {pid})"
             else:
                 state = f"already running (pid {pid})"
-            wait_ready(spec, pid, lambda s=service: _ready(s), timeout)
+            wait_ready(spec, pid, partial(_ready, service), timeout)
             report.append((service, f"{state}, log {spec.log_file}"))
         return report
 
