@@ -37,6 +37,7 @@ stop: ## Stop the four services started by `make run`
 test: sync ## Run every test (unit, integration, end-to-end) against real Kafka and FerretDB
 	$(RUN) ruff check .
 	$(RUN) python -m lotline.events.schemas check
+	$(RUN) python -m lotline.events.asyncapi check
 	$(RUN) pytest $(PYTEST_ARGS)
 
 test-unit: sync ## Run the tests that need no infrastructure
@@ -53,5 +54,6 @@ format: ## Format the code
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-schemas: ## Export each event's JSON Schema to shared/schemas/ (commit the result)
+schemas: ## Export the events' JSON Schemas and the services' AsyncAPI documents (commit them)
 	$(RUN) python -m lotline.events.schemas export
+	$(RUN) python -m lotline.events.asyncapi export

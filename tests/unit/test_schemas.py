@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from lotline.events import asyncapi
 from lotline.events.schemas import DEFAULT_DIR, drift, export
 
 
@@ -27,3 +28,26 @@ def test_drift_is_detected(tmp_path: Path) -> None:
     export(schemas)
     (schemas / "item-lost.schema.json").unlink()
     assert drift(schemas) == []
+
+
+def test_committed_asyncapi_documents_match_the_contract() -> None:
+    assert asyncapi.drift(asyncapi.DEFAULT_DIR) == [], "run `make schemas` and commit"
+
+
+def test_each_service_documents_what_it_consumes_and_publishes() -> None:
+    stock = asyncapi.specification("stock").to_specification().to_jsonable()
+    operations = {
+        op["channel"]["$ref"].split("/")[-1]: op["action"] for op in stock["operations"].values()
+    }
+    assert operations == {
+        "stock:product-registered": "receive",
+        "stock:item-received": "receive",
+        "stock:item-returned": "receive",
+        "stock:batch-recalled": "receive",
+        "stock:item-sold": "receive",
+        "stock:sale-flagged:publish": "send",
+        "stock:stock-quarantined:publish": "send",
+    }
+    schemas = stock["components"]["schemas"]
+    assert "CloudEvent[ItemSold]" in schemas
+    assert schemas["ItemSold"]["properties"]["quantity"]["exclusiveMinimum"] == 0

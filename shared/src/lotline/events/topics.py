@@ -58,6 +58,21 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
 }
 
 
+# Who publishes which event (the services, and the POS and receiving systems outside).
+PUBLISHED_BY: dict[str, tuple[EventType, ...]] = {
+    "catalog": (EventType.PRODUCT_REGISTERED,),
+    "stock": (EventType.STOCK_QUARANTINED, EventType.SALE_FLAGGED),
+    "serial-registry": (
+        EventType.UNITS_RECALLED,
+        EventType.SALE_FLAGGED,
+        EventType.RECEIPT_REJECTED,
+    ),
+    "recall": (EventType.BATCH_RECALLED,),
+    "pos": (EventType.ITEM_SOLD, EventType.ITEM_RETURNED),
+    "receiving": (EventType.ITEM_RECEIVED,),
+}
+
+
 def dlq_topic(topic: str) -> str:
     return f"{topic}{DLQ_SUFFIX}"
 
