@@ -8,9 +8,7 @@ of its messages. A test fails when the committed documents drift from the models
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
+from lotline.events import generated
 from lotline.events.envelope import envelope_class
 from lotline.events.topics import CONSUMED_BY, PUBLISHED_BY, consumer_group
 
@@ -67,23 +66,11 @@ def rendered() -> dict[str, str]:
 
 
 def export(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, content in rendered().items():
-        (directory / name).write_text(content, encoding="utf-8")
-        written.append(directory / name)
-    return written
+    return generated.export(directory, rendered)
 
 
 def drift(directory: Path) -> list[str]:
-    problems = []
-    for name, content in rendered().items():
-        path = directory / name
-        if not path.exists():
-            problems.append(f"{name}: missing")
-        elif path.read_text(encoding="utf-8") != content:
-            problems.append(f"{name}: differs from the models")
-    return problems
+    return generated.drift(directory, rendered, "*.asyncapi.json")
 
 
 # Targets for `faststream docs gen|serve lotline.events.asyncapi:<service>`.
@@ -93,18 +80,13 @@ catalog, stock, serial_registry, recall = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["export", "check"])
-    parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
-    args = parser.parse_args(argv)
-    if args.command == "export":
-        for path in export(args.directory):
-            print(path)
-        return 0
-    problems = drift(args.directory)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return 1 if problems else 0
+    return generated.main(
+        argv,
+        description=__doc__ or "",
+        default_dir=DEFAULT_DIR,
+        render=rendered,
+        pattern="*.asyncapi.json",
+    )
 
 
 if __name__ == "__main__":

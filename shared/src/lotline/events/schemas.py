@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from lotline.events import generated
 from lotline.events.envelope import envelope_class
 from lotline.events.topics import EventType
 
@@ -37,48 +36,21 @@ def rendered_schemas() -> dict[str, str]:
 
 
 def export(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, content in rendered_schemas().items():
-        path = directory / name
-        path.write_text(content, encoding="utf-8")
-        written.append(path)
-    return written
+    return generated.export(directory, rendered_schemas)
 
 
 def drift(directory: Path) -> list[str]:
-    """Schema files that differ from the models (missing, changed, or left over)."""
-    expected = rendered_schemas()
-    problems = []
-    for name, content in expected.items():
-        path = directory / name
-        if not path.exists():
-            problems.append(f"{name}: missing")
-        elif path.read_text(encoding="utf-8") != content:
-            problems.append(f"{name}: differs from the model")
-    problems.extend(
-        f"{path.name}: no such event any more"
-        for path in sorted(directory.glob("*.schema.json"))
-        if path.name not in expected
-    )
-    return problems
+    return generated.drift(directory, rendered_schemas, "*.schema.json")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["export", "check"])
-    parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
-    args = parser.parse_args(argv)
-    if args.command == "export":
-        for path in export(args.directory):
-            print(path)
-        return 0
-    problems = drift(args.directory)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if problems:
-        print("run `make schemas` and commit the result", file=sys.stderr)
-    return 1 if problems else 0
+    return generated.main(
+        argv,
+        description=__doc__ or "",
+        default_dir=DEFAULT_DIR,
+        render=rendered_schemas,
+        pattern="*.schema.json",
+    )
 
 
 if __name__ == "__main__":
