@@ -143,6 +143,24 @@ class Service:
         """Run before consuming starts (e.g. create indexes)."""
         self._startup.append(hook)
 
+    def periodically(
+        self, step: Callable[[], Coroutine[Any, Any, None]], every_s: float, name: str
+    ) -> None:
+        """Run `step` every `every_s` seconds for the life of the service (e.g. an outbox
+        relay); a failing step is logged and tried again next time, never ends the loop."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.log.warning(f"{name}_failed", error=repr(exc))
+                await asyncio.sleep(every_s)
+
+        self.in_background(loop)
+
     def in_background(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A long-running task (e.g. an outbox relay), cancelled at shutdown."""
         self._background.append(loop)

@@ -15,22 +15,18 @@ from lotline.catalog.outbox import ProductOutbox
 from lotline.catalog.store import ProductStore
 from lotline.events import EventType
 from lotline.runtime.service import Service
-from lotline.runtime.settings import get_settings
 
-settings = get_settings()
-service = Service(
-    "catalog", database="catalog", http_port=8001, title="Lotline catalog", settings=settings
-)
+service = Service("catalog", database="catalog", http_port=8001, title="Lotline catalog")
+settings = service.settings
 store = ProductStore(service.db)
 outbox = ProductOutbox(
     store,
     service.publisher,
-    relay_interval_s=settings.outbox_relay_interval_s,
     relay_grace_s=settings.outbox_relay_grace_s,
 )
 service.on_startup(store.create_indexes)
 service.consume(EventType.ITEM_RECEIVED, partial(on_item_received, store))
-service.in_background(outbox.relay)
+service.periodically(outbox.relay, settings.outbox_relay_interval_s, "product_relay")
 service.http.state.product_store = store
 service.http.state.product_outbox = outbox
 api.install(service.http)

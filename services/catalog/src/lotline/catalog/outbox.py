@@ -25,12 +25,10 @@ class ProductOutbox:
         store: ProductStore,
         publisher: Publisher,
         *,
-        relay_interval_s: float = 1.0,
         relay_grace_s: float = 2.0,
     ) -> None:
         self.store = store
         self.publisher = publisher
-        self.relay_interval_s = relay_interval_s
         self.relay_grace = timedelta(seconds=relay_grace_s)
 
     async def publish(self, sku: str) -> bool:
@@ -71,14 +69,7 @@ class ProductOutbox:
             return False
 
     async def relay(self) -> None:
-        """Runs for the life of the service: publishes changes left pending."""
-        while True:
-            try:
-                for sku in await self.store.pending(self.relay_grace):
-                    if await self.publish(sku):
-                        log.info("product_relayed", sku=sku)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("product_relay_failed", error=repr(exc))
-            await asyncio.sleep(self.relay_interval_s)
+        """One pass of the relay: publishes changes left pending (run periodically)."""
+        for sku in await self.store.pending(self.relay_grace):
+            if await self.publish(sku):
+                log.info("product_relayed", sku=sku)

@@ -16,17 +16,13 @@ from lotline.recall.handlers import (
 from lotline.recall.outbox import RecallOutbox
 from lotline.recall.store import RecallStore
 from lotline.runtime.service import Service
-from lotline.runtime.settings import get_settings
 
-settings = get_settings()
-service = Service(
-    "recall", database="recall", http_port=8004, title="Lotline recall console", settings=settings
-)
+service = Service("recall", database="recall", http_port=8004, title="Lotline recall console")
+settings = service.settings
 store = RecallStore(service.db)
 outbox = RecallOutbox(
     store,
     service.publisher,
-    relay_interval_s=settings.outbox_relay_interval_s,
     relay_grace_s=settings.outbox_relay_grace_s,
     relay_horizon_days=settings.outbox_relay_horizon_days,
 )
@@ -35,7 +31,7 @@ service.consume(EventType.STOCK_QUARANTINED, partial(on_stock_quarantined, store
 service.consume(EventType.UNITS_RECALLED, partial(on_units_recalled, store))
 service.consume(EventType.SALE_FLAGGED, partial(on_sale_flagged, store))
 service.consume(EventType.ITEM_RETURNED, partial(on_item_returned, store))
-service.in_background(outbox.relay)
+service.periodically(outbox.relay, settings.outbox_relay_interval_s, "recall_relay")
 service.http.state.recall_store = store
 service.http.state.recall_outbox = outbox
 api.install(service.http)

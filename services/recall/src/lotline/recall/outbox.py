@@ -21,13 +21,11 @@ class RecallOutbox:
         store: RecallStore,
         publisher: Publisher,
         *,
-        relay_interval_s: float = 1.0,
         relay_grace_s: float = 2.0,
         relay_horizon_days: float = 30.0,
     ) -> None:
         self.store = store
         self.publisher = publisher
-        self.relay_interval_s = relay_interval_s
         self.relay_grace = timedelta(seconds=relay_grace_s)
         self.relay_horizon = timedelta(days=relay_horizon_days)
 
@@ -51,15 +49,6 @@ class RecallOutbox:
             return False
 
     async def relay(self) -> None:
-        """Runs for the life of the service: sends broadcasts left pending."""
-        while True:
-            try:
-                for recall_id in await self.store.waiting_broadcasts(
-                    self.relay_grace, self.relay_horizon
-                ):
-                    await self.publish(recall_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("recall_relay_failed", error=repr(exc))
-            await asyncio.sleep(self.relay_interval_s)
+        """One pass of the relay: sends broadcasts left pending (run periodically)."""
+        for recall_id in await self.store.waiting_broadcasts(self.relay_grace, self.relay_horizon):
+            await self.publish(recall_id)
