@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from datetime import UTC, date, datetime, timedelta
@@ -249,6 +250,33 @@ async def test_replayed_and_duplicated_events_change_nothing(  # type: ignore[no
         assert (await stock_of(stock.url, sku))["on_hand"] == expected_total - 1
 
     await eventually(one_more)
+
+
+async def test_copies_older_than_a_levels_memory_are_found_in_seen_events(  # type: ignore[no-untyped-def]
+    bus, start_service, run_id
+) -> None:
+    # Levels remember their events for ~1 s here, so the copies below are older than that
+    # memory and can only be recognised through seen_events.
+    stock = start_service("stock", DEDUPE_WINDOW_HOURS="0.0003")
+    sku = f"OATS-{run_id}"
+    await bus.publish(ProductRegistered(sku=sku, name="Oats", tracking=Tracking.QUANTITY))
+    receipt = ItemReceived(receipt_id=f"R-{run_id}", location="S1", sku=sku, quantity=100)
+    sales = [sale(sku, f"T-{run_id}-{n}", "S1", 2) for n in range(10)]
+    messages = await bus.publish(receipt, *sales)
+
+    async def applied(expected: int) -> None:
+        assert (await stock_of(stock.url, sku))["on_hand"] == expected
+
+    await eventually(lambda: applied(80), timeout=60)
+    await asyncio.sleep(2)
+    # A fresh sale makes the level write itself again, forgetting the older events.
+    await bus.publish(sale(sku, f"T-{run_id}-late", "S1", 1))
+    await eventually(lambda: applied(79), timeout=60)
+    await bus.send(messages)
+    await bus.publish(sale(sku, f"T-{run_id}-marker", "S1", 1))
+    await eventually(lambda: applied(78), timeout=60)
+    await asyncio.sleep(1)
+    await applied(78)
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,8 @@ from lotline.events import (
     encode_event,
 )
 from lotline.events.codec import OutgoingMessage
-from lotline.runtime.dedupe import SeenEvents
+from lotline.runtime.dedupe import Dedupe, SeenEvents
+from lotline.runtime.owned import ForgetOnRebalance, OwnedState
 from lotline.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -127,8 +128,10 @@ class EventConsumer:
     event_type: EventType
     handler: BatchHandler
     publisher: Publisher
-    seen: SeenEvents | None
+    seen: SeenEvents
     settings: Settings
+    owned: OwnedState
+    dedupe: Dedupe = Dedupe.LOOKUP
     give_up: GiveUp | None = None
     stats: dict[str, int] = field(
         default_factory=lambda: {"applied": 0, "duplicates": 0, "dead_lettered": 0, "batches": 0}
@@ -146,14 +149,14 @@ class EventConsumer:
                 continue
             deliveries.append(Delivery(event, record.topic, record.partition, record.offset))
         seen = self.seen
-        if seen is not None:
+        if self.dedupe is Dedupe.LOOKUP:
             fresh = await self._until_done(partial(seen.unseen, deliveries))
             self.stats["duplicates"] += len(deliveries) - len(fresh)
             deliveries = fresh
         revisit: list[Delivery] = []
         if deliveries:
             revisit = await self.apply(deliveries)
-            if seen is not None:
+            if self.dedupe is not Dedupe.NONE:
                 waiting = {id(d) for d in revisit}
                 done = [d for d in deliveries if id(d) not in waiting]
                 await self._until_done(partial(seen.remember, done))
@@ -194,7 +197,7 @@ class EventConsumer:
         attempt = 1
         while True:
             try:
-                return await self.handler(deliveries)
+                return await self._call_handler(deliveries)
             except INFRASTRUCTURE_ERRORS as exc:
                 # Not the message's fault: wait for the database or broker to come back.
                 log.warning("infrastructure_unavailable", error=repr(exc), attempt=attempt)
@@ -216,6 +219,14 @@ class EventConsumer:
                     if result:
                         merged.deferred.extend(result.deferred)
                 return merged
+
+    async def _call_handler(self, deliveries: list[Delivery]) -> BatchResult | None:
+        try:
+            return await self.handler(deliveries)
+        except BaseException:
+            # Memory may now hold changes the database never got: read afresh.
+            self.owned.forget("batch failed")
+            raise
 
     async def _until_done(self, step: Callable[[], Awaitable[Any]]) -> Any:
         attempt = 1
@@ -292,9 +303,10 @@ class ServiceConsumer:
     concurrent updates of one document, and even on MongoDB it spares optimistic retries.
     """
 
-    def __init__(self, service: str, settings: Settings) -> None:
+    def __init__(self, service: str, settings: Settings, owned: OwnedState) -> None:
         self.service = service
         self.settings = settings
+        self.owned = owned
         self.topics: dict[str, EventConsumer] = {}
 
     def add(self, consumer: EventConsumer) -> None:
@@ -318,6 +330,8 @@ class ServiceConsumer:
             batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
+            # Partitions moving elsewhere end this instance's claim to be the only writer.
+            listener=ForgetOnRebalance(self.owned),
             # A recall of a million units is one long batch; the group must not evict us.
             max_poll_interval_ms=self.settings.consumer_max_poll_interval_ms,
             # Offsets are committed by `consume` once the batch's effects are durable;
@@ -342,6 +356,7 @@ class ServiceConsumer:
                     revisit.extend(await consumer.process(by_topic[topic]))
         except asyncio.CancelledError:
             # Shutting down mid-batch: leave the offsets where they were, so it is redelivered.
+            self.owned.forget("batch cancelled")
             await message.nack()
             raise
         if revisit:

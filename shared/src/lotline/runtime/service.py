@@ -26,8 +26,9 @@ from lotline.runtime.consumer import (
     Publisher,
     ServiceConsumer,
 )
-from lotline.runtime.dedupe import SeenEvents
+from lotline.runtime.dedupe import Dedupe, SeenEvents
 from lotline.runtime.http import install_error_handlers
+from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings, get_settings
 
 Hook = Callable[[], Awaitable[None]]
@@ -110,7 +111,9 @@ class Service:
         )
         self.db: AsyncDatabase[dict[str, Any]] = self.mongo[database]
         self.seen = SeenEvents(self.db["seen_events"])
-        self.consumer = ServiceConsumer(name, self.settings)
+        # What this instance may keep in memory while it owns its partitions.
+        self.owned = OwnedState()
+        self.consumer = ServiceConsumer(name, self.settings, self.owned)
         self._startup: list[Hook] = []
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,15 +128,17 @@ class Service:
         handler: BatchHandler,
         *,
         give_up: GiveUp | None = None,
-        dedupe: bool = True,
+        dedupe: Dedupe = Dedupe.LOOKUP,
     ) -> EventConsumer:
         consumer = EventConsumer(
             service=self.name,
             event_type=event_type,
             handler=handler,
             publisher=self.publisher,
-            seen=self.seen if dedupe else None,
+            seen=self.seen,
             settings=self.settings,
+            owned=self.owned,
+            dedupe=dedupe,
             give_up=give_up,
         )
         self.consumer.add(consumer)

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     consumer_defer_max_s: float = Field(
         15.0, gt=0, description="How long an event may wait (e.g. for its product) before the DLQ"
     )
+    # Re-sent copies: documents remember the events they applied within this window
+    # (and at most this many each); older events are looked up in `seen_events`.
+    dedupe_window_hours: float = Field(72.0, gt=0)
+    dedupe_recent_max: int = Field(5000, ge=1)
     consumer_retry_backoff_s: float = Field(0.2, gt=0)
     consumer_retry_backoff_max_s: float = Field(5.0, gt=0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lotline.events import EventType
+from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.service import Service
 from lotline.serials.api import router
 from lotline.serials.handlers import SerialHandlers
@@ -17,7 +18,7 @@ handlers = SerialHandlers(store, service.publisher)
 service.on_startup(store.create_indexes)
 # The product topic is compacted and replayed in full by a new group: revisions make a
 # replay harmless, so its events need no seen-events bookkeeping.
-service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=False)
+service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=Dedupe.NONE)
 service.consume(
     EventType.ITEM_RECEIVED, handlers.on_items_received, give_up=handlers.on_receipts_given_up
 )

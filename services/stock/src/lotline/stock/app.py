@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 from lotline.events import EventType
+from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.service import Service
 from lotline.stock.api import router
 from lotline.stock.handlers import StockHandlers
 from lotline.stock.store import StockStore
 
 service = Service("stock", database="stock", http_port=8002, title="Lotline stock")
-store = StockStore(service.db)
-handlers = StockHandlers(store, service.publisher)
+store = StockStore(service.db, service.owned)
+handlers = StockHandlers(store, service.publisher, service.seen, service.settings)
 
 service.on_startup(store.create_indexes)
 # Within a batch, topics are applied in this order: products first, receipts before the
 # sales they cover, and a recall before the sales that must be flagged by it.
-service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=False)
-service.consume(EventType.ITEM_RECEIVED, handlers.on_items_received)
-service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned)
+service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=Dedupe.NONE)
+# Receipts, returns and sales each change one level, which recognises re-sent copies itself.
+service.consume(EventType.ITEM_RECEIVED, handlers.on_items_received, dedupe=Dedupe.DOCUMENT)
+service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.DOCUMENT)
 service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled)
-service.consume(EventType.ITEM_SOLD, handlers.on_items_sold, give_up=handlers.on_give_up_sales)
+service.consume(
+    EventType.ITEM_SOLD,
+    handlers.on_items_sold,
+    give_up=handlers.on_give_up_sales,
+    dedupe=Dedupe.DOCUMENT,
+)
 service.http.state.stock_store = store
 service.http.include_router(router)
 app = service.http

@@ -23,6 +23,8 @@ from lotline.events import (
     encode_event,
 )
 from lotline.runtime.consumer import BatchResult, Deferred, Delivery, Publisher
+from lotline.runtime.dedupe import SeenEvents
+from lotline.runtime.settings import Settings
 from lotline.stock.domain import Level, Quarantine, Recall
 from lotline.stock.store import Product, StockStore, StoredLevel, level_id
 
@@ -42,6 +44,9 @@ Change = Callable[[Delivery, Level, Product], list[tuple[EventData, str]]]
 class StockHandlers:
     store: StockStore
     publisher: Publisher
+    # Every applied event, for copies older than a level's own memory (`RecentEvents`).
+    seen: SeenEvents
+    settings: Settings
 
     async def on_products_registered(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
@@ -126,11 +131,14 @@ class StockHandlers:
                     [level.quarantine_lot(code, event.recall_id) for code in event.lot_codes],
                 )
 
+            # Recalls are looked up in `seen_events` by the consumer (few, and they touch
+            # every level of the SKU), so the levels need not recognise their copies.
             await self._apply_to_levels(
                 [delivery],
                 quarantine,
                 products,
                 load=lambda sku=recall.sku: self.store.load_levels_of_sku(sku),
+                recognise_copies=False,
             )
         return result
 
@@ -177,11 +185,19 @@ class StockHandlers:
         change: Change,
         products: dict[str, Product],
         load: Callable[[], Any],
+        recognise_copies: bool = True,
     ) -> None:
-        """Read the levels, apply every event not applied yet, write them back, publish."""
+        """Read the levels, apply every event not applied yet, write them back, publish.
+
+        An event is not applied again when its level saw its offset (a redelivery) or the
+        event itself (a copy re-sent at another offset: the level's recent events, or for
+        an event older than those, `seen_events`)."""
         levels: dict[str, StoredLevel] = await load()
+        copies = await self._old_copies(deliveries, levels) if recognise_copies else set()
+        applied_now: set[str] = set()
         for delivery in deliveries:
             data = delivery.data
+            copy_key, stamped = delivery.event.dedupe_key, delivery.event.time
             targets = (
                 [key for key, s in levels.items() if s.level.sku == data.sku]
                 if isinstance(data, BatchRecalled)
@@ -190,22 +206,52 @@ class StockHandlers:
             for key in targets:
                 stored = levels.get(key)
                 if stored is None:
-                    stored = levels[key] = StoredLevel(Level(data.sku, data.location))
+                    stored = levels[key] = self.store.new_level(key, Level(data.sku, data.location))
                 if stored.applied(delivery.stream, delivery.offset):
                     continue
+                if recognise_copies and (
+                    copy_key in applied_now
+                    or copy_key in copies
+                    or stored.recent.knows(copy_key, stamped)
+                ):
+                    continue
+                applied_now.add(copy_key)
+                stored.recent.add(copy_key, stamped)
                 for event, suffix in change(delivery, stored.level, products[data.sku]):
                     message = encode(
                         event, source=SOURCE, id=derived_id(delivery, f"{key}/{suffix}")
                     )
                     stored.outbox.append({"topic": message.topic, "value": message.value.decode()})
                 stored.mark_applied(delivery.stream, delivery.offset)
-        await self.store.save_levels(levels)
+        await self.store.save_levels(
+            levels,
+            window_s=self.settings.dedupe_window_hours * 3600,
+            recent_max=self.settings.dedupe_recent_max,
+        )
         # Includes events a crashed run saved but never sent: the redelivered batch touches
         # the same levels, so nothing saved is left unsent.
         pending = [entry for stored in levels.values() for entry in stored.outbox]
         if pending:
             await self.publisher.send(_outgoing(pending))
             await self.store.clear_outboxes(levels)
+
+    async def _old_copies(
+        self, deliveries: list[Delivery], levels: dict[str, StoredLevel]
+    ) -> set[str]:
+        """Events older than their level's memory that `seen_events` has: one lookup for
+        all of them (usually there are none)."""
+        unsure = []
+        for delivery in deliveries:
+            stored = levels.get(level_id(delivery.data.sku, delivery.data.location))
+            if (
+                stored is not None
+                and stored.recent.knows(delivery.event.dedupe_key, delivery.event.time) is None
+            ):
+                unsure.append(delivery)
+        if not unsure:
+            return set()
+        fresh = {d.event.dedupe_key for d in await self.seen.unseen(unsure)}
+        return {d.event.dedupe_key for d in unsure} - fresh
 
 
 def _quarantine_events(

@@ -1,10 +1,15 @@
 """The stock service's MongoDB collections: levels (one per SKU and location) and products.
 
 The only module that speaks Mongo. A level document carries, beside its lots:
-- `version`, for optimistic concurrency: a write only lands on the version it was read at;
+- `version`, counting its writes;
 - `streams`, the last offset applied from each Kafka topic-partition, so a redelivered event
   is recognised inside the same atomic write that applies it;
+- `recent`, the events it applied lately, so a re-sent copy is recognised without a lookup;
 - `outbox`, the events the change must publish, saved with the change and cleared once sent.
+
+Levels and products of the SKUs this instance owns are kept in memory between batches
+(`lotline.runtime.owned`): the instance is their only writer, so reading them again would
+return what it wrote.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
@@ -20,7 +25,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lotline.events import ProductRegistered, Tracking
+from lotline.runtime.dedupe import RecentEvents
 from lotline.runtime.mongo import bulk_write_in_parts, find_by_ids
+from lotline.runtime.owned import OwnedState
 from lotline.stock.domain import Level, Recall
 
 
@@ -47,6 +54,7 @@ class StoredLevel:
     version: int = 0
     streams: dict[str, int] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    recent: RecentEvents = field(default_factory=RecentEvents)
     changed: bool = False
 
     def applied(self, stream: str, offset: int) -> bool:
@@ -58,13 +66,17 @@ class StoredLevel:
 
 
 class StockStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], owned: OwnedState | None = None) -> None:
         self.levels = db["levels"]
         self.products = db["products"]
+        # Which levels exist, per SKU and per location: FerretDB answers `{"sku": ...}` by
+        # reading every level, but a document by its _id from the index.
+        self.places = db["places"]
+        owned = owned or OwnedState()
+        self._products: dict[str, Product] = owned.cache()
+        self._levels: dict[str, StoredLevel] = owned.cache()
 
     async def create_indexes(self) -> None:
-        await self.levels.create_index([("sku", ASCENDING), ("location", ASCENDING)])
-        await self.levels.create_index([("location", ASCENDING)])
         await self.levels.create_index([("next_expiry", ASCENDING)])
 
     # Products: the service's read model of the catalog.
@@ -77,6 +89,7 @@ class StockStore:
             "name": product.name,
             "shelf_life_days": product.shelf_life_days,
         }
+        self._products.pop(product.sku, None)
         # A duplicate key means the stored revision is as new or newer.
         with suppress(DuplicateKeyError):
             await self.products.update_one(
@@ -86,8 +99,9 @@ class StockStore:
             )
 
     async def load_products(self, skus: Iterable[str]) -> dict[str, Product]:
-        found = {}
-        for doc in (await find_by_ids(self.products, skus)).values():
+        wanted = set(skus)
+        found = {sku: self._products[sku] for sku in wanted if sku in self._products}
+        for doc in (await find_by_ids(self.products, wanted - found.keys())).values():
             found[doc["_id"]] = Product(
                 sku=doc["_id"],
                 tracking=Tracking(doc["tracking"]) if doc.get("tracking") else Tracking.QUANTITY,
@@ -99,6 +113,7 @@ class StockStore:
                     for r in doc.get("recalls", [])
                 },
             )
+            self._products[doc["_id"]] = found[doc["_id"]]
         return found
 
     async def add_recalls(self, sku: str, recalls: list[Recall]) -> None:
@@ -107,39 +122,81 @@ class StockStore:
             {"lot_code": r.lot_code, "recall_id": r.recall_id, "issued_at": r.issued_at}
             for r in recalls
         ]
+        self._products.pop(sku, None)
         await self.products.update_one({"_id": sku}, {"$addToSet": {"recalls": {"$each": entries}}})
 
     # Levels.
 
     async def load_levels(self, ids: Iterable[str]) -> dict[str, StoredLevel]:
-        return {key: _stored(doc) for key, doc in (await find_by_ids(self.levels, ids)).items()}
+        """The levels that exist, from memory where this instance holds them."""
+        wanted = set(ids)
+        found = {key: self._levels[key] for key in wanted if key in self._levels}
+        for key, doc in (await find_by_ids(self.levels, wanted - found.keys())).items():
+            found[key] = self._levels[key] = _stored(doc)
+        return found
 
     async def load_levels_of_sku(self, sku: str) -> dict[str, StoredLevel]:
-        return {doc["_id"]: _stored(doc) async for doc in self.levels.find({"sku": sku})}
+        return await self.load_levels(await self._level_ids("sku", sku))
 
-    async def save_levels(self, levels: dict[str, StoredLevel]) -> None:
+    async def _level_ids(self, kind: str, value: str) -> list[str]:
+        doc = await self.places.find_one({"_id": f"{kind} {value}"})
+        if doc is None:
+            return []
+        if kind == "sku":
+            return [level_id(value, location) for location in doc["members"]]
+        return [level_id(sku, value) for sku in doc["members"]]
+
+    async def _index_new_levels(self, levels: list[StoredLevel]) -> None:
+        """Record new levels in `places` before they are written, so no level is ever
+        missing from it (an entry whose write then failed is harmless: it is skipped)."""
+        operations = [
+            UpdateOne({"_id": place}, {"$addToSet": {"members": member}}, upsert=True)
+            for stored in levels
+            for place, member in (
+                (f"sku {stored.level.sku}", stored.level.location),
+                (f"location {stored.level.location}", stored.level.sku),
+            )
+        ]
+        await bulk_write_in_parts(self.places, operations, ordered=False)
+
+    def new_level(self, key: str, level: Level) -> StoredLevel:
+        """A level not in the database yet; it is written (and kept) with the batch."""
+        stored = self._levels[key] = StoredLevel(level)
+        return stored
+
+    async def save_levels(
+        self, levels: dict[str, StoredLevel], *, window_s: float, recent_max: int
+    ) -> None:
         """Write every changed level back whole.
 
         A level has one writer: its SKU's partitions of every topic belong to one consumer
         instance, which applies one batch at a time. The offsets in `streams`, read with the
         level and written with it, make a redelivered event change nothing. The filter is
         the _id alone, the one lookup FerretDB serves from its index."""
-        operations = [
-            ReplaceOne(
-                {"_id": key},
-                {
-                    "_id": key,
-                    **stored.level.to_document(),
-                    "version": stored.version + 1,
-                    "streams": stored.streams,
-                    "outbox": stored.outbox,
-                },
-                upsert=True,
+        now = datetime.now(UTC)
+        changed = {key: stored for key, stored in levels.items() if stored.changed}
+        await self._index_new_levels([s for s in changed.values() if s.version == 0])
+        operations = []
+        for key, stored in changed.items():
+            stored.recent.prune(now, window_s, recent_max)
+            operations.append(
+                ReplaceOne(
+                    {"_id": key},
+                    {
+                        "_id": key,
+                        **stored.level.to_document(),
+                        "version": stored.version + 1,
+                        "streams": stored.streams,
+                        "recent": stored.recent.to_document(),
+                        "outbox": stored.outbox,
+                    },
+                    upsert=True,
+                )
             )
-            for key, stored in levels.items()
-            if stored.changed
-        ]
         await bulk_write_in_parts(self.levels, operations, ordered=False)
+        for stored in changed.values():
+            stored.version += 1
+            stored.changed = False
 
     async def clear_outboxes(self, levels: dict[str, StoredLevel]) -> None:
         """After publishing: empty each outbox, unless the level moved on (its writer sends)."""
@@ -150,18 +207,18 @@ class StockStore:
         ]
         if operations:
             await bulk_write_in_parts(self.levels, operations, ordered=False)
+        for stored in levels.values():
+            stored.outbox = []
 
     # The read side.
 
     async def levels_of_sku(self, sku: str) -> list[dict[str, Any]]:
-        cursor = self.levels.find({"sku": sku}, {"outbox": 0, "streams": 0}).sort("location", 1)
-        return [doc async for doc in cursor]
+        found = await find_by_ids(self.levels, await self._level_ids("sku", sku), _PUBLIC)
+        return sorted(found.values(), key=lambda doc: doc["location"])
 
     async def levels_at(self, location: str) -> list[dict[str, Any]]:
-        cursor = self.levels.find({"location": location}, {"outbox": 0, "streams": 0}).sort(
-            "sku", 1
-        )
-        return [doc async for doc in cursor]
+        found = await find_by_ids(self.levels, await self._level_ids("location", location), _PUBLIC)
+        return sorted(found.values(), key=lambda doc: doc["sku"])
 
     async def expiring_lots(self, until: date, location: str | None = None) -> list[dict[str, Any]]:
         """Lots with stock on hand that expire on or before `until`, soonest first."""
@@ -178,7 +235,7 @@ class StockStore:
                 "expires_on": lot["expires_on"],
                 "on_hand": lot["on_hand"],
             }
-            async for doc in self.levels.find(query, {"outbox": 0, "streams": 0})
+            async for doc in self.levels.find(query, _PUBLIC)
             for lot in doc.get("lots", [])
             if lot.get("expires_on")
             and lot["expires_on"] <= until.isoformat()
@@ -187,10 +244,15 @@ class StockStore:
         return sorted(rows, key=lambda row: (row["expires_on"], row["sku"], row["location"]))
 
 
+# What the read side shows of a level (not its bookkeeping).
+_PUBLIC = {"outbox": 0, "streams": 0, "recent": 0}
+
+
 def _stored(doc: dict[str, Any]) -> StoredLevel:
     return StoredLevel(
         level=Level.from_document(doc),
         version=doc.get("version", 0),
         streams=doc.get("streams", {}),
         outbox=doc.get("outbox", []),
+        recent=RecentEvents.from_document(doc.get("recent"), datetime.now(UTC)),
     )

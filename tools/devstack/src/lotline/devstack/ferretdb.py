@@ -115,8 +115,13 @@ def process_spec(
 ) -> ProcessSpec:
     """FerretDB on SQLite files in the stack dir, or on PostgreSQL when given its URL."""
     if postgresql_url is None:
-        backend = ["--handler=sqlite", f"--sqlite-url=file:{layout.sqlite_dir}/"]
-        marker = f"--sqlite-url=file:{layout.sqlite_dir}/"
+        # WAL with synchronous=NORMAL: a commit is durable once in the WAL file, which
+        # survives the FerretDB process dying (kill -9); it is synced to disk at checkpoints,
+        # not on every commit. That is MongoDB's own default promise (its journal is synced
+        # every 100 ms), and it makes each single-document write ~10x cheaper here.
+        url = f"file:{layout.sqlite_dir}/?_pragma=synchronous(normal)"
+        backend = ["--handler=sqlite", f"--sqlite-url={url}"]
+        marker = f"--sqlite-url={url}"
     else:
         backend = ["--handler=postgresql", f"--postgresql-url={postgresql_url}"]
         marker = f"--postgresql-url={postgresql_url}"

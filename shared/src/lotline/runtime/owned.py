@@ -1,0 +1,53 @@
+"""In-memory copies of the documents this instance is the only writer of.
+
+Every event of a SKU reaches one instance of a service (co-partitioned topics, range
+assignor), which applies one batch at a time: while it holds the SKU's partitions, what it
+last wrote is what the database holds. So it may keep what it read and wrote in memory and
+skip reading it again: at thousands of events a second, those reads are most of the work.
+
+The copies are dropped whenever that reasoning may not hold:
+- the partitions move (a rebalance: another instance may write them meanwhile);
+- a batch fails half-way (memory may hold changes the database never got).
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+
+log = structlog.get_logger(__name__)
+
+
+class OwnedState:
+    """The caches of one service instance, all dropped together."""
+
+    def __init__(self) -> None:
+        self._caches: list[MutableMapping[Any, Any]] = []
+
+    def cache(self) -> dict[Any, Any]:
+        """A new cache, dropped with the others."""
+        cache: dict[Any, Any] = {}
+        self._caches.append(cache)
+        return cache
+
+    def forget(self, why: str) -> None:
+        if any(self._caches):
+            log.info("owned_state_forgotten", why=why)
+        for cache in self._caches:
+            cache.clear()
+
+
+class ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Drops the owned state whenever partitions are revoked or assigned."""
+
+    def __init__(self, state: OwnedState) -> None:
+        self._state = state
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._state.forget("partitions revoked")
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._state.forget("partitions assigned")
