@@ -12,7 +12,7 @@ from lotline.serials.store import SerialStore
 service = Service(
     "serial-registry", database="serials", http_port=8003, title="Lotline serial registry"
 )
-store = SerialStore(service.db)
+store = SerialStore(service.db, service.owned)
 handlers = SerialHandlers(store, service.publisher)
 
 service.on_startup(store.create_indexes)
@@ -22,8 +22,15 @@ service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, d
 service.consume(
     EventType.ITEM_RECEIVED, handlers.on_items_received, give_up=handlers.on_receipts_given_up
 )
-service.consume(EventType.ITEM_SOLD, handlers.on_items_sold, give_up=handlers.on_sales_given_up)
-service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned)
+# A unit's history names every event that changed it (by id and by sale or return line), so
+# a re-sent sale or return is recognised by the unit itself: no seen-events lookup needed.
+service.consume(
+    EventType.ITEM_SOLD,
+    handlers.on_items_sold,
+    give_up=handlers.on_sales_given_up,
+    dedupe=Dedupe.NONE,
+)
+service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.NONE)
 # Topics are applied in this order within a batch (one consumer for all of them); a sale
 # applied before a recall of its unit still gets its flag: see SerialHandlers._recalls_missed.
 service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled)

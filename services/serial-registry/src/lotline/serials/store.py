@@ -41,6 +41,7 @@ from lotline.events import (
     Tracking,
     UnitStatus,
 )
+from lotline.runtime.owned import OwnedState
 from lotline.serials.domain import (
     Flag,
     HistoryEntry,
@@ -274,10 +275,15 @@ class RecalledUnits:
 
 
 class SerialStore:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], owned: OwnedState | None = None) -> None:
         self.units: AsyncCollection[Doc] = db["units"]
         self.products: AsyncCollection[Doc] = db["products"]
         self.recalls: AsyncCollection[Doc] = db["recalls"]
+        # Products and recall scopes of the SKUs this instance owns, between batches: it is
+        # their only writer (lotline.runtime.owned). Units are too many to keep.
+        owned = owned or OwnedState()
+        self._products: dict[str, Product] = owned.cache()
+        self._scopes: dict[str, list[RecallScope]] = owned.cache()
         self.recall_answers: AsyncCollection[Doc] = db["recall_answers"]
         self.published: AsyncCollection[Doc] = db["published"]
         self.receipts: AsyncCollection[Doc] = db["receipts"]
@@ -293,16 +299,17 @@ class SerialStore:
     # ------------------------------------------------------------------------- products
 
     async def products_of(self, skus: Iterable[str]) -> dict[str, Product]:
-        return {
-            sku: Product(
+        wanted = set(skus)
+        found = {sku: self._products[sku] for sku in wanted if sku in self._products}
+        for sku, doc in (await _by_ids(self.products, wanted - found.keys())).items():
+            found[sku] = self._products[sku] = Product(
                 sku=sku,
                 tracking=Tracking(doc["tracking"]),
                 revision=doc["revision"],
                 gtin=doc.get("gtin"),
                 name=doc.get("name"),
             )
-            for sku, doc in (await _by_ids(self.products, skus)).items()
-        }
+        return found
 
     async def product(self, sku: str) -> Product | None:
         return (await self.products_of([sku])).get(sku)
@@ -312,6 +319,7 @@ class SerialStore:
         changes nothing. One consumer owns a SKU's partition, so read-then-write is safe."""
         latest: dict[str, ProductRegistered] = {}
         for product in registrations:
+            self._products.pop(product.sku, None)
             known = latest.get(product.sku)
             if known is None or product.revision > known.revision:
                 latest[product.sku] = product
@@ -452,6 +460,7 @@ class SerialStore:
         """Remember what a recall named, so units received or sold later are flagged. One
         document per SKU (a product sees few recalls), found by _id; a later event of the same
         recall that names more lots or serials adds a scope."""
+        self._scopes.pop(sku, None)
         stored = await self.recalls.find_one({"_id": sku})
         for known in (stored or {}).get("scopes", []):
             if (
@@ -479,8 +488,9 @@ class SerialStore:
 
     async def recall_scopes(self, skus: Iterable[str]) -> dict[str, list[RecallScope]]:
         wanted = set(skus)
-        found = await _by_ids(self.recalls, wanted)
-        return {
+        cached = {sku: self._scopes[sku] for sku in wanted if sku in self._scopes}
+        found = await _by_ids(self.recalls, wanted - cached.keys())
+        loaded = {
             sku: [
                 RecallScope(
                     recall_id=s["recall_id"],
@@ -492,8 +502,10 @@ class SerialStore:
                 )
                 for s in found.get(sku, {}).get("scopes", [])
             ]
-            for sku in wanted
+            for sku in wanted - cached.keys()
         }
+        self._scopes.update(loaded)
+        return cached | loaded
 
     async def recall_answer(self, key: str) -> list[Doc] | None:
         """The stored chunks of a recall's answer, or None if it was never completed."""
