@@ -42,7 +42,11 @@ class AuthSettings(BaseSettings):
     """The recall service's own knobs for authentication (RECALL_* in the environment)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RECALL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="RECALL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
     )
 
     operator_tokens: SecretStr | None = Field(
