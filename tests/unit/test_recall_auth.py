@@ -38,6 +38,8 @@ def test_entries_by_comma_or_line_with_tokens_or_their_hashes() -> None:
     assert operators.authenticate(ANA + "x") is None
     assert operators.authenticate(ANA, "ana") == ana
     assert operators.authenticate(ANA, "bo") is None  # name and token must belong together
+    assert operators.authenticate(ANA, "anä") is None
+    assert operators.authenticate("tökén-" + "x" * 16) is None
     assert ANA not in repr(ana)
     assert "digest" not in repr(ana)
 
@@ -108,6 +110,7 @@ def test_the_csrf_token_belongs_to_one_session() -> None:
     assert not signer.csrf_ok(other, token)
     assert not signer.csrf_ok(one, None)
     assert not signer.csrf_ok(one, "")
+    assert not signer.csrf_ok(one, "jeton-é")  # text from a form may be anything
     # Logging in starts a new session: a token planted before it is worthless after.
     operators = Operators(parse_credentials(f"ana:operator:{ANA}", "test"))
     ana = operators.authenticate(ANA)

@@ -166,7 +166,7 @@ class Operators:
         for credential in self._credentials:
             if hmac.compare_digest(credential.digest, digest):
                 found = credential
-        if found is None or (name is not None and not hmac.compare_digest(found.name, name)):
+        if found is None or (name is not None and not _same(found.name, name)):
             return None
         return found
 
@@ -221,7 +221,7 @@ class SessionSigner:
         if not value or value.count(".") != 1:
             return None
         payload, mac = value.split(".")
-        if not hmac.compare_digest(mac, self._mac("session", payload.encode())):
+        if not _same(mac, self._mac("session", payload.encode())):
             return None
         try:
             fields: dict[str, Any] = json.loads(_unb64(payload))
@@ -242,18 +242,22 @@ class SessionSigner:
         return self._mac("csrf", session.nonce.encode())
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
-        return token is not None and hmac.compare_digest(token, self.csrf_token(session))
+        return token is not None and _same(token, self.csrf_token(session))
 
     def who(self, session: Session, operators: Operators) -> Credential | None:
         """The logged-in credential, if it is still configured with the same token."""
         if session.operator is None or session.token_mark is None:
             return None
         credential = operators.by_name(session.operator)
-        if credential is None or not hmac.compare_digest(
-            self.token_mark(credential), session.token_mark
-        ):
+        if credential is None or not _same(self.token_mark(credential), session.token_mark):
             return None
         return credential
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality of text from outside (any characters, unlike compare_digest's
+    str form, which refuses non-ASCII)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _b64(data: bytes) -> str:
