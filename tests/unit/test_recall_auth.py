@@ -116,3 +116,22 @@ def test_the_csrf_token_belongs_to_one_session() -> None:
     ana = operators.authenticate(ANA)
     assert ana is not None
     assert not signer.csrf_ok(signer.login(ana), token)
+
+
+def test_the_dev_token_the_devstack_writes_is_one_the_recall_service_accepts(
+    tmp_path: Path,
+) -> None:
+    from lotline.devstack.services import DEV_OPERATOR, SERVICES, LocalServices
+
+    services = LocalServices(tmp_path)
+    token = services.ensure_operator_token()
+    assert services.ensure_operator_token() == token  # kept across restarts
+    for path in (services.operator_token_file, services.operator_tokens_file):
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert token not in services.operator_tokens_file.read_text()  # the service gets a hash
+    recall = next(s for s in SERVICES if s.name == "recall")
+    env = services._spec(recall).env or {}
+    settings = AuthSettings(operator_tokens_file=Path(env["RECALL_OPERATOR_TOKENS_FILE"]))
+    found = Operators.from_settings(settings).authenticate(token, DEV_OPERATOR)
+    assert found is not None
+    assert found.may_change_recalls
