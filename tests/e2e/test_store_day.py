@@ -51,7 +51,8 @@ async def test_a_store_day_with_a_recall(bus, start_service, run_id) -> None:  #
     catalog = start_service("catalog")
     stock = start_service("stock")
     serials = start_service("serial-registry")
-    recall = start_service("recall")
+    token = "qa-lead-token-" + "4" * 16
+    recall = start_service("recall", RECALL_OPERATOR_TOKENS=f"qa-lead:operator:{token}")
     http = httpx.AsyncClient(timeout=10)
     milk, phone = f"MILK-{run_id}", f"PHONE-{run_id}"
     imei = [f"IMEI-{run_id}-{n:04d}" for n in range(1000)]
@@ -121,9 +122,10 @@ async def test_a_store_day_with_a_recall(bus, start_service, run_id) -> None:  #
         {"sku": phone, "serials": recalled_phones, "reason": "Battery", "classification": "II"},
     ):
         response = await http.post(
-            f"{recall.url}/recalls", json=body, headers={"X-Operator": "qa-lead"}
+            f"{recall.url}/recalls", json=body, headers={"Authorization": f"Bearer {token}"}
         )
         assert response.status_code == 201, response.text
+        assert response.json()["issued_by"] == "qa-lead"
         issued.append(response.json()["recall_id"])
     milk_recall, phone_recall = issued
 

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.infra
 ROOT = Path(__file__).resolve().parents[2]
 
 Lotline = Callable[..., Awaitable[subprocess.CompletedProcess[str]]]
+OPERATOR_TOKEN, STAFF_TOKEN = "qa-anna-token-" + "5" * 16, "desk-token-" + "6" * 16
 
 
 def gtin_for(prefix: str, run_id: str) -> str:
@@ -28,13 +29,22 @@ def gtin_for(prefix: str, run_id: str) -> str:
 
 
 @pytest.fixture
-def lotline(infra, start_service) -> Lotline:  # type: ignore[no-untyped-def]
+def lotline(infra, start_service, tmp_path) -> Lotline:  # type: ignore[no-untyped-def]
     catalog = start_service("catalog")
     stock = start_service("stock")
     serials = start_service("serial-registry")
-    recall = start_service("recall")
+    recall = start_service(
+        "recall",
+        RECALL_OPERATOR_TOKENS=f"qa-anna:operator:{OPERATOR_TOKEN},desk:staff:{STAFF_TOKEN}",
+    )
+    # The operator's token where `make run` would put it: a file only its owner reads.
+    token_file = tmp_path / "operator-token"
+    token_file.write_text(OPERATOR_TOKEN + "\n")
+    token_file.chmod(0o600)
+    inherited = {k: v for k, v in os.environ.items() if k != "LOTLINE_OPERATOR_TOKEN"}
     env = {
-        **os.environ,
+        **inherited,
+        "LOTLINE_OPERATOR_TOKEN_FILE": str(token_file),
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
         "LOTLINE_CATALOG_URL": catalog.url,
         "LOTLINE_STOCK_URL": stock.url,
@@ -163,7 +173,7 @@ async def test_a_store_day_from_the_command_line(lotline: Lotline, run_id: str) 
     issued = ok(
         await lotline(
             "recall", "issue", milk, "--lot", lot, "--reason", "Listeria found",
-            "--class", "I", "--operator", "qa-anna",
+            "--class", "I",
         )
     )  # fmt: skip
     recall_id = issued.split("Recall ", 1)[1].split()[0]
@@ -181,7 +191,12 @@ async def test_a_store_day_from_the_command_line(lotline: Lotline, run_id: str) 
     assert [c.strip() for c in row.strip("│ ").split("│")][:3] == [store, lot, "20"]
     await eventually(lambda: _quarantined_stock(lotline, milk), timeout=60)
     assert recall_id in ok(await lotline("recall", "list", "--sku", milk))
-    closed = ok(await lotline("recall", "close", recall_id, "--operator", "qa-anna"))
+    one_line_error(
+        await lotline("recall", "close", recall_id, "--token", STAFF_TOKEN),
+        "the recall service said: 'desk' may read recalls but not change them (role staff; "
+        "an operator token is needed) (HTTP 403)",
+    )
+    closed = ok(await lotline("recall", "close", recall_id, LOTLINE_OPERATOR_TOKEN=OPERATOR_TOKEN))
     assert f"Recall {recall_id} closed by qa-anna." in closed
 
     await unit_shows("IMEI-001099", f"{phone} / IMEI-001099: in_stock at {store}")
@@ -226,6 +241,17 @@ async def test_mistakes_are_one_clear_line(lotline: Lotline, run_id: str) -> Non
     one_line_error(
         await lotline("sell", "--scan", f"(01)0{unknown}(21)1", "-l", "S1"),
         f"no product in the catalog has GTIN 0{unknown}",
+    )
+    recall_issue = ("recall", "issue", f"CLI-X-{run_id}", "--lot", "L1", "--reason", "x",
+                    "--class", "II")  # fmt: skip
+    one_line_error(
+        await lotline(*recall_issue, LOTLINE_OPERATOR_TOKEN_FILE=f"/nonexistent/{run_id}"),
+        "--token: changing a recall needs an operator token: pass --token, set "
+        f"LOTLINE_OPERATOR_TOKEN, or run `make run`, which writes one to /nonexistent/{run_id}",
+    )
+    one_line_error(
+        await lotline(*recall_issue, "--token", "not-" + OPERATOR_TOKEN),
+        "the recall service said: the operator token is not valid (HTTP 401)",
     )
     one_line_error(
         await lotline("recall", "list", LOTLINE_RECALL_URL="http://127.0.0.1:9"),

@@ -22,9 +22,11 @@ async def test_the_demo_plays_a_store_day_and_a_recall(infra, start_service) -> 
     catalog = start_service("catalog")
     stock = start_service("stock")
     serials = start_service("serial-registry")
-    recall = start_service("recall")
+    token = "demo-token-" + "3" * 16
+    recall = start_service("recall", RECALL_OPERATOR_TOKENS=f"qa-demo:operator:{token}")
     env = {
         **os.environ,
+        "LOTLINE_OPERATOR_TOKEN": token,
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
         "LOTLINE_CATALOG_URL": catalog.url,
         "LOTLINE_STOCK_URL": stock.url,
@@ -57,13 +59,15 @@ async def test_the_demo_plays_a_store_day_and_a_recall(infra, start_service) -> 
     assert contacts > 0, out
     assert f"lotline recall show {recall_id}" in out
     assert f"{recall.url}/recalls/{recall_id}" in out
+    assert f"recall console: {recall.url}/console/recalls/{recall_id}" in out
     assert "3. Sales: 300 sale lines over 3 stores" in out
 
     async with httpx.AsyncClient(base_url=recall.url, timeout=10) as client:
         response = await client.get(f"/recalls/{quote(recall_id, safe='')}")
     assert response.status_code == 200, response.text
     shown = response.json()
-    assert shown["issued_by"] == "demo"
+    assert shown["issued_by"] == "qa-demo"
+    assert "4. Recalls issued by 'qa-demo'" in out
     assert shown["state"] == "open"
     assert shown["progress"]["quarantined_units"] == quarantined > 0
     assert shown["progress"]["units_to_contact"] == contacts > 0

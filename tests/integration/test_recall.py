@@ -25,6 +25,7 @@ from lotline.events import (
     UnitStatus,
     decode,
 )
+from lotline.recall.auth import hash_token
 from lotline.recall.domain import Recall, RecallRequest
 from lotline.recall.store import RecallStore, now
 
@@ -35,6 +36,17 @@ pytestmark = pytest.mark.infra
 
 SOLD_AT = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 STOCK, SERIALS = "lotline/stock", "lotline/serial-registry"
+# Two operators (bo's entry holds only the hash of his token) and a read-only staff member.
+ANA, BO, CY, SAM = (f"{name}-token-{'7' * 16}" for name in ("ana", "bo", "cy", "sam"))
+TOKENS = f"ana:operator:{ANA},bo:operator:{hash_token(BO)}\ncy:operator:{CY}, sam:staff:{SAM}"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def start_recall(start_service: Any, **env: str) -> Any:
+    return start_service("recall", RECALL_OPERATOR_TOKENS=TOKENS, **env)
 
 
 async def broadcasts_of(bus: Any, recall_id: str) -> list[Any]:
@@ -74,7 +86,7 @@ def returned(sku: str, return_id: str, **fields: Any) -> ItemReturned:
 async def test_a_recall_is_broadcast_once_and_followed_to_its_close(  # type: ignore[no-untyped-def]
     start_service, bus, run_id
 ) -> None:
-    recall = start_service("recall")
+    recall = start_recall(start_service)
     sku = f"YOG-{run_id}"
     body = {
         "sku": sku,
@@ -82,7 +94,7 @@ async def test_a_recall_is_broadcast_once_and_followed_to_its_close(  # type: ig
         "reason": "listeria found in a sample",
         "classification": "I",
     }
-    headers = {"Idempotency-Key": f"console-{run_id}", "X-Operator": "ana"}
+    headers = {"Idempotency-Key": f"console-{run_id}", **bearer(ANA)}
     async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
         first = await http.post("/recalls", json=body, headers=headers)
         assert first.status_code == 201, first.text
@@ -97,19 +109,24 @@ async def test_a_recall_is_broadcast_once_and_followed_to_its_close(  # type: ig
         other = await http.post("/recalls", json={**body, "lot_codes": ["L3"]}, headers=headers)
         assert other.status_code == 422
         assert other.json()["detail"][0]["field"] == "Idempotency-Key"
-        missing = await http.post("/recalls", json={**body, "lot_codes": []})
+        missing = await http.post("/recalls", json={**body, "lot_codes": []}, headers=bearer(ANA))
         assert missing.status_code == 422
         assert missing.json()["message"] == (
             "serials: a recall must name at least one lot code or serial"
         )
-        bad_class = await http.post("/recalls", json={**body, "classification": "IV"})
+        bad_class = await http.post(
+            "/recalls", json={**body, "classification": "IV"}, headers=bearer(ANA)
+        )
         assert [p["field"] for p in bad_class.json()["detail"]] == ["classification"]
 
         # The same recall_id twice (no key) is one recall too.
-        own = {**body, "recall_id": f"RC-{run_id}", "lot_codes": ["L9"], "issued_by": "bo"}
-        assert (await http.post("/recalls", json=own)).status_code == 201
-        assert (await http.post("/recalls", json=own)).status_code == 200
-        clash = await http.post("/recalls", json={**own, "classification": "III"})
+        own = {**body, "recall_id": f"RC-{run_id}", "lot_codes": ["L9"]}
+        first_own = await http.post("/recalls", json=own, headers=bearer(BO))
+        assert (first_own.status_code, first_own.json()["issued_by"]) == (201, "bo")
+        assert (await http.post("/recalls", json=own, headers=bearer(BO))).status_code == 200
+        clash = await http.post(
+            "/recalls", json={**own, "classification": "III"}, headers=bearer(BO)
+        )
         assert clash.status_code == 409
         assert clash.json()["detail"] == (
             f"recall RC-{run_id} was already issued with a different classification"
@@ -246,19 +263,19 @@ async def test_a_recall_is_broadcast_once_and_followed_to_its_close(  # type: ig
     assert found["unknown_serials"] == ["SN-X"]
 
     async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
-        closed = await http.post(f"/recalls/{recall_id}/close", headers={"X-Operator": "bo"})
+        closed = await http.post(f"/recalls/{recall_id}/close", headers=bearer(BO))
         assert (closed.status_code, closed.json()["state"], closed.json()["closed_by"]) == (
             200,
             "closed",
             "bo",
         )
-        twice = await http.post(f"/recalls/{recall_id}/close", headers={"X-Operator": "cy"})
+        twice = await http.post(f"/recalls/{recall_id}/close", headers=bearer(CY))
         assert twice.status_code == 200
         assert (twice.json()["closed_by"], twice.json()["closed_at"]) == (
             "bo",
             closed.json()["closed_at"],
         )
-        unknown = await http.post(f"/recalls/RC-NOPE-{run_id}/close")
+        unknown = await http.post(f"/recalls/RC-NOPE-{run_id}/close", headers=bearer(BO))
         assert unknown.status_code == 404
 
     # A closed recall still records what happens to its units.
@@ -290,11 +307,11 @@ async def test_a_recall_is_broadcast_once_and_followed_to_its_close(  # type: ig
 async def test_garbage_goes_to_the_dead_letter_topic_and_the_next_event_applies(  # type: ignore[no-untyped-def]
     start_service, bus, run_id
 ) -> None:
-    recall = start_service("recall")
+    recall = start_recall(start_service)
     sku = f"SOUP-{run_id}"
     body = {"sku": sku, "lot_codes": ["L1"], "reason": "swollen cans", "classification": "II"}
     async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
-        issued = await http.post("/recalls", json={**body, "issued_by": "ana"})
+        issued = await http.post("/recalls", json=body, headers=bearer(ANA))
         assert issued.status_code == 201, issued.text
     recall_id = issued.json()["recall_id"]
 
@@ -321,7 +338,7 @@ async def test_garbage_goes_to_the_dead_letter_topic_and_the_next_event_applies(
 async def test_a_recall_saved_before_a_crash_is_broadcast_by_the_relay(  # type: ignore[no-untyped-def]
     start_service, bus, mongo, run_id
 ) -> None:
-    recall = start_service("recall", OUTBOX_RELAY_GRACE_S="0.5")
+    recall = start_recall(start_service, OUTBOX_RELAY_GRACE_S="0.5")
     recall_id = f"RC-CRASH-{run_id}"
     # What a recall process leaves behind if it dies between saving and publishing.
     request = RecallRequest(
@@ -343,3 +360,74 @@ async def test_a_recall_saved_before_a_crash_is_broadcast_by_the_relay(  # type:
         assert (await recall_of(recall.url, recall_id))["published"] is True
 
     await eventually(relayed, timeout=30)
+
+
+async def test_only_an_authenticated_operator_issues_and_closes(  # type: ignore[no-untyped-def]
+    start_service, run_id
+) -> None:
+    recall = start_recall(start_service)
+    sku = f"JAM-{run_id}"
+    body = {"sku": sku, "lot_codes": ["L1"], "reason": "mould", "classification": "III"}
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+
+        async def refused(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
+            response = await http.post(path, json=body, headers=headers)
+            challenge = response.headers.get("WWW-Authenticate", "")
+            return response.status_code, challenge, response.json()["detail"]
+
+        for path in ("/recalls", f"/recalls/RC-{run_id}/close"):
+            assert await refused(path, {}) == (
+                401,
+                'Bearer realm="lotline-recall"',
+                "an operator must log in to change recalls: "
+                "send Authorization: Bearer <operator token>",
+            )
+            assert await refused(path, {"Authorization": f"Basic {ANA}"}) == (
+                401,
+                'Bearer realm="lotline-recall"',
+                "an operator must log in to change recalls: "
+                "send Authorization: Bearer <operator token>",
+            )
+            assert await refused(path, bearer(ANA[:-1] + "8")) == (
+                401,
+                'Bearer realm="lotline-recall", error="invalid_token"',
+                "the operator token is not valid",
+            )
+            assert await refused(path, bearer(SAM)) == (
+                403,
+                "",
+                "'sam' may read recalls but not change them "
+                "(role staff; an operator token is needed)",
+            )
+        # The hash of bo's token is not bo's token.
+        assert (await refused("/recalls", bearer(hash_token(BO))))[0] == 401
+        # Nothing was issued by any of them; reads stay open.
+        listed = await http.get("/recalls", params={"sku": sku})
+        assert (listed.status_code, listed.json()["items"]) == (200, [])
+
+        issued = await http.post("/recalls", json={**body, "recall_id": f"RC-{run_id}"},
+                                 headers=bearer(ANA))  # fmt: skip
+        assert (issued.status_code, issued.json()["issued_by"]) == (201, "ana")
+        # Who issues is who authenticated: the body cannot name someone else.
+        named = await http.post("/recalls", json={**body, "issued_by": "bo"}, headers=bearer(ANA))
+        assert [p["field"] for p in named.json()["detail"]] == ["issued_by"]
+        assert (await refused(f"/recalls/RC-{run_id}/close", bearer(SAM)))[0] == 403
+        assert (await recall_of(recall.url, f"RC-{run_id}"))["state"] == "open"
+        closed = await http.post(f"/recalls/RC-{run_id}/close", headers=bearer(BO))
+        assert (closed.status_code, closed.json()["closed_by"]) == (200, "bo")
+
+
+async def test_without_operator_tokens_every_change_is_refused(  # type: ignore[no-untyped-def]
+    start_service, run_id
+) -> None:
+    recall = start_service("recall", RECALL_OPERATOR_TOKENS="", RECALL_OPERATOR_TOKENS_FILE="")
+    body = {"sku": f"OIL-{run_id}", "lot_codes": ["L1"], "reason": "rancid", "classification": "II"}
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+        for path in ("/recalls", f"/recalls/RC-{run_id}/close"):
+            response = await http.post(path, json=body, headers=bearer(ANA))
+            assert response.status_code == 503
+            assert response.json()["detail"] == (
+                "changes are refused: the recall service has no operator tokens configured "
+                "(set RECALL_OPERATOR_TOKENS or RECALL_OPERATOR_TOKENS_FILE)"
+            )
+        assert (await http.get("/recalls")).status_code == 200

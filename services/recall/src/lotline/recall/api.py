@@ -17,9 +17,11 @@ from fastapi import (
     Request,
     Response,
 )
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from lotline.events.models import Classification, Identifier, LotCode, Serial, Sku, Text
+from lotline.recall.auth import Credential, Operators
 from lotline.recall.domain import (
     MatchedBy,
     Progress,
@@ -41,20 +43,59 @@ router = APIRouter(tags=["recalls"])
 
 @dataclass(frozen=True)
 class Operator:
-    """Who issues or closes a recall.
+    """The authenticated operator issuing or closing a recall."""
 
-    Today the operator is whoever the `X-Operator` header names (or, when issuing, the
-    body's `issued_by`). When authentication lands, only this dependency changes: it will
-    verify a token and return the authenticated operator.
-    """
+    name: str
 
-    name: str | None
+
+NO_TOKENS = (
+    "changes are refused: the recall service has no operator tokens configured "
+    "(set RECALL_OPERATOR_TOKENS or RECALL_OPERATOR_TOKENS_FILE)"
+)
+_bearer = HTTPBearer(auto_error=False, description="An operator's token")
+
+
+def operators_of(request: Request) -> Operators:
+    operators: Operators = request.app.state.operators
+    return operators
+
+
+def allowed_to_change(operators: Operators, credential: Credential | None, how: str) -> Operator:
+    """The rule the API and the console share: only an operator changes recalls."""
+    if not operators.configured:
+        raise HTTPException(503, NO_TOKENS)
+    if credential is None:
+        raise HTTPException(
+            401,
+            f"an operator must log in to change recalls: {how}",
+            headers={"WWW-Authenticate": 'Bearer realm="lotline-recall"'},
+        )
+    if not credential.may_change_recalls:
+        raise HTTPException(
+            403,
+            f"{credential.name!r} may read recalls but not change them "
+            f"(role {credential.role.value}; an operator token is needed)",
+        )
+    return Operator(credential.name)
 
 
 async def operator(
-    x_operator: Annotated[Text | None, Header(description="The operator acting")] = None,
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Operator:
-    return Operator(x_operator)
+    operators = operators_of(request)
+    credential = None
+    if operators.configured and bearer is not None:
+        credential = operators.authenticate(bearer.credentials)
+        if credential is None:
+            raise HTTPException(
+                401,
+                "the operator token is not valid",
+                headers={
+                    "WWW-Authenticate": 'Bearer realm="lotline-recall", error="invalid_token"'
+                },
+            )
+    return allowed_to_change(operators, credential, "send Authorization: Bearer <operator token>")
 
 
 Acting = Annotated[Operator, Depends(operator)]
@@ -91,7 +132,6 @@ class RecallIssue(BaseModel):
     serials: list[Serial] = Field(default_factory=list, max_length=10000, validate_default=True)
     reason: Text
     classification: Classification
-    issued_by: Text | None = Field(None, description="Defaults to the X-Operator header")
 
     @field_validator("serials")
     @classmethod
@@ -99,12 +139,6 @@ class RecallIssue(BaseModel):
         if not serials and info.data.get("lot_codes") == []:
             raise ValueError("a recall must name at least one lot code or serial")
         return serials
-
-
-class CloseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    closed_by: Text | None = Field(None, description="Defaults to the X-Operator header")
 
 
 # --- responses -------------------------------------------------------------------------------
@@ -303,11 +337,23 @@ async def issue_recall(
         Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[!-~]+$"),
     ] = None,
 ) -> RecallView:
-    """Issue a recall and broadcast it (`batch-recalled`). Issuing it again — same
-    `Idempotency-Key`, or same `recall_id` — returns the recall already issued (200)."""
-    issued_by = body.issued_by or acting.name
-    if issued_by is None:
-        raise field_error(("body", "issued_by"), "required: give issued_by or an X-Operator header")
+    """Issue a recall and broadcast it (`batch-recalled`); the authenticated operator is its
+    `issued_by`. Issuing it again — same `Idempotency-Key`, or same `recall_id` — returns the
+    recall already issued (200)."""
+    created, view = await issue(body, acting, store, outbox, idempotency_key)
+    response.status_code = 201 if created else 200
+    return view
+
+
+async def issue(
+    body: RecallIssue,
+    acting: Operator,
+    store: RecallStore,
+    outbox: RecallOutbox,
+    idempotency_key: str | None,
+) -> tuple[bool, RecallView]:
+    """Issue a recall (the API's and the console's one way); True if it is new."""
+    issued_by = acting.name
     request = RecallRequest(
         sku=body.sku,
         lot_codes=tuple(body.lot_codes),
@@ -340,9 +386,8 @@ async def issue_recall(
     if record.broadcast_pending:
         await outbox.try_publish(recall_id)
         record = await store.load(recall_id) or record
-    response.status_code = 201 if created else 200
     progress = await store.progress([recall_id])
-    return RecallView.of(record, progress[recall_id])
+    return created, RecallView.of(record, progress[recall_id])
 
 
 @router.get("/recalls", response_model=RecallPage)
@@ -374,12 +419,10 @@ async def get_recall(recall_id: RecallIdPath, store: Store) -> RecallDetail:
 
 
 @router.post("/recalls/{recall_id:path}/close", response_model=RecallView)
-async def close_recall(
-    recall_id: RecallIdPath, store: Store, acting: Acting, body: CloseRequest | None = None
-) -> RecallView:
-    """Close a recall (closing a closed one changes nothing). It still records events."""
-    closed_by = (body.closed_by if body else None) or acting.name
-    record = await store.close(recall_id, closed_by)
+async def close_recall(recall_id: RecallIdPath, store: Store, acting: Acting) -> RecallView:
+    """Close a recall (closing a closed one changes nothing); the authenticated operator is
+    its `closed_by`. A closed recall still records events."""
+    record = await store.close(recall_id, acting.name)
     if record is None:
         raise HTTPException(404, f"no recall with recall_id {recall_id!r}")
     progress = await store.progress([recall_id])

@@ -1,12 +1,14 @@
 """Wires the recall service: recalls in MongoDB, its four consumed events, the outbox relay
-that broadcasts `batch-recalled`, and the console's HTTP side."""
+that broadcasts `batch-recalled`, operator authentication, the HTTP API and the console."""
 
 from __future__ import annotations
 
+import secrets
 from functools import partial
 
 from lotline.events import EventType
-from lotline.recall import api
+from lotline.recall import api, console
+from lotline.recall.auth import AuthSettings, Operators, SessionSigner, TokenConfigError
 from lotline.recall.handlers import (
     on_item_returned,
     on_sale_flagged,
@@ -34,7 +36,34 @@ service.consume(EventType.ITEM_RETURNED, partial(on_item_returned, store))
 service.periodically(outbox.relay, settings.outbox_relay_interval_s, "recall_relay")
 service.http.state.recall_store = store
 service.http.state.recall_outbox = outbox
+
+auth = AuthSettings()
+try:
+    service.http.state.operators = Operators.from_settings(auth)
+except TokenConfigError as error:
+    raise SystemExit(f"lotline-recall: {error}") from None
+session_secret = (
+    auth.session_secret.get_secret_value().encode()
+    if auth.session_secret
+    else secrets.token_bytes(32)
+)
+service.http.state.sessions = SessionSigner(session_secret, auth.session_max_age_s)
+service.http.state.cookie_secure = auth.cookie_secure
 api.install(service.http)
+console.install(service.http)
+
+
+async def _say_how_changes_are_authorized() -> None:
+    if not service.http.state.operators.configured:
+        service.log.warning("no_operator_tokens", detail=api.NO_TOKENS)
+    if auth.session_secret is None:
+        service.log.info(
+            "console_sessions_per_process",
+            detail="RECALL_SESSION_SECRET unset: console logins end when this process stops",
+        )
+
+
+service.on_startup(_say_how_changes_are_authorized)
 
 
 def main() -> None:

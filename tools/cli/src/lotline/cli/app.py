@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 import uuid
@@ -481,23 +480,16 @@ def unit(
 
 # --- recalls --------------------------------------------------------------------------------
 
-OperatorOpt = Annotated[
+TokenOpt = Annotated[
     str | None,
     typer.Option(
-        "--operator",
-        envvar="LOTLINE_OPERATOR",
-        help="Who is acting (defaults to $LOTLINE_OPERATOR, then your login name)",
+        "--token",
+        envvar="LOTLINE_OPERATOR_TOKEN",
+        help="The recall operator's token (else $LOTLINE_OPERATOR_TOKEN, else the token file "
+        "$LOTLINE_OPERATOR_TOKEN_FILE or the one `make run` writes); it says who is acting",
+        show_default=False,
     ),
 ]
-
-
-def _operator(value: str | None) -> str:
-    if value:
-        return value
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        raise CliError("--operator: say who is acting") from None
 
 
 @recall_app.command(
@@ -524,7 +516,7 @@ def recall_issue(
     serials_file: Annotated[
         Path | None, typer.Option("--serials-file", help="A file with one recalled serial per line")
     ] = None,
-    operator: OperatorOpt = None,
+    token: TokenOpt = None,
     recall_id: Annotated[
         str | None, typer.Option("--recall-id", help="Your own recall number (made up if left out)")
     ] = None,
@@ -545,9 +537,12 @@ def recall_issue(
     }
     if recall_id:
         body["recall_id"] = recall_id
-    who = _operator(operator)
-    headers = {"X-Operator": who, "Idempotency-Key": recall_id or uuid.uuid4().hex}
-    issued = Services().recall.call("POST", "/recalls", json=body, headers=headers)
+    services = Services()
+    headers = {
+        **services.endpoints.operator_auth(token),
+        "Idempotency-Key": recall_id or uuid.uuid4().hex,
+    }
+    issued = services.recall.call("POST", "/recalls", json=body, headers=headers)
     views.done(f"Recall {issued['recall_id']} issued for {sku}; stores are being told.")
     views.recall(issued)
 
@@ -584,13 +579,15 @@ def recall_show(
 @recall_app.command("close", **_help("Close a recall once everything is dealt with."))
 def recall_close(
     recall_id: Annotated[str, typer.Argument(help="The recall's id", show_default=False)],
-    operator: OperatorOpt = None,
+    token: TokenOpt = None,
 ) -> None:
-    who = _operator(operator)
-    closed = Services().recall.call(
-        "POST", _path("recalls", recall_id) + "/close", headers={"X-Operator": who}
+    services = Services()
+    closed = services.recall.call(
+        "POST",
+        _path("recalls", recall_id) + "/close",
+        headers=services.endpoints.operator_auth(token),
     )
-    views.done(f"Recall {closed['recall_id']} closed by {closed.get('closed_by') or who}.")
+    views.done(f"Recall {closed['recall_id']} closed by {closed['closed_by']}.")
 
 
 app.command(

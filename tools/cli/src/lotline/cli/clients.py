@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lotline.events import OutgoingMessage
@@ -34,6 +35,36 @@ class Endpoints(BaseSettings):
     stock_url: str = Field("http://127.0.0.1:8002", description="The stock service")
     serials_url: str = Field("http://127.0.0.1:8003", description="The serial registry")
     recall_url: str = Field("http://127.0.0.1:8004", description="The recall service")
+    operator_token: SecretStr | None = Field(None, description="The recall operator's token")
+    operator_token_file: Path | None = Field(None, description="A file holding that token")
+    # Where `make run` (lotline-devstack services up) writes the dev operator's token.
+    stack_dir: Path | None = None
+    cache_dir: Path = Path("~/.cache/lotline")
+
+    def token_file(self) -> Path:
+        if self.operator_token_file is not None:
+            return self.operator_token_file.expanduser()
+        stack = self.stack_dir or self.cache_dir / "stack"
+        return stack.expanduser() / "run" / "operator-token"
+
+    def operator_auth(self, given: str | None = None) -> dict[str, str]:
+        """The recall operator's Authorization header: --token, else LOTLINE_OPERATOR_TOKEN,
+        else the token file (LOTLINE_OPERATOR_TOKEN_FILE, or the one `make run` writes)."""
+        token = given or (self.operator_token.get_secret_value() if self.operator_token else "")
+        if not token:
+            path = self.token_file()
+            try:
+                token = path.read_text().strip()
+            except FileNotFoundError:
+                raise CliError(
+                    "--token: changing a recall needs an operator token: pass --token, set "
+                    f"LOTLINE_OPERATOR_TOKEN, or run `make run`, which writes one to {path}"
+                ) from None
+            except OSError as error:
+                raise CliError(f"--token: cannot read {path}: {error.strerror}") from None
+            if not token:
+                raise CliError(f"--token: the token file {path} is empty")
+        return {"Authorization": f"Bearer {token.strip()}"}
 
 
 class Api:
@@ -92,6 +123,7 @@ def _problem(problem: Any) -> str:
 class Services:
     def __init__(self, endpoints: Endpoints | None = None) -> None:
         endpoints = endpoints or Endpoints()
+        self.endpoints = endpoints
         self.catalog = Api("catalog service", endpoints.catalog_url)
         self.stock = Api("stock service", endpoints.stock_url)
         self.serials = Api("serial registry", endpoints.serials_url)

@@ -28,7 +28,6 @@ from lotline.cli.serials import expand_range
 from lotline.events import EventData, ItemReceived, ItemSold, Lot, OutgoingMessage, encode
 
 STORES = ("STORE-1", "STORE-2", "STORE-3")
-OPERATOR = "demo"
 SHELF_SHARE = 0.6  # at most this share of a store's serial units is sold, the rest stays out
 
 T = TypeVar("T")
@@ -125,6 +124,7 @@ class Day:
         self.timeout = timeout
         self.rng = random.Random(seed)
         self.run = uuid.uuid4().hex[:6].upper()
+        self.operator = "?"  # who the recall service says issued the recalls
         self.today = datetime.now(UTC).date()
         self.products: list[Product] = []
         self.received: dict[str, int] = {}
@@ -344,8 +344,9 @@ class Day:
             "classification": "II",
             "recall_id": f"DEMO-RC-{self.run}-{p.sku.split('-')[1]}",
         }
-        headers = {"X-Operator": OPERATOR, "Idempotency-Key": body["recall_id"]}
+        headers = {**self.api.endpoints.operator_auth(), "Idempotency-Key": body["recall_id"]}
         issued = self.api.recall.call("POST", "/recalls", json=body, headers=headers)
+        self.operator = str(issued["issued_by"])
         return str(issued["recall_id"])
 
     def recall_lot_on_hand(self, p: Product, lot: str) -> int:
@@ -411,7 +412,7 @@ def play(services: Services, *, sales: int, serials: int, seed: int | None, time
     phone_recall = day.recall(phone, [phone_lot], loose, "Battery may overheat while charging")
     milk_recall = day.recall(milk, [milk_lot], [], "Possible Listeria contamination")
     views.console.print(
-        f"[bold]4. Recalls[/bold] issued by {OPERATOR!r}: {phone_recall} ({phone.sku}: lot "
+        f"[bold]4. Recalls[/bold] issued by {day.operator!r}: {phone_recall} ({phone.sku}: lot "
         f"{phone_lot} + {len(loose)} serials, {len(sold_b)} of them sold) and {milk_recall} "
         f"({milk.sku}: lot {milk_lot})"
     )
@@ -474,6 +475,7 @@ def where_to_look(
         f"lotline stock {milk.sku}",
         f"lotline unit {phone.sku} {serial}",
         f"{services.recall.base_url}/recalls/{quote(recall_id, safe='')}",
+        f"recall console: {services.recall.base_url}/console/recalls/{quote(recall_id, safe='')}",
         f"API docs: {services.catalog.base_url}/docs  {services.stock.base_url}/docs  "
         f"{services.serials.base_url}/docs  {services.recall.base_url}/docs",
     ):

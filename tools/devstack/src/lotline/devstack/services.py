@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
 import sys
 import urllib.error
 import urllib.request
@@ -31,25 +34,67 @@ SERVICES = (
 )
 
 
+DEV_OPERATOR = "dev-operator"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create (or replace) a file only its owner can read: it holds a secret."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
+
+
 class LocalServices:
-    """Start, stop and report the services; pid files and logs live in the stack dir."""
+    """Start, stop and report the services; pid files, logs and the dev operator's token
+    live in the stack dir."""
 
     def __init__(self, stack_dir: Path) -> None:
         self.dir = stack_dir
 
+    @property
+    def operator_token_file(self) -> Path:
+        """The dev operator's token, which `lotline recall` and the console login use."""
+        return self.dir / "run" / "operator-token"
+
+    @property
+    def operator_tokens_file(self) -> Path:
+        """What the recall service is given: the token's hash, never the token."""
+        return self.dir / "run" / "recall-operator-tokens"
+
+    def ensure_operator_token(self) -> str:
+        """The dev operator's token, made once (random) and kept across restarts."""
+        path = self.operator_token_file
+        token = path.read_text().strip() if path.exists() else ""
+        if not token:
+            token = secrets.token_urlsafe(24)
+            _write_private(path, token + "\n")
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        _write_private(
+            self.operator_tokens_file,
+            "# Written by `lotline-devstack services up` for local runs; name:role:hash\n"
+            f"{DEV_OPERATOR}:operator:sha256:{digest}\n",
+        )
+        return token
+
     def _spec(self, service: LotlineService) -> ProcessSpec:
+        env = {"HTTP_PORT": str(service.port)}
+        if service.name == "recall":
+            env["RECALL_OPERATOR_TOKENS_FILE"] = str(self.operator_tokens_file)
         return ProcessSpec(
             name=service.name,
             argv=(sys.executable, "-m", service.module),
             pid_file=self.dir / "run" / f"{service.name}.pid",
             log_file=self.dir / "logs" / f"{service.name}.log",
             cmdline_markers=("-m", service.module),
-            env={"HTTP_PORT": str(service.port)},
+            env=env,
         )
 
     def up(self, timeout: float = 60.0) -> list[tuple[LotlineService, str]]:
         """Start what is not running; wait until each answers /health/ready."""
         report = []
+        self.ensure_operator_token()
         for service in SERVICES:
             spec = self._spec(service)
             pid = running_pid(spec)
@@ -59,7 +104,13 @@ class LocalServices:
             else:
                 state = f"already running (pid {pid})"
             wait_ready(spec, pid, partial(_ready, service), timeout)
-            report.append((service, f"{state}, log {spec.log_file}"))
+            detail = f"{state}, log {spec.log_file}"
+            if service.name == "recall":
+                detail += (
+                    f"\n    console {service.url}/console: log in as {DEV_OPERATOR!r} with the "
+                    f"token in {self.operator_token_file} (the `lotline` command reads it too)"
+                )
+            report.append((service, detail))
         return report
 
     def down(self) -> list[str]:
