@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lotline.events import EventType
 from lotline.runtime.service import Service
+from lotline.stock import trace
 from lotline.stock.api import router
 from lotline.stock.handlers import StockHandlers
 from lotline.stock.store import StockStore
@@ -22,6 +23,7 @@ service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled)
 service.consume(EventType.ITEM_SOLD, handlers.on_items_sold, give_up=handlers.on_give_up_sales)
 service.http.state.stock_store = store
 service.http.include_router(router)
+service.http.include_router(trace.router)
 app = service.http
 
 

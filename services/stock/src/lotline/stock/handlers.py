@@ -24,6 +24,7 @@ from lotline.events import (
 )
 from lotline.runtime.consumer import BatchResult, Deferred, Delivery, Publisher
 from lotline.stock.domain import Level, Quarantine, Recall
+from lotline.stock.ledger import Movement, counts_of, movements
 from lotline.stock.store import Product, StockStore, StoredLevel, level_id
 
 SOURCE = "lotline/stock"
@@ -180,6 +181,7 @@ class StockHandlers:
     ) -> None:
         """Read the levels, apply every event not applied yet, write them back, publish."""
         levels: dict[str, StoredLevel] = await load()
+        moved: list[Movement] = []
         for delivery in deliveries:
             data = delivery.data
             targets = (
@@ -193,12 +195,15 @@ class StockHandlers:
                     stored = levels[key] = StoredLevel(Level(data.sku, data.location))
                 if stored.applied(delivery.stream, delivery.offset):
                     continue
+                before = counts_of(stored.level)
                 for event, suffix in change(delivery, stored.level, products[data.sku]):
                     message = encode(
                         event, source=SOURCE, id=derived_id(delivery, f"{key}/{suffix}")
                     )
                     stored.outbox.append({"topic": message.topic, "value": message.value.decode()})
+                moved.extend(movements(delivery.event, before, stored.level))
                 stored.mark_applied(delivery.stream, delivery.offset)
+        await self.store.record_movements(moved)
         await self.store.save_levels(levels)
         # Includes events a crashed run saved but never sent: the redelivered batch touches
         # the same levels, so nothing saved is left unsent.

@@ -1,4 +1,5 @@
-"""The stock service's MongoDB collections: levels (one per SKU and location) and products.
+"""The stock service's MongoDB collections: levels (one per SKU and location), products, and
+the movements ledger (insert-only, what each event did to each lot: the lot trace).
 
 The only module that speaks Mongo. A level document carries, beside its lots:
 - `version`, for optimistic concurrency: a write only lands on the version it was read at;
@@ -17,11 +18,14 @@ from typing import Any
 
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lotline.events import ProductRegistered, Tracking
-from lotline.runtime.mongo import bulk_write_in_parts, find_by_ids
+from lotline.runtime.mongo import BULK_PART, bulk_write_in_parts, find_by_ids
 from lotline.stock.domain import Level, Recall
+from lotline.stock.ledger import Movement
+
+DUPLICATE_KEY = 11000
 
 
 def level_id(sku: str, location: str) -> str:
@@ -61,11 +65,13 @@ class StockStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.levels = db["levels"]
         self.products = db["products"]
+        self.movements = db["movements"]
 
     async def create_indexes(self) -> None:
         await self.levels.create_index([("sku", ASCENDING), ("location", ASCENDING)])
         await self.levels.create_index([("location", ASCENDING)])
         await self.levels.create_index([("next_expiry", ASCENDING)])
+        await self.movements.create_index([("sku", ASCENDING), ("lot_code", ASCENDING)])
 
     # Products: the service's read model of the catalog.
 
@@ -141,6 +147,23 @@ class StockStore:
         ]
         await bulk_write_in_parts(self.levels, operations, ordered=False)
 
+    async def record_movements(self, movements: list[Movement]) -> None:
+        """Insert the movements a batch made, before its levels are written.
+
+        A movement's _id comes from its event, so a redelivered batch inserts the same ones
+        again and those duplicates are dropped: written first, a movement is never missing
+        for a level change that landed, and never counted twice."""
+        docs = [movement.to_document() for movement in movements]
+        for start in range(0, len(docs), BULK_PART):
+            try:
+                await self.movements.insert_many(docs[start : start + BULK_PART], ordered=False)
+            except BulkWriteError as exc:
+                others = [
+                    e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY
+                ]
+                if others or exc.details.get("writeConcernErrors"):
+                    raise
+
     async def clear_outboxes(self, levels: dict[str, StoredLevel]) -> None:
         """After publishing: empty each outbox, unless the level moved on (its writer sends)."""
         operations = [
@@ -162,6 +185,22 @@ class StockStore:
             "sku", 1
         )
         return [doc async for doc in cursor]
+
+    async def lot_levels(self, sku: str, lot_code: str) -> list[dict[str, Any]]:
+        """Each location's stock of one lot of a SKU."""
+        return [
+            {"location": doc["location"], **lot}
+            for doc in await self.levels_of_sku(sku)
+            for lot in doc.get("lots", [])
+            if lot.get("code") == lot_code
+        ]
+
+    async def lot_movements(self, sku: str, lot_code: str) -> list[dict[str, Any]]:
+        """Every movement of one lot, in the order things happened."""
+        # FerretDB serves only _id equality from an index: this is a scan there, indexed on
+        # MongoDB. Sorted here, not by the server, to keep the query simple for both.
+        docs = [doc async for doc in self.movements.find({"sku": sku, "lot_code": lot_code})]
+        return sorted(docs, key=lambda doc: (doc["at"], doc["_id"]))
 
     async def expiring_lots(self, until: date, location: str | None = None) -> list[dict[str, Any]]:
         """Lots with stock on hand that expire on or before `until`, soonest first."""
