@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 from lotline.events import EventType
-from lotline.recall import api
+from lotline.recall import api, trace
 from lotline.recall.handlers import (
     on_item_returned,
     on_sale_flagged,
@@ -35,6 +35,7 @@ service.periodically(outbox.relay, settings.outbox_relay_interval_s, "recall_rel
 service.http.state.recall_store = store
 service.http.state.recall_outbox = outbox
 api.install(service.http)
+service.http.include_router(trace.router)
 
 
 def main() -> None:
