@@ -24,8 +24,9 @@ class TraceKind(StrEnum):
     # Units sold before any lot covered them, attributed to this lot by a later receipt.
     SALE_ATTRIBUTED = "sale_attributed"
     RETURNED = "returned"
-    QUARANTINED = "quarantined"
+    # In this order at the same instant: a recall, then the quarantines it caused.
     RECALLED = "recalled"
+    QUARANTINED = "quarantined"
 
 
 class ProductInfo(BaseModel):
