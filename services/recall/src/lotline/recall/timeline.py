@@ -7,7 +7,7 @@ what the trace API, the EPCIS export and the CSV export are built from.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
@@ -189,12 +189,10 @@ def assemble_lot(
             )
         )
     unit_states = None
-    counts = None
+    counts: dict[str, int] | None = None
     if units is not None:
         unit_states = [UnitState.model_validate(u) for u in units]
-        counts = defaultdict(int)
-        for unit in unit_states:
-            counts[unit.status] += 1
+        counts = dict(Counter(unit.status for unit in unit_states))
     return LotTrace(
         sku=sku,
         lot_code=lot_code,
@@ -202,7 +200,7 @@ def assemble_lot(
         expires_on=expires_on,
         totals=totals,
         stores=stores,
-        unit_counts=dict(counts) if counts is not None else None,
+        unit_counts=counts,
         units=unit_states,
         recalls=recalls,
         events=sorted(events, key=_order),
