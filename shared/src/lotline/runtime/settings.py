@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How far back the recall relay looks for unpublished recalls"
     )
 
+    # Where the other services answer, for a service that assembles their parts over HTTP
+    # (the recall service's traces).
+    catalog_url: str = Field("http://127.0.0.1:8001", description="The catalog service")
+    stock_url: str = Field("http://127.0.0.1:8002", description="The stock service")
+    serials_url: str = Field("http://127.0.0.1:8003", description="The serial registry")
+
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(None, description="Overrides the service's default HTTP port")
     log_level: str = "INFO"

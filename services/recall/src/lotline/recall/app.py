@@ -7,7 +7,7 @@ import secrets
 from functools import partial
 
 from lotline.events import EventType
-from lotline.recall import api, console
+from lotline.recall import api, console, trace
 from lotline.recall.auth import AuthSettings, Operators, SessionSigner, TokenConfigError
 from lotline.recall.handlers import (
     on_item_returned,
@@ -51,6 +51,7 @@ service.http.state.sessions = SessionSigner(session_secret, auth.session_max_age
 service.http.state.cookie_secure = auth.cookie_secure
 api.install(service.http)
 console.install(service.http)
+service.http.include_router(trace.router)
 
 
 async def _say_how_changes_are_authorized() -> None:

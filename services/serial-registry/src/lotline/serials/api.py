@@ -35,6 +35,7 @@ class HistoryView(BaseModel):
     at: datetime
     what: str
     ref: str | None = Field(None, description="Business key: sale#line, return#line, receipt…")
+    location: str | None = Field(None, description="Where it happened (none for a recall)")
     flags: list[FlagView] = Field(default_factory=list)
 
     @classmethod
@@ -45,6 +46,7 @@ class HistoryView(BaseModel):
             at=entry.at,
             what=entry.what,
             ref=entry.ref,
+            location=entry.location,
             flags=[
                 FlagView(reason=f.reason, detail=f.detail, recall_id=f.recall_id)
                 for f in entry.flags

@@ -88,6 +88,8 @@ class HistoryEntry:
     what: str
     ref: str | None = None
     flags: tuple[Flag, ...] = ()
+    # Where it happened (a store); None for a recall, and for entries older than the field.
+    location: str | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,14 @@ def received_entry(
         receipt.lot.code if receipt.lot else None,
         (r.recall_id for r in recalls),
     )
-    return HistoryEntry(EventType.ITEM_RECEIVED, event_id, at, what, ref=receipt.receipt_id)
+    return HistoryEntry(
+        EventType.ITEM_RECEIVED,
+        event_id,
+        at,
+        what,
+        ref=receipt.receipt_id,
+        location=receipt.location,
+    )
 
 
 def received_units(
@@ -389,7 +398,9 @@ def sell(
     what = f"sold at {sale.location} in sale {sale.sale_id} line {sale.line}"
     if sale.lot_code is not None and unit.lot_code is not None and sale.lot_code != unit.lot_code:
         what += f" (till scanned lot {sale.lot_code}, unit is of lot {unit.lot_code})"
-    entry = HistoryEntry(EventType.ITEM_SOLD, event_id, sale.sold_at, what, ref, tuple(flags))
+    entry = HistoryEntry(
+        EventType.ITEM_SOLD, event_id, sale.sold_at, what, ref, tuple(flags), sale.location
+    )
     sold = replace(
         unit,
         status=UnitStatus.SOLD,
@@ -438,6 +449,7 @@ def recalled_while_selling(
         "while the sale was being recorded",
         sale_ref(sale),
         (flag,),
+        sale.location,
     )
     return Outcome(recalled.with_entry(entry), (flag,))
 
@@ -496,7 +508,7 @@ def return_unit(
     unit = _with_recalls(unit, recalls)
     if ret.reason is ReturnReason.RECALL and not unit.recalled:
         what += "; returned for a recall, but no recall of this unit is known"
-    entry = HistoryEntry(EventType.ITEM_RETURNED, event_id, at, what, ref)
+    entry = HistoryEntry(EventType.ITEM_RETURNED, event_id, at, what, ref, location=ret.location)
     returned = replace(
         unit,
         status=UnitStatus.RETURNED,

@@ -110,6 +110,8 @@ def entry_doc(entry: HistoryEntry) -> Doc:
     }
     if entry.ref is not None:
         doc["ref"] = entry.ref
+    if entry.location is not None:
+        doc["location"] = entry.location
     if entry.flags:
         doc["flags"] = [
             {"reason": f.reason.value, "detail": f.detail}
@@ -126,6 +128,7 @@ def entry_from_doc(doc: Doc) -> HistoryEntry:
         at=doc["at"],
         what=doc["what"],
         ref=doc.get("ref"),
+        location=doc.get("location"),
         flags=tuple(
             Flag(FlagReason(f["reason"]), f["detail"], f.get("recall_id"))
             for f in doc.get("flags") or ()
@@ -196,7 +199,12 @@ def unit_from_doc(doc: Doc) -> Unit:
             doc.get("received_location"), doc["receipt_id"], doc.get("lot_code")
         )
         receipt = HistoryEntry(
-            EventType.ITEM_RECEIVED, received_event, doc["received_at"], what, doc["receipt_id"]
+            EventType.ITEM_RECEIVED,
+            received_event,
+            doc["received_at"],
+            what,
+            doc["receipt_id"],
+            location=doc.get("received_location"),
         )
         history = (receipt, *history)
     return Unit(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lotline.events import EventType
 from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.service import Service
+from lotline.stock import trace
 from lotline.stock.api import router
 from lotline.stock.handlers import StockHandlers
 from lotline.stock.store import StockStore
@@ -29,6 +30,7 @@ service.consume(
 )
 service.http.state.stock_store = store
 service.http.include_router(router)
+service.http.include_router(trace.router)
 app = service.http
 
 

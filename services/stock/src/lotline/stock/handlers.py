@@ -26,6 +26,7 @@ from lotline.runtime.consumer import BatchResult, Deferred, Delivery, Publisher
 from lotline.runtime.dedupe import SeenEvents
 from lotline.runtime.settings import Settings
 from lotline.stock.domain import Level, Quarantine, Recall
+from lotline.stock.ledger import Movement, counts_of, movements
 from lotline.stock.store import Product, StockStore, StoredLevel, level_id
 
 SOURCE = "lotline/stock"
@@ -195,6 +196,7 @@ class StockHandlers:
         levels: dict[str, StoredLevel] = await load()
         copies = await self._old_copies(deliveries, levels) if recognise_copies else set()
         applied_now: set[str] = set()
+        moved: list[Movement] = []
         for delivery in deliveries:
             data = delivery.data
             copy_key, stamped = delivery.event.dedupe_key, delivery.event.time
@@ -217,12 +219,15 @@ class StockHandlers:
                     continue
                 applied_now.add(copy_key)
                 stored.recent.add(copy_key, stamped)
+                before = counts_of(stored.level)
                 for event, suffix in change(delivery, stored.level, products[data.sku]):
                     message = encode(
                         event, source=SOURCE, id=derived_id(delivery, f"{key}/{suffix}")
                     )
                     stored.outbox.append({"topic": message.topic, "value": message.value.decode()})
+                moved.extend(movements(delivery.event, before, stored.level))
                 stored.mark_applied(delivery.stream, delivery.offset)
+        await self.store.record_movements(moved)
         await self.store.save_levels(
             levels,
             window_s=self.settings.dedupe_window_hours * 3600,

@@ -1,4 +1,5 @@
-"""The stock service's MongoDB collections: levels (one per SKU and location) and products.
+"""The stock service's MongoDB collections: levels (one per SKU and location), products, and
+the movements ledger (insert-only, what each event did to each lot: the lot trace).
 
 The only module that speaks Mongo. A level document carries, beside its lots:
 - `version`, counting its writes;
@@ -22,13 +23,16 @@ from typing import Any
 
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lotline.events import ProductRegistered, Tracking
 from lotline.runtime.dedupe import RecentEvents
-from lotline.runtime.mongo import bulk_write_in_parts, find_by_ids
+from lotline.runtime.mongo import BULK_PART, bulk_write_in_parts, find_by_ids
 from lotline.runtime.owned import OwnedState
 from lotline.stock.domain import Level, Recall
+from lotline.stock.ledger import Movement
+
+DUPLICATE_KEY = 11000
 
 
 def level_id(sku: str, location: str) -> str:
@@ -69,6 +73,7 @@ class StockStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], owned: OwnedState | None = None) -> None:
         self.levels = db["levels"]
         self.products = db["products"]
+        self.movements = db["movements"]
         # Which levels exist, per SKU and per location: FerretDB answers `{"sku": ...}` by
         # reading every level, but a document by its _id from the index.
         self.places = db["places"]
@@ -78,6 +83,7 @@ class StockStore:
 
     async def create_indexes(self) -> None:
         await self.levels.create_index([("next_expiry", ASCENDING)])
+        await self.movements.create_index([("sku", ASCENDING), ("lot_code", ASCENDING)])
 
     # Products: the service's read model of the catalog.
 
@@ -198,6 +204,23 @@ class StockStore:
             stored.version += 1
             stored.changed = False
 
+    async def record_movements(self, movements: list[Movement]) -> None:
+        """Insert the movements a batch made, before its levels are written.
+
+        A movement's _id comes from its event, so a redelivered batch inserts the same ones
+        again and those duplicates are dropped: written first, a movement is never missing
+        for a level change that landed, and never counted twice."""
+        docs = [movement.to_document() for movement in movements]
+        for start in range(0, len(docs), BULK_PART):
+            try:
+                await self.movements.insert_many(docs[start : start + BULK_PART], ordered=False)
+            except BulkWriteError as exc:
+                others = [
+                    e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY
+                ]
+                if others or exc.details.get("writeConcernErrors"):
+                    raise
+
     async def clear_outboxes(self, levels: dict[str, StoredLevel]) -> None:
         """After publishing: empty each outbox, unless the level moved on (its writer sends)."""
         operations = [
@@ -219,6 +242,22 @@ class StockStore:
     async def levels_at(self, location: str) -> list[dict[str, Any]]:
         found = await find_by_ids(self.levels, await self._level_ids("location", location), _PUBLIC)
         return sorted(found.values(), key=lambda doc: doc["sku"])
+
+    async def lot_levels(self, sku: str, lot_code: str) -> list[dict[str, Any]]:
+        """Each location's stock of one lot of a SKU."""
+        return [
+            {"location": doc["location"], **lot}
+            for doc in await self.levels_of_sku(sku)
+            for lot in doc.get("lots", [])
+            if lot.get("code") == lot_code
+        ]
+
+    async def lot_movements(self, sku: str, lot_code: str) -> list[dict[str, Any]]:
+        """Every movement of one lot, in the order things happened."""
+        # FerretDB serves only _id equality from an index: this is a scan there, indexed on
+        # MongoDB. Sorted here, not by the server, to keep the query simple for both.
+        docs = [doc async for doc in self.movements.find({"sku": sku, "lot_code": lot_code})]
+        return sorted(docs, key=lambda doc: (doc["at"], doc["_id"]))
 
     async def expiring_lots(self, until: date, location: str | None = None) -> list[dict[str, Any]]:
         """Lots with stock on hand that expire on or before `until`, soonest first."""

@@ -21,6 +21,7 @@ from lotline.cli import views
 from lotline.cli.clients import SOURCE, CliError, Services, publish
 from lotline.cli.scan import Scan, ScanError, parse_scan
 from lotline.cli.serials import SerialsError, check_distinct, parse_serials, read_serials
+from lotline.cli.trace import trace_app
 from lotline.events import (
     Classification,
     EventData,
@@ -97,6 +98,7 @@ products_app = typer.Typer(
 recall_app = typer.Typer(help="Recalls: issue one, follow it, close it.", no_args_is_help=True)
 app.add_typer(products_app, name="products")
 app.add_typer(recall_app, name="recall")
+app.add_typer(trace_app, name="trace")
 
 # --- options shared by several commands ---------------------------------------------------
 

@@ -1,0 +1,165 @@
+"""A trace as a GS1 EPCIS 2.0 document (JSON-LD). Pure: a trace in, a document out.
+
+Every trace event becomes one `ObjectEvent`, with the CBV 2.0 vocabulary:
+
+| trace event     | action | bizStep          | disposition          |
+|-----------------|--------|------------------|----------------------|
+| received        | ADD    | receiving        | sellable_accessible  |
+| sold            | OBSERVE| retail_selling   | retail_sold          |
+| sale_attributed | OBSERVE| retail_selling   | retail_sold          |
+| returned        | OBSERVE| receiving        | returned             |
+| quarantined     | OBSERVE| holding          | non_sellable_other   |
+| recalled        | OBSERVE| (none)           | recalled             |
+
+A receipt is the lot's first appearance in the retailer's records, so it is an ADD and
+carries the lot's master data (ILMD: lot number, expiry). CBV has no "returning" step: a
+return is received back (`receiving`) with disposition `returned`.
+
+Identifiers, when the product has a GTIN, are GS1 Digital Link URIs: a serial unit in
+`epcList` as `https://id.gs1.org/01/{gtin14}/21/{serial}`, a lot in `quantityList` as the
+class `https://id.gs1.org/01/{gtin14}/10/{lot}`. Without a GTIN they are Lotline URNs:
+`urn:lotline:unit:{sku}:{serial}` and `urn:lotline:class:{sku}:lot:{lot}`. Stores have no
+GLN, so a store's readPoint and bizLocation is `urn:lotline:location:{store}`. Each part is
+percent-encoded. Lotline's own fields (reference document, customer, supplier) are
+extensions in the `lotline:` namespace (`urn:lotline:epcis:`), declared in the context.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+from uuid import NAMESPACE_URL, uuid5
+
+from lotline.recall.timeline import LotTrace, ProductInfo, TraceEvent, TraceKind, UnitTrace
+
+EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/epcis-context.jsonld"
+LOTLINE_NAMESPACE = "urn:lotline:epcis:"
+MEDIA_TYPE = "application/ld+json"
+# UN/ECE Recommendation 20 "each": quantities are counts of units.
+UOM_EACH = "EA"
+
+# (action, bizStep, disposition) per trace event.
+_VOCABULARY: dict[TraceKind, tuple[str, str | None, str]] = {
+    TraceKind.RECEIVED: ("ADD", "receiving", "sellable_accessible"),
+    TraceKind.SOLD: ("OBSERVE", "retail_selling", "retail_sold"),
+    TraceKind.SALE_ATTRIBUTED: ("OBSERVE", "retail_selling", "retail_sold"),
+    TraceKind.RETURNED: ("OBSERVE", "receiving", "returned"),
+    TraceKind.QUARANTINED: ("OBSERVE", "holding", "non_sellable_other"),
+    TraceKind.RECALLED: ("OBSERVE", None, "recalled"),
+}
+# CBV business transaction types for the documents that have one.
+_TRANSACTION_TYPES = {"receipt": "recadv", "return": "rma"}
+
+
+def _part(value: str) -> str:
+    return quote(value, safe="")
+
+
+def unit_uri(product: ProductInfo, serial: str) -> str:
+    if product.gtin:
+        return f"https://id.gs1.org/01/{product.gtin}/21/{_part(serial)}"
+    return f"urn:lotline:unit:{_part(product.sku)}:{_part(serial)}"
+
+
+def lot_class_uri(product: ProductInfo, lot_code: str | None) -> str:
+    if product.gtin:
+        if lot_code is None:
+            return f"https://id.gs1.org/01/{product.gtin}"
+        return f"https://id.gs1.org/01/{product.gtin}/10/{_part(lot_code)}"
+    if lot_code is None:
+        return f"urn:lotline:class:{_part(product.sku)}"
+    return f"urn:lotline:class:{_part(product.sku)}:lot:{_part(lot_code)}"
+
+
+def location_uri(location: str) -> str:
+    return f"urn:lotline:location:{_part(location)}"
+
+
+def _document_uri(kind: str, document_id: str) -> str:
+    return f"urn:lotline:{kind}:{_part(document_id)}"
+
+
+def _time(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def object_event(product: ProductInfo, event: TraceEvent) -> dict[str, Any]:
+    """One trace event as an EPCIS ObjectEvent."""
+    action, biz_step, disposition = _VOCABULARY[event.kind]
+    doc: dict[str, Any] = {
+        "type": "ObjectEvent",
+        "eventTime": _time(event.at),
+        "eventTimeZoneOffset": "+00:00",
+        "eventID": f"urn:uuid:{uuid5(NAMESPACE_URL, f'lotline-trace/{event.id}')}",
+        "action": action,
+    }
+    if event.serials:
+        doc["epcList"] = [unit_uri(product, serial) for serial in event.serials]
+    else:
+        doc["quantityList"] = [
+            {
+                "epcClass": lot_class_uri(product, event.lot_code),
+                "quantity": event.quantity,
+                "uom": UOM_EACH,
+            }
+        ]
+    if biz_step is not None:
+        doc["bizStep"] = biz_step
+    doc["disposition"] = disposition
+    if event.location is not None:
+        doc["readPoint"] = {"id": location_uri(event.location)}
+        # A sold unit has left the store: it is no longer at that business location.
+        if event.kind not in (TraceKind.SOLD, TraceKind.SALE_ATTRIBUTED):
+            doc["bizLocation"] = {"id": location_uri(event.location)}
+    transaction_type = _TRANSACTION_TYPES.get(event.document_type)
+    if transaction_type is not None:
+        doc["bizTransactionList"] = [
+            {
+                "type": transaction_type,
+                "bizTransaction": _document_uri(event.document_type, event.document_id),
+            }
+        ]
+    if event.kind is TraceKind.RECEIVED:
+        ilmd: dict[str, Any] = {}
+        if event.lot_code is not None:
+            ilmd["cbvmda:lotNumber"] = event.lot_code
+        if event.expires_on is not None:
+            ilmd["cbvmda:itemExpirationDate"] = event.expires_on
+        if ilmd:
+            doc["ilmd"] = ilmd
+    extensions = {
+        "lotline:sku": product.sku,
+        "lotline:documentType": event.document_type,
+        "lotline:documentID": event.document_id,
+        "lotline:line": event.line,
+        "lotline:customerRef": event.customer_ref,
+        "lotline:supplier": event.supplier,
+        "lotline:saleID": event.sale_id if event.document_type != "sale" else None,
+        "lotline:returnReason": event.return_reason,
+        "lotline:recallID": event.recall_id if event.document_type != "recall" else None,
+        "lotline:sourceEvent": event.source_event,
+    }
+    doc.update({name: value for name, value in extensions.items() if value is not None})
+    return doc
+
+
+def document(
+    product: ProductInfo, events: list[TraceEvent], created_at: datetime
+) -> dict[str, Any]:
+    """An EPCISDocument holding these events, in their order."""
+    return {
+        "@context": [EPCIS_CONTEXT, {"lotline": LOTLINE_NAMESPACE}],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": _time(created_at),
+        "epcisBody": {"eventList": [object_event(product, event) for event in events]},
+    }
+
+
+def lot_document(trace: LotTrace, created_at: datetime) -> dict[str, Any]:
+    return document(trace.product, trace.events, created_at)
+
+
+def unit_document(trace: UnitTrace, created_at: datetime) -> dict[str, Any]:
+    return document(trace.product, trace.events, created_at)

@@ -1,0 +1,186 @@
+"""The movements ledger: what each applied event did to each lot at one location. No I/O.
+
+A level keeps totals; a lot trace needs the facts behind them (which receipt, which sale and
+customer, which return, which recall). A movement is derived from the counters of a level
+before and after one event, so it records what the domain actually did (FEFO picks, units
+sold earlier without a lot and settled by a receipt, stock going straight to quarantine),
+not what the event asked for. Its id is computed from the event, so a replay inserts the
+same movement again and the insert is dropped as a duplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from lotline.events import (
+    BatchRecalled,
+    CloudEvent,
+    ItemReceived,
+    ItemReturned,
+    ItemSold,
+)
+from lotline.stock.domain import Level
+
+
+class MovementKind(StrEnum):
+    RECEIVED = "received"
+    SOLD = "sold"
+    # Units sold before any lot covered them, attributed to the lot a later receipt brought.
+    SALE_ATTRIBUTED = "sale_attributed"
+    RETURNED = "returned"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True)
+class LotCounts:
+    received: int = 0
+    sold: int = 0
+    returned: int = 0
+    quarantined: int = 0
+
+
+@dataclass(frozen=True)
+class Movement:
+    id: str
+    kind: MovementKind
+    sku: str
+    location: str
+    lot_code: str | None
+    quantity: int
+    at: datetime
+    event_id: str
+    document_type: str
+    document_id: str
+    line: int | None = None
+    customer_ref: str | None = None
+    supplier: str | None = None
+    expires_on: date | None = None
+    sale_id: str | None = None
+    return_reason: str | None = None
+    recall_id: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "_id": self.id,
+            "kind": self.kind.value,
+            "sku": self.sku,
+            "location": self.location,
+            "lot_code": self.lot_code,
+            "quantity": self.quantity,
+            "at": self.at,
+            "event_id": self.event_id,
+            "document_type": self.document_type,
+            "document_id": self.document_id,
+        }
+        optional = {
+            "line": self.line,
+            "customer_ref": self.customer_ref,
+            "supplier": self.supplier,
+            "expires_on": self.expires_on.isoformat() if self.expires_on else None,
+            "sale_id": self.sale_id,
+            "return_reason": self.return_reason,
+            "recall_id": self.recall_id,
+        }
+        doc.update({name: value for name, value in optional.items() if value is not None})
+        return doc
+
+
+def counts_of(level: Level) -> dict[str | None, LotCounts]:
+    """The counters a movement is derived from, per lot (taken before the event applies)."""
+    return {
+        code: LotCounts(lot.received, lot.sold, lot.returned, lot.quarantined)
+        for code, lot in level.lots.items()
+    }
+
+
+def movements(
+    event: CloudEvent[Any], before: dict[str | None, LotCounts], level: Level
+) -> list[Movement]:
+    """The movements one applied event made at this level, one per lot and kind."""
+    found: list[Movement] = []
+    for code, lot in level.lots.items():
+        was = before.get(code, LotCounts())
+        deltas = {
+            "received": lot.received - was.received,
+            "sold": lot.sold - was.sold,
+            "returned": lot.returned - was.returned,
+            "quarantined": lot.quarantined - was.quarantined,
+        }
+        for kind, quantity in _kinds(event.data, deltas):
+            found.append(
+                _movement(event, level, code, kind, quantity, lot.recall_id, lot.expires_on)
+            )
+    return found
+
+
+def _kinds(data: Any, deltas: dict[str, int]) -> list[tuple[MovementKind, int]]:
+    kinds: list[tuple[MovementKind, int]] = []
+    if isinstance(data, ItemReceived):
+        kinds.append((MovementKind.RECEIVED, deltas["received"]))
+        kinds.append((MovementKind.SALE_ATTRIBUTED, deltas["sold"]))
+    elif isinstance(data, ItemSold):
+        kinds.append((MovementKind.SOLD, deltas["sold"]))
+    elif isinstance(data, ItemReturned):
+        kinds.append((MovementKind.RETURNED, deltas["returned"]))
+    # Stock leaving quarantine (sold from it) is in the sale; only what enters it is a fact.
+    kinds.append((MovementKind.QUARANTINED, deltas["quarantined"]))
+    return [(kind, quantity) for kind, quantity in kinds if quantity > 0]
+
+
+def _movement(
+    event: CloudEvent[Any],
+    level: Level,
+    lot_code: str | None,
+    kind: MovementKind,
+    quantity: int,
+    recall_id: str | None,
+    expires_on: date | None,
+) -> Movement:
+    data = event.data
+    common: dict[str, Any] = {
+        "id": f"{event.dedupe_key}#{level.location}#{lot_code or ''}#{kind.value}",
+        "kind": kind,
+        "sku": level.sku,
+        "location": level.location,
+        "lot_code": lot_code,
+        "quantity": quantity,
+        "event_id": event.dedupe_key,
+        "expires_on": expires_on,
+        "recall_id": recall_id if kind is MovementKind.QUARANTINED else None,
+    }
+    if isinstance(data, ItemReceived):
+        return Movement(
+            **common,
+            at=data.received_at or event.time,
+            document_type="receipt",
+            document_id=data.receipt_id,
+            supplier=data.supplier,
+        )
+    if isinstance(data, ItemSold):
+        return Movement(
+            **common,
+            at=data.sold_at,
+            document_type="sale",
+            document_id=data.sale_id,
+            line=data.line,
+            customer_ref=data.customer_ref,
+            sale_id=data.sale_id,
+        )
+    if isinstance(data, ItemReturned):
+        return Movement(
+            **common,
+            at=data.returned_at or event.time,
+            document_type="return",
+            document_id=data.return_id,
+            line=data.line,
+            sale_id=data.sale_id,
+            return_reason=data.reason.value,
+        )
+    if isinstance(data, BatchRecalled):
+        return Movement(
+            **common, at=data.issued_at, document_type="recall", document_id=data.recall_id
+        )
+    raise TypeError(f"no movement is derived from a {type(data).__name__} event")

@@ -1,0 +1,104 @@
+"""The stock service's part of a lot trace: the lot's stock per location and its movements."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from lotline.stock.ledger import MovementKind
+from lotline.stock.store import StockStore
+
+router = APIRouter(tags=["trace"])
+
+
+class LotAtLocation(BaseModel):
+    location: str
+    expires_on: str | None
+    received: int
+    sold: int
+    returned: int
+    on_hand: int
+    quarantined: int
+    damaged: int
+    recall_id: str | None
+
+
+class MovementView(BaseModel):
+    id: str = Field(description="<event source>#<event id>#<location>#<lot>#<kind>")
+    kind: MovementKind
+    location: str
+    quantity: int
+    at: datetime
+    event_id: str = Field(description="CloudEvents source#id of the event that moved stock")
+    document_type: str = Field(description="receipt, sale, return or recall")
+    document_id: str
+    line: int | None = None
+    customer_ref: str | None = None
+    supplier: str | None = None
+    sale_id: str | None = None
+    return_reason: str | None = None
+    recall_id: str | None = None
+    expires_on: str | None = None
+
+
+class LotStockTrace(BaseModel):
+    sku: str
+    lot_code: str
+    received: int
+    sold: int
+    returned: int
+    on_hand: int
+    quarantined: int
+    damaged: int
+    locations: list[LotAtLocation]
+    movements: list[MovementView]
+
+
+def _store(request: Request) -> StockStore:
+    store: StockStore = request.app.state.stock_store
+    return store
+
+
+def _at_location(doc: dict[str, Any]) -> LotAtLocation:
+    return LotAtLocation(
+        location=doc["location"],
+        expires_on=doc.get("expires_on"),
+        received=doc.get("received", 0),
+        sold=doc.get("sold", 0),
+        returned=doc.get("returned", 0),
+        on_hand=doc.get("on_hand", 0),
+        quarantined=doc.get("quarantined", 0),
+        damaged=doc.get("damaged", 0),
+        recall_id=doc.get("recall_id"),
+    )
+
+
+@router.get(
+    "/lots/{sku}/{lot_code:path}/trace",
+    response_model=LotStockTrace,
+    summary="One lot: stock per location and every receipt, sale, return and quarantine",
+)
+async def lot_trace(sku: str, lot_code: str, request: Request) -> LotStockTrace:
+    store = _store(request)
+    locations = [_at_location(doc) for doc in await store.lot_levels(sku, lot_code)]
+    movements = [
+        MovementView.model_validate({**doc, "id": doc["_id"]})
+        for doc in await store.lot_movements(sku, lot_code)
+    ]
+    if not locations and not movements:
+        raise HTTPException(404, f"no stock of lot {lot_code!r} of sku {sku!r} is recorded")
+    return LotStockTrace(
+        sku=sku,
+        lot_code=lot_code,
+        received=sum(loc.received for loc in locations),
+        sold=sum(loc.sold for loc in locations),
+        returned=sum(loc.returned for loc in locations),
+        on_hand=sum(loc.on_hand for loc in locations),
+        quarantined=sum(loc.quarantined for loc in locations),
+        damaged=sum(loc.damaged for loc in locations),
+        locations=locations,
+        movements=movements,
+    )
