@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -48,10 +49,38 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How far back the recall relay looks for unpublished recalls"
     )
 
+    # The stock service's expiry warnings (lot-expiring).
+    stock_expiry_warning_days: Annotated[tuple[int, ...], NoDecode] = Field(
+        (30, 7, 1), description="Days before expiry at which a lot is warned about, e.g. 30,7,1"
+    )
+    stock_expiry_check_interval_s: float = Field(
+        3600.0, gt=0, description="How often the stock service looks for lots to warn about"
+    )
+
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(None, description="Overrides the service's default HTTP port")
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("stock_expiry_warning_days", mode="before")
+    @classmethod
+    def _comma_separated_days(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            days = tuple(int(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a comma-separated list of whole days") from None
+        return days
+
+    @field_validator("stock_expiry_warning_days")
+    @classmethod
+    def _sensible_days(cls, days: tuple[int, ...]) -> tuple[int, ...]:
+        if not days:
+            raise ValueError("name at least one threshold, e.g. 30,7,1")
+        if any(d < 0 or d > 3650 for d in days):
+            raise ValueError(f"thresholds must be between 0 and 3650 days, got {list(days)}")
+        return tuple(sorted(set(days), reverse=True))
 
 
 @lru_cache(maxsize=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lotline.events import EventType
 from lotline.runtime.service import Service
 from lotline.stock.api import router
+from lotline.stock.expiry import ExpiryWarnings
 from lotline.stock.handlers import StockHandlers
 from lotline.stock.store import StockStore
 
@@ -20,6 +21,16 @@ service.consume(EventType.ITEM_RECEIVED, handlers.on_items_received)
 service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned)
 service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled)
 service.consume(EventType.ITEM_SOLD, handlers.on_items_sold, give_up=handlers.on_give_up_sales)
+expiry_warnings = ExpiryWarnings(
+    service.db,
+    store,
+    service.publisher,
+    thresholds=service.settings.stock_expiry_warning_days,
+    relay_grace_s=service.settings.outbox_relay_grace_s,
+)
+service.periodically(
+    expiry_warnings.check, service.settings.stock_expiry_check_interval_s, "expiry_check"
+)
 service.http.state.stock_store = store
 service.http.include_router(router)
 app = service.http
