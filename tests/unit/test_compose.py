@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -245,3 +247,47 @@ def test_the_dockerfile_follows_uvs_documented_pattern() -> None:
     # The same Python image in both stages: the venv's interpreter path must exist.
     assert build.startswith("${PYTHON_IMAGE} AS build")
     assert runtime.startswith("${PYTHON_IMAGE}\n")
+
+
+def run_init_script(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the mongo init script in Node with a stand-in for mongosh's `db`, which records
+    the users it is asked to create."""
+    harness = f"""
+const created = [];
+globalThis.db = {{ getSiblingDB: (name) => ({{
+  createUser: (user) => created.push({{ database: name, ...user }}) }}) }};
+globalThis.print = () => {{}};
+process.env = {json.dumps(env)};
+require({json.dumps(str(MONGO_INIT))});
+console.log(JSON.stringify(created));
+"""
+    return subprocess.run(
+        ["node", "-e", harness], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the script")
+def test_the_init_script_creates_each_service_user_on_its_own_database_only() -> None:
+    passwords = {
+        "CATALOG_DB_PASSWORD": "c1",
+        "STOCK_DB_PASSWORD": "s2",
+        "SERIALS_DB_PASSWORD": "r3",
+        "RECALL_DB_PASSWORD": "x4",
+    }
+    result = run_init_script(passwords)
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert created == [
+        {
+            "database": database,
+            "user": name,
+            "pwd": password,
+            "roles": [{"role": "readWrite", "db": database}],
+        }
+        for (name, (_, database)), password in zip(
+            SERVICES.items(), passwords.values(), strict=True
+        )
+    ]
+    missing = run_init_script({k: v for k, v in passwords.items() if k != "STOCK_DB_PASSWORD"})
+    assert missing.returncode != 0
+    assert "STOCK_DB_PASSWORD is not set" in missing.stderr
