@@ -15,10 +15,12 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers"
     )
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
-    kafka_username: str | None = None
-    kafka_password: SecretStr | None = None
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, or SASL_PLAINTEXT / SASL_SSL with a username"
+    )
+    kafka_sasl_mechanism: str = Field("SCRAM-SHA-512", description="SCRAM-SHA-512 or SCRAM-SHA-256")
+    kafka_username: str | None = Field(None, description="SASL/SCRAM user; unset: no SASL")
+    kafka_password: SecretStr | None = Field(None, description="SASL/SCRAM password")
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic the stack creates")
 
     mongodb_url: SecretStr = Field(
@@ -26,8 +28,12 @@ class Settings(BaseSettings):
     )
 
     # Consumer tuning: one bulk write and one offset commit per batch.
-    consumer_max_records: int = Field(500, ge=1)
-    consumer_batch_timeout_ms: int = Field(50, ge=1)
+    consumer_max_records: int = Field(
+        500, ge=1, description="Events per batch: one bulk write and one offset commit each"
+    )
+    consumer_batch_timeout_ms: int = Field(
+        50, ge=1, description="How long a batch waits to fill up"
+    )
     consumer_retry_attempts: int = Field(
         5, ge=1, description="Tries before an event goes to the DLQ"
     )
@@ -37,13 +43,16 @@ class Settings(BaseSettings):
     consumer_defer_max_s: float = Field(
         15.0, gt=0, description="How long an event may wait (e.g. for its product) before the DLQ"
     )
-    consumer_retry_backoff_s: float = Field(0.2, gt=0)
-    consumer_retry_backoff_max_s: float = Field(5.0, gt=0)
+    consumer_retry_backoff_s: float = Field(0.2, gt=0, description="First wait between tries")
+    consumer_retry_backoff_max_s: float = Field(
+        5.0, gt=0, description="Longest wait between tries (the wait doubles up to it)"
+    )
 
-    # Outbox relays (catalog's product-registered, recall's batch-recalled).
+    # Outbox relays (catalog's product-registered, recall's batch-recalled, stock's
+    # lot-expiring).
     outbox_relay_interval_s: float = Field(1.0, gt=0, description="How often the relay looks")
     outbox_relay_grace_s: float = Field(
-        2.0, ge=0, description="How long a change may wait for its own request to publish it"
+        2.0, ge=0, description="How long a saved event may wait for its writer to publish it"
     )
     outbox_relay_horizon_days: float = Field(
         30.0, gt=0, description="How far back the recall relay looks for unpublished recalls"
@@ -57,10 +66,10 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="How often the stock service looks for lots to warn about"
     )
 
-    http_host: str = "127.0.0.1"
+    http_host: str = Field("127.0.0.1", description="Address the HTTP side listens on")
     http_port: int | None = Field(None, description="Overrides the service's default HTTP port")
-    log_level: str = "INFO"
-    log_json: bool = True
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_json: bool = Field(True, description="JSON log lines; false: key=value for a terminal")
 
     @field_validator("stock_expiry_warning_days", mode="before")
     @classmethod
