@@ -26,7 +26,7 @@ expiry_warnings = ExpiryWarnings(
     store,
     service.publisher,
     thresholds=service.settings.stock_expiry_warning_days,
-    relay_grace_s=service.settings.outbox_relay_grace_s,
+    relay_grace_s=service.settings.stock_expiry_resend_after_s,
 )
 service.periodically(
     expiry_warnings.check, service.settings.stock_expiry_check_interval_s, "expiry_check"

@@ -10,8 +10,9 @@ by lot and threshold:
   would need the consumer's partition assignment, which moves with every rebalance, and it
   would not make the read cheaper: FerretDB scans for this query whatever the filter.
 - **Not lost in a crash.** A claim is saved with its encoded event and `published: false`,
-  then published and marked. Claims still unpublished after a grace period (their owner
-  died in between) are published by whichever instance checks next. The CloudEvent id is
+  then published and marked. Claims still unpublished long after their insert
+  (`STOCK_EXPIRY_RESEND_AFTER_S`: their instance stopped in between) are published by
+  whichever instance checks next. The CloudEvent id is
   computed from the claim's `_id`, so such a re-send is a duplicate that consumers drop.
 """
 
@@ -157,6 +158,8 @@ class ExpiryWarnings:
         self.thresholds = tuple(thresholds)
         self.relay_grace = timedelta(seconds=relay_grace_s)
         self.today = today
+        # Warnings known to be claimed (by any instance), so later passes skip their insert.
+        self._claimed: set[str] = set()
 
     async def check(self) -> None:
         """One pass: claim and publish the warnings due, re-send orphaned claims, prune."""
@@ -174,7 +177,10 @@ class ExpiryWarnings:
             if row.get("lot_code")
         ]
         due = warnings_due(lots, self.thresholds, today)
-        won = await self._claim(due)
+        # Only what is still due stays remembered, so the set stays as small as `due`.
+        self._claimed &= {warning.key for warning in due}
+        won = await self._claim([w for w in due if w.key not in self._claimed])
+        self._claimed.update(warning.key for warning in due)
         await self._publish(won)
         orphans = await self._orphaned_claims()
         await self._publish(orphans)
@@ -192,9 +198,9 @@ class ExpiryWarnings:
     async def _claim(self, due: list[ExpiryWarning]) -> list[dict[str, Any]]:
         """Insert a claim per warning; the ones this instance won, with their events."""
         gate = asyncio.Semaphore(CLAIMS_IN_FLIGHT)
-        now = datetime.now(UTC)
 
         async def claim(warning: ExpiryWarning) -> dict[str, Any] | None:
+            now = datetime.now(UTC)
             message = encode(
                 warning.event(), source=SOURCE, id=warning_event_id(warning.key), time=now
             )
@@ -205,11 +211,11 @@ class ExpiryWarnings:
                 "lot_code": warning.lot_code,
                 "threshold_days": warning.threshold_days,
                 "expires_on": warning.expires_on.isoformat(),
-                "claimed_at": now,
                 "published": False,
                 "event": message.value.decode(),
             }
             async with gate:
+                doc["claimed_at"] = datetime.now(UTC)  # when the insert goes, not when queued
                 try:
                     await self.claims.insert_one(doc)
                 except DuplicateKeyError:
