@@ -12,8 +12,8 @@ by lot and threshold:
 - **Not lost in a crash.** A claim is saved with its encoded event and `published: false`,
   then published and marked. Claims still unpublished long after their insert
   (`STOCK_EXPIRY_RESEND_AFTER_S`: their instance stopped in between) are published by
-  whichever instance checks next. The CloudEvent id is
-  computed from the claim's `_id`, so such a re-send is a duplicate that consumers drop.
+  whichever instance checks next. The CloudEvent id is computed from the claim's `_id`,
+  so a re-send of a warning that did go out is a duplicate that consumers drop.
 """
 
 from __future__ import annotations
