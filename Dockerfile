@@ -5,7 +5,8 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-COPY --from=ghcr.io/astral-sh/uv:0.9 /uv /uvx /bin/
+# uv pinned, as uv's Docker guide advises; the same minor version that writes uv.lock.
+COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /uvx /bin/
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=0
 WORKDIR /app
 ARG SERVICE
@@ -20,10 +21,10 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=services/stock/pyproject.toml,target=services/stock/pyproject.toml \
     --mount=type=bind,source=services/serial-registry/pyproject.toml,target=services/serial-registry/pyproject.toml \
     --mount=type=bind,source=services/recall/pyproject.toml,target=services/recall/pyproject.toml \
-    uv sync --frozen --no-dev --no-install-workspace --package "lotline-${SERVICE}"
+    uv sync --locked --no-dev --no-install-workspace --package "lotline-${SERVICE}"
 COPY . /app
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable --package "lotline-${SERVICE}"
+    uv sync --locked --no-dev --no-editable --package "lotline-${SERVICE}"
 
 FROM ${PYTHON_IMAGE}
 ARG SERVICE

@@ -47,6 +47,7 @@ def test_each_service_documents_what_it_consumes_and_publishes() -> None:
         "stock:item-sold": "receive",
         "stock:sale-flagged:publish": "send",
         "stock:stock-quarantined:publish": "send",
+        "stock:lot-expiring:publish": "send",
     }
     schemas = stock["components"]["schemas"]
     assert "CloudEvent[ItemSold]" in schemas

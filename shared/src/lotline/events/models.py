@@ -321,6 +321,30 @@ class ReceiptRejected(EventData):
     serials: list[Serial] = Field(default_factory=list, description="The serials not booked")
 
 
+class LotExpiring(EventData):
+    """A lot on hand at a location reached one of the warning thresholds before its expiry.
+
+    Published once per lot, location and threshold; a lot first seen inside several
+    thresholds is warned about at the nearest one only."""
+
+    event_type: ClassVar[EventType] = EventType.LOT_EXPIRING
+
+    location: Location
+    lot_code: LotCode
+    expires_on: date = Field(description="Last day the lot may be sold")
+    days_left: int = Field(ge=0, description="Days from the check to expires_on")
+    threshold_days: int = Field(ge=0, description="The warning threshold this lot reached")
+    quantity_on_hand: Quantity = Field(description="Sellable units at the location at the check")
+
+    @model_validator(mode="after")
+    def _within_threshold(self) -> LotExpiring:
+        if self.days_left > self.threshold_days:
+            raise ValueError(
+                f"days_left {self.days_left} is more than threshold_days {self.threshold_days}"
+            )
+        return self
+
+
 EVENT_MODELS: dict[EventType, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -333,5 +357,6 @@ EVENT_MODELS: dict[EventType, type[EventData]] = {
         UnitsRecalled,
         SaleFlagged,
         ReceiptRejected,
+        LotExpiring,
     )
 }

@@ -18,6 +18,7 @@ class EventType(StrEnum):
     UNITS_RECALLED = "units-recalled"
     SALE_FLAGGED = "sale-flagged"
     RECEIPT_REJECTED = "receipt-rejected"
+    LOT_EXPIRING = "lot-expiring"
 
     @property
     def topic(self) -> str:
@@ -61,7 +62,8 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
 # Who publishes which event (the services, and the POS and receiving systems outside).
 PUBLISHED_BY: dict[str, tuple[EventType, ...]] = {
     "catalog": (EventType.PRODUCT_REGISTERED,),
-    "stock": (EventType.STOCK_QUARANTINED, EventType.SALE_FLAGGED),
+    # lot-expiring has no consumer in Lotline yet: it is for stores' markdown and waste tools.
+    "stock": (EventType.STOCK_QUARANTINED, EventType.SALE_FLAGGED, EventType.LOT_EXPIRING),
     "serial-registry": (
         EventType.UNITS_RECALLED,
         EventType.SALE_FLAGGED,

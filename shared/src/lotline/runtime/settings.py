@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -14,10 +15,12 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers"
     )
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
-    kafka_username: str | None = None
-    kafka_password: SecretStr | None = None
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, or SASL_PLAINTEXT / SASL_SSL with a username"
+    )
+    kafka_sasl_mechanism: str = Field("SCRAM-SHA-512", description="SCRAM-SHA-512 or SCRAM-SHA-256")
+    kafka_username: str | None = Field(None, description="SASL/SCRAM user; unset: no SASL")
+    kafka_password: SecretStr | None = Field(None, description="SASL/SCRAM password")
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic the stack creates")
 
     mongodb_url: SecretStr = Field(
@@ -25,8 +28,12 @@ class Settings(BaseSettings):
     )
 
     # Consumer tuning: one bulk write and one offset commit per batch.
-    consumer_max_records: int = Field(500, ge=1)
-    consumer_batch_timeout_ms: int = Field(50, ge=1)
+    consumer_max_records: int = Field(
+        500, ge=1, description="Events per batch: one bulk write and one offset commit each"
+    )
+    consumer_batch_timeout_ms: int = Field(
+        50, ge=1, description="How long a batch waits to fill up"
+    )
     consumer_retry_attempts: int = Field(
         5, ge=1, description="Tries before an event goes to the DLQ"
     )
@@ -38,15 +45,22 @@ class Settings(BaseSettings):
     )
     # Re-sent copies: documents remember the events they applied within this window
     # (and at most this many each); older events are looked up in `seen_events`.
-    dedupe_window_hours: float = Field(72.0, gt=0)
-    dedupe_recent_max: int = Field(5000, ge=1)
-    consumer_retry_backoff_s: float = Field(0.2, gt=0)
-    consumer_retry_backoff_max_s: float = Field(5.0, gt=0)
+    dedupe_window_hours: float = Field(
+        72.0, gt=0, description="How long a document remembers the events it applied"
+    )
+    dedupe_recent_max: int = Field(
+        5000, ge=1, description="Most events a document remembers (older: looked up)"
+    )
+    consumer_retry_backoff_s: float = Field(0.2, gt=0, description="First wait between tries")
+    consumer_retry_backoff_max_s: float = Field(
+        5.0, gt=0, description="Longest wait between tries (the wait doubles up to it)"
+    )
 
-    # Outbox relays (catalog's product-registered, recall's batch-recalled).
+    # Outbox relays (catalog's product-registered, recall's batch-recalled, stock's
+    # lot-expiring).
     outbox_relay_interval_s: float = Field(1.0, gt=0, description="How often the relay looks")
     outbox_relay_grace_s: float = Field(
-        2.0, ge=0, description="How long a change may wait for its own request to publish it"
+        2.0, ge=0, description="How long a saved event may wait for its writer to publish it"
     )
     outbox_relay_horizon_days: float = Field(
         30.0, gt=0, description="How far back the recall relay looks for unpublished recalls"
@@ -58,10 +72,44 @@ class Settings(BaseSettings):
     stock_url: str = Field("http://127.0.0.1:8002", description="The stock service")
     serials_url: str = Field("http://127.0.0.1:8003", description="The serial registry")
 
-    http_host: str = "127.0.0.1"
+    # The stock service's expiry warnings (lot-expiring).
+    stock_expiry_warning_days: Annotated[tuple[int, ...], NoDecode] = Field(
+        (30, 7, 1), description="Days before expiry at which a lot is warned about, e.g. 30,7,1"
+    )
+    stock_expiry_check_interval_s: float = Field(
+        3600.0, gt=0, description="How often the stock service looks for lots to warn about"
+    )
+    stock_expiry_resend_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="How long a claimed warning may stay unsent (its instance stopped) "
+        "before another instance sends it",
+    )
+
+    http_host: str = Field("127.0.0.1", description="Address the HTTP side listens on")
     http_port: int | None = Field(None, description="Overrides the service's default HTTP port")
-    log_level: str = "INFO"
-    log_json: bool = True
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_json: bool = Field(True, description="JSON log lines; false: key=value for a terminal")
+
+    @field_validator("stock_expiry_warning_days", mode="before")
+    @classmethod
+    def _comma_separated_days(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            days = tuple(int(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a comma-separated list of whole days") from None
+        return days
+
+    @field_validator("stock_expiry_warning_days")
+    @classmethod
+    def _sensible_days(cls, days: tuple[int, ...]) -> tuple[int, ...]:
+        if not days:
+            raise ValueError("name at least one threshold, e.g. 30,7,1")
+        if any(d < 0 or d > 3650 for d in days):
+            raise ValueError(f"thresholds must be between 0 and 3650 days, got {list(days)}")
+        return tuple(sorted(set(days), reverse=True))
 
 
 @lru_cache(maxsize=1)

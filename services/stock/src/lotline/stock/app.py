@@ -7,6 +7,7 @@ from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.service import Service
 from lotline.stock import trace
 from lotline.stock.api import router
+from lotline.stock.expiry import ExpiryWarnings
 from lotline.stock.handlers import StockHandlers
 from lotline.stock.store import StockStore
 
@@ -27,6 +28,16 @@ service.consume(
     handlers.on_items_sold,
     give_up=handlers.on_give_up_sales,
     dedupe=Dedupe.DOCUMENT,
+)
+expiry_warnings = ExpiryWarnings(
+    service.db,
+    store,
+    service.publisher,
+    thresholds=service.settings.stock_expiry_warning_days,
+    relay_grace_s=service.settings.stock_expiry_resend_after_s,
+)
+service.periodically(
+    expiry_warnings.check, service.settings.stock_expiry_check_interval_s, "expiry_check"
 )
 service.http.state.stock_store = store
 service.http.include_router(router)

@@ -461,11 +461,44 @@ def _path(*parts: str) -> str:
     return "/" + "/".join(quote(part, safe="") for part in parts)
 
 
-@app.command("stock", **_help("Show a product's stock per location and lot."))
+class StockCommands(TyperGroup):
+    """`lotline stock SKU` stays the short way to `lotline stock show SKU`."""
+
+    # typer vendors its own click, whose types it does not export: hence Any.
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().resolve_command(ctx, args)
+
+
+stock_app = typer.Typer(
+    cls=StockCommands,
+    help="Stock: a product's per location and lot (`lotline stock SKU`), lots near expiry.",
+    no_args_is_help=True,
+)
+app.add_typer(stock_app, name="stock")
+
+
+@stock_app.command("show", **_help("Show a product's stock per location and lot."))
 def stock(
     sku: Annotated[str, typer.Argument(help="The product's SKU", show_default=False)],
 ) -> None:
     views.stock(Services().stock.get(_path("stock", sku)))
+
+
+@stock_app.command(
+    "expiring", **_help("List lots on hand that expire within --days, in every store.")
+)
+def stock_expiring(
+    days: Annotated[
+        int, typer.Option("--days", "-d", min=0, max=3650, help="Expiring within this many days")
+    ] = 7,
+    location: Annotated[
+        str | None, typer.Option("--location", "-l", help="Only this store or warehouse")
+    ] = None,
+) -> None:
+    lots = Services().stock.get("/lots/expiring", days=days, location=location)
+    views.expiring_lots(lots, days, datetime.now(UTC).date())
 
 
 @app.command(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from rich.console import Console
@@ -80,6 +80,30 @@ def stock(s: dict[str, Any]) -> None:
             Text(str(lot["quarantined"]), style="red" if lot["quarantined"] else ""),
             str(lot["damaged"]),
             _dash(lot.get("recall_id")),
+        )
+    console.print(table)
+
+
+def expiring_lots(lots: list[dict[str, Any]], days: int, today: date) -> None:
+    where = {lot["location"] for lot in lots}
+    if not lots:
+        console.print(f"No lots on hand expire within {days} day(s).")
+        return
+    table = Table(
+        title=f"Lots expiring within {days} day(s): {len(lots)} lot(s) at {len(where)} location(s)"
+    )
+    for column in ("Expires", "Days left", "SKU", "Location", "Lot", "On hand"):
+        table.add_column(column, justify="right" if column in ("Days left", "On hand") else "left")
+    for lot in lots:
+        left = (date.fromisoformat(lot["expires_on"]) - today).days
+        style = "bold red" if left < 0 else "yellow" if left <= 1 else ""
+        table.add_row(
+            lot["expires_on"],
+            Text("expired" if left < 0 else str(left), style=style),
+            lot["sku"],
+            lot["location"],
+            lot["lot_code"],
+            str(lot["on_hand"]),
         )
     console.print(table)
 
