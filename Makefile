@@ -48,7 +48,9 @@ lint: ## ruff lint and format check, mypy --strict on the contract and the domai
 	$(RUN) ruff format --check .
 	$(RUN) mypy -p lotline.events -p lotline.runtime -p lotline.devstack -p lotline.cli \
 		-m lotline.stock.domain -m lotline.serials.domain -m lotline.recall.domain \
-		-m lotline.catalog.domain
+		-m lotline.catalog.domain -m lotline.recall.auth -m lotline.stock.ledger \
+		-m lotline.stock.expiry -m lotline.recall.timeline -m lotline.recall.epcis \
+		-m lotline.recall.fsma
 
 format: ## Format the code
 	$(RUN) ruff format .
