@@ -63,10 +63,15 @@ async def get(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
     return response.json()
 
 
+OPERATOR_TOKEN = "qa-lead-token-" + "7" * 16
+
+
 async def issue_recall(client: httpx.AsyncClient, recall_url: str, body: dict[str, Any]) -> str:
     """The one place a test issues a recall: where an operator's credentials go."""
     response = await client.post(
-        f"{recall_url}/recalls", json=body, headers={"X-Operator": "qa-lead"}
+        f"{recall_url}/recalls",
+        json=body,
+        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
     )
     assert response.status_code == 201, response.text
     recall_id: str = response.json()["recall_id"]
@@ -103,7 +108,11 @@ async def test_a_lot_received_sold_returned_and_recalled_traces_exactly(  # type
     stock = start_service("stock")
     serials = start_service("serial-registry")
     recall = start_service(
-        "recall", CATALOG_URL=catalog.url, STOCK_URL=stock.url, SERIALS_URL=serials.url
+        "recall",
+        CATALOG_URL=catalog.url,
+        STOCK_URL=stock.url,
+        SERIALS_URL=serials.url,
+        RECALL_OPERATOR_TOKENS=f"qa-lead:operator:{OPERATOR_TOKEN}",
     )
     http = httpx.AsyncClient(timeout=30)
     milk = f"TMILK-{run_id}"
@@ -327,7 +336,11 @@ async def test_a_serial_units_life_is_traced_with_every_event(  # type: ignore[n
     stock = start_service("stock")
     serials = start_service("serial-registry")
     recall = start_service(
-        "recall", CATALOG_URL=catalog.url, STOCK_URL=stock.url, SERIALS_URL=serials.url
+        "recall",
+        CATALOG_URL=catalog.url,
+        STOCK_URL=stock.url,
+        SERIALS_URL=serials.url,
+        RECALL_OPERATOR_TOKENS=f"qa-lead:operator:{OPERATOR_TOKEN}",
     )
     http = httpx.AsyncClient(timeout=30)
     phone = f"TPHONE-{run_id}"
