@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
 
 class Settings(BaseSettings):
@@ -14,9 +18,11 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers"
     )
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
-    kafka_username: str | None = None
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", description="SASL_PLAINTEXT when only KAFKA_USERNAME is set"
+    )
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    kafka_username: str | None = Field(None, description="The SASL principal of this process")
     kafka_password: SecretStr | None = None
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic the stack creates")
 
@@ -52,6 +58,39 @@ class Settings(BaseSettings):
     http_port: int | None = Field(None, description="Overrides the service's default HTTP port")
     log_level: str = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _kafka_login(self) -> Settings:
+        """A username means SASL unless a protocol is named; SASL needs both halves."""
+        sasl = self.kafka_security_protocol.startswith("SASL")
+        if self.kafka_username and not sasl:
+            if "kafka_security_protocol" in self.model_fields_set:
+                raise ValueError(
+                    f"KAFKA_USERNAME is set but KAFKA_SECURITY_PROTOCOL="
+                    f"{self.kafka_security_protocol} would never send it: use SASL_PLAINTEXT "
+                    "or SASL_SSL"
+                )
+            self.kafka_security_protocol = "SASL_PLAINTEXT"
+            sasl = True
+        if sasl and not (self.kafka_username and self.kafka_password):
+            missing = "KAFKA_USERNAME" if not self.kafka_username else "KAFKA_PASSWORD"
+            protocol = self.kafka_security_protocol
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs {missing}")
+        return self
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """aiokafka's connection options (security) for any raw producer, consumer or admin."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            assert self.kafka_password is not None  # checked by _kafka_login
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_username
+            options["sasl_plain_password"] = self.kafka_password.get_secret_value()
+        if self.kafka_security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context()
+        return options
 
 
 @lru_cache(maxsize=1)

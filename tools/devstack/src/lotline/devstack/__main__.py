@@ -12,7 +12,7 @@ from pydantic_core import ErrorDetails
 
 from lotline.devstack.process import StackError
 from lotline.devstack.services import LocalServices
-from lotline.devstack.stack import LocalStack, client_options, ensure_topics
+from lotline.devstack.stack import LocalStack, ensure_topics
 from lotline.runtime.settings import Settings
 
 log = logging.getLogger("lotline.devstack")
@@ -115,7 +115,7 @@ def _topics(replication_factor: int | None) -> int:
         settings.kafka_bootstrap_servers,
         settings.kafka_partitions,
         replication_factor=replication_factor,
-        client_options=client_options(settings),
+        client_options=settings.kafka_client_options(),
     )
     names = ", ".join(created) if created else "none, all exist"
     log.info("topics created on %s: %s", settings.kafka_bootstrap_servers, names)

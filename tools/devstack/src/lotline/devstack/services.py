@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from lotline.devstack.process import ProcessSpec, launch, running_pid, stop, wait_ready
+from lotline.devstack.process import (
+    ProcessSpec,
+    StackError,
+    launch,
+    running_pid,
+    stop,
+    wait_ready,
+)
+from lotline.devstack.security import StackSecrets
 
 
 @dataclass(frozen=True)
@@ -37,21 +45,27 @@ class LocalServices:
     def __init__(self, stack_dir: Path) -> None:
         self.dir = stack_dir
 
-    def _spec(self, service: LotlineService) -> ProcessSpec:
+    def _spec(self, service: LotlineService, secrets: StackSecrets | None = None) -> ProcessSpec:
+        # Each service logs in to Kafka as itself, so the ACLs hold it to its part of the
+        # contract; the password reaches it in its environment, never on its command line.
+        login = secrets.credentials(service.name).env() if secrets else {}
         return ProcessSpec(
             name=service.name,
             argv=(sys.executable, "-m", service.module),
             pid_file=self.dir / "run" / f"{service.name}.pid",
             log_file=self.dir / "logs" / f"{service.name}.log",
             cmdline_markers=("-m", service.module),
-            env={"HTTP_PORT": str(service.port)},
+            env={"HTTP_PORT": str(service.port), **login},
         )
 
     def up(self, timeout: float = 60.0) -> list[tuple[LotlineService, str]]:
         """Start what is not running; wait until each answers /health/ready."""
+        secrets = StackSecrets.read(self.dir)
+        if secrets is None:
+            raise StackError(f"no local stack in {self.dir} yet: run `lotline-devstack up` first")
         report = []
         for service in SERVICES:
-            spec = self._spec(service)
+            spec = self._spec(service, secrets)
             pid = running_pid(spec)
             if pid is None:
                 pid = launch(spec)
