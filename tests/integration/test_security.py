@@ -331,7 +331,7 @@ def test_the_acls_follow_the_contract() -> None:
 
 @pytest.mark.infra
 def test_up_converges_the_acls_to_the_contract(infra, secrets: StackSecrets) -> None:  # type: ignore[no-untyped-def]
-    admin = secrets.admin
+    admin = secrets.admin.client_options()
     # A grant the contract does not give (POS reading sales) is removed by the next apply.
     stray = Grant("pos", "topic", EventType.ITEM_SOLD.topic, "READ")
     added = run_async(apply_acls(infra.kafka_bootstrap, admin, [*grants(), stray]))

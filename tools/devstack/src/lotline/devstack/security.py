@@ -199,15 +199,14 @@ class AclChanges:
 
 
 async def apply_acls(
-    bootstrap: str, admin: Credentials, wanted: Iterable[Grant] | None = None
+    bootstrap: str, admin: dict[str, Any], wanted: Iterable[Grant] | None = None
 ) -> AclChanges:
     """Make the broker's ACLs for Lotline's principals exactly `wanted` (default: `grants()`):
-    create the missing, delete the ones the contract no longer gives. Safe to run on every `up`."""
+    create the missing, delete the ones the contract no longer gives. Safe to run on every `up`.
+    `admin` is aiokafka's login options of a principal allowed to alter ACLs."""
     desired = {grant.binding() for grant in (grants() if wanted is None else wanted)}
     managed = {f"User:{name}" for name in principals()} | {b[3] for b in desired}
-    client = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=15000, **admin.client_options()
-    )
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000, **admin)
     try:
         await client.start()
         existing = {b for b in await _describe_acls(client) if b[3] in managed}
@@ -252,6 +251,11 @@ async def _delete_acl(client: AIOKafkaAdminClient, binding: Binding) -> None:
         _raise_for(error_code, error_message, f"deleting ACL {binding}")
 
 
+CLUSTER_AUTHORIZATION_FAILED = 31
+
+
 def _raise_for(error_code: int, message: str | None, doing: str) -> None:
+    if error_code == CLUSTER_AUTHORIZATION_FAILED:
+        raise StackError(f"Kafka refused {doing}: this principal may not manage ACLs")
     if error_code:
         raise StackError(f"Kafka refused {doing}: error {error_code} {message or ''}".strip())

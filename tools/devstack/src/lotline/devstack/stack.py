@@ -157,7 +157,9 @@ class LocalStack:
             created = self.ensure_topics()
             if created:
                 log.info("kafka: created %d topics", len(created))
-            acls = kafka.run_async(apply_acls(self.kafka.bootstrap, self.secrets.admin))
+            acls = kafka.run_async(
+                apply_acls(self.kafka.bootstrap, self.secrets.admin.client_options())
+            )
             if acls.created or acls.deleted:
                 log.info(
                     "kafka: ACLs created %d, deleted %d, kept %d",
