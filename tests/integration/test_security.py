@@ -23,11 +23,14 @@ from aiokafka.errors import (
     KafkaConnectionError,
     TopicAuthorizationFailedError,
 )
+from pydantic import ValidationError
 
 from lotline.devstack import ADMIN, LocalStack, StackSecrets, grants, principals
 from lotline.devstack.kafka import run_async
 from lotline.devstack.security import Grant, apply_acls
 from lotline.events.topics import CONSUMED_BY, PUBLISHED_BY, EventType, consumer_group, dlq_topic
+from lotline.runtime.service import kafka_security
+from lotline.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -412,3 +415,52 @@ def test_the_stack_and_the_cli_never_print_a_password(  # type: ignore[no-untype
     assert "cannot publish to Kafka" in sale.stderr
     assert wrong not in sale.stdout + sale.stderr
     assert not leaked(sale.stdout + sale.stderr, passwords)
+
+
+# --- client settings (no I/O) ---------------------------------------------------------------
+
+
+def test_a_username_means_a_sasl_login_that_never_shows_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_USERNAME", "KAFKA_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().kafka_client_options() == {"security_protocol": "PLAINTEXT"}
+
+    settings = Settings(kafka_username="pos", kafka_password="s3cret-known-value")
+    assert settings.kafka_security_protocol == "SASL_PLAINTEXT"
+    options = settings.kafka_client_options()
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "pos"
+    assert options["sasl_plain_password"] == "s3cret-known-value"
+    assert "s3cret-known-value" not in repr(settings) + str(settings)
+
+    security = kafka_security(settings)
+    assert security is not None
+    assert security.get_requirement() == [{"scram512": []}]
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"KAFKA_USERNAME": "pos"}, "needs KAFKA_PASSWORD"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "needs KAFKA_USERNAME"),
+        (
+            {
+                "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+                "KAFKA_USERNAME": "pos",
+                "KAFKA_PASSWORD": "x",
+            },
+            "would never send it",
+        ),
+    ],
+)
+def test_a_half_login_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    for name in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_USERNAME", "KAFKA_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=says):
+        Settings()
