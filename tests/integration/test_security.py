@@ -281,14 +281,16 @@ async def test_every_forbidden_action_is_denied_and_every_allowed_one_succeeds( 
 )
 async def test_an_anonymous_recall_is_refused(start_service, run_id: str, capsys) -> None:  # type: ignore[no-untyped-def]
     recall = start_service("recall")
+    # Valid in every way but one: it claims an operator's name and proves nothing.
     body = {
         "sku": f"SEC-{run_id}",
         "lot_codes": ["L-SEC"],
         "reason": "security matrix: an anonymous change must be refused",
         "classification": "III",
+        "issued_by": "mallory",
     }
     async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
-        response = await http.post("/recalls", json=body)
+        response = await http.post("/recalls", json=body, headers={"X-Operator": "mallory"})
     denied = response.status_code == 401
     with capsys.disabled():
         print(
