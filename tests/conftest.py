@@ -4,6 +4,10 @@ Infrastructure, in order of preference: the Kafka and MongoDB named by
 `KAFKA_BOOTSTRAP_SERVERS` and `MONGODB_URL`; else containers (testcontainers) when a Docker
 engine answers; else the project's own local stack (real Kafka from Maven Central jars and
 FerretDB built from source), started once per test session.
+
+Kafka logins: on the local stack (started here, or named by KAFKA_BOOTSTRAP_SERVERS) every
+process logs in as its own principal from the stack's secrets file, so the ACLs hold during
+every test; elsewhere everything uses the KAFKA_USERNAME/KAFKA_PASSWORD of the environment.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
 
+from lotline.devstack import ADMIN, LocalStack, StackSecrets
 from lotline.events import EventData, OutgoingMessage, encode
+from lotline.events.topics import CONSUMED_BY, DLQ_SUFFIX, PUBLISHED_BY
+from lotline.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,9 +44,31 @@ class Infra:
     kafka_bootstrap: str
     mongodb_url: str
     how: str
+    # The local stack's logins, one per principal; None on any other broker.
+    secrets: StackSecrets | None = None
 
     def env(self) -> dict[str, str]:
+        """Where the infrastructure is; a process's Kafka login comes from `login_env`."""
         return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "MONGODB_URL": self.mongodb_url}
+
+    def login_env(self, principal: str) -> dict[str, str]:
+        """The settings that log a process in as `principal` (nothing extra off the local
+        stack: it inherits the environment's KAFKA_USERNAME, if any)."""
+        return self.secrets.credentials(principal).env() if self.secrets else {}
+
+    def client_options(self, principal: str = ADMIN) -> dict[str, Any]:
+        """aiokafka's login options for `principal` (the admin by default)."""
+        if self.secrets:
+            return self.secrets.credentials(principal).client_options()
+        return Settings().kafka_client_options()
+
+
+def _local_secrets(bootstrap: str) -> StackSecrets | None:
+    """The secrets of the local stack, when `bootstrap` is that stack's broker."""
+    stack = LocalStack.from_env()
+    if bootstrap != stack.kafka.bootstrap:
+        return None
+    return StackSecrets.read(stack.dir)
 
 
 def _docker_engine_answers() -> bool:
@@ -52,10 +81,14 @@ def _docker_engine_answers() -> bool:
     return result.returncode == 0
 
 
-def _ensure_topics(bootstrap: str) -> None:
+def _ensure_topics(found: Infra) -> None:
     from lotline.devstack import ensure_topics
 
-    ensure_topics(bootstrap, int(os.environ.get("KAFKA_PARTITIONS", "6")))
+    ensure_topics(
+        found.kafka_bootstrap,
+        int(os.environ.get("KAFKA_PARTITIONS", "6")),
+        client_options=found.client_options(),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +96,9 @@ def infra() -> Iterator[Infra]:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     mongodb_url = os.environ.get("MONGODB_URL")
     if bootstrap and mongodb_url:
-        _ensure_topics(bootstrap)
-        yield Infra(bootstrap, mongodb_url, "environment")
+        found = Infra(bootstrap, mongodb_url, "environment", _local_secrets(bootstrap))
+        _ensure_topics(found)
+        yield found
         return
     if _docker_engine_answers():
         from testcontainers.kafka import KafkaContainer
@@ -72,15 +106,13 @@ def infra() -> Iterator[Infra]:
 
         with KafkaContainer().with_kraft() as kafka, MongoDbContainer("mongo:7") as mongo:
             found = Infra(kafka.get_bootstrap_server(), mongo.get_connection_url(), "containers")
-            _ensure_topics(found.kafka_bootstrap)
+            _ensure_topics(found)
             os.environ.update(found.env())
             yield found
         return
-    from lotline.devstack import LocalStack
-
     stack = LocalStack.from_env()
     endpoints = stack.up()
-    found = Infra(endpoints.kafka_bootstrap, endpoints.mongodb_url, "local stack")
+    found = Infra(endpoints.kafka_bootstrap, endpoints.mongodb_url, "local stack", stack.secrets)
     os.environ.update(found.env())
     yield found
     # The local stack stays up between sessions (a second start takes seconds); CI and
@@ -100,12 +132,45 @@ async def mongo(infra: Infra) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]
     await client.close()
 
 
+def publisher_of(topic: str) -> str:
+    """Who may write a topic under the contract: its publisher, or for a DLQ a service that
+    consumes the topic; the admin for anything the contract does not name."""
+    if topic.endswith(DLQ_SUFFIX):
+        consumed = topic.removesuffix(DLQ_SUFFIX)
+        readers = [s for s, events in sorted(CONSUMED_BY.items()) if consumed in events]
+        return readers[0] if readers else ADMIN
+    writers = [p for p, events in sorted(PUBLISHED_BY.items()) if topic in events]
+    return writers[0] if writers else ADMIN
+
+
 @dataclass
 class EventBus:
-    """What a POS, a dock scanner or an operator does to Lotline: publish events to Kafka."""
+    """What a POS, a dock scanner or an operator does to Lotline: publish events to Kafka.
 
-    producer: AIOKafkaProducer
-    bootstrap: str
+    Each event goes out as the principal the contract lets publish it (item-sold as `pos`,
+    item-received as `receiving`, ...), so the whole suite runs through the ACLs and a grant
+    missing from the model fails the test that needs it. Reading back is the admin's."""
+
+    infra: Infra
+    producers: dict[str, AIOKafkaProducer] = field(default_factory=dict)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.infra.kafka_bootstrap
+
+    async def producer(self, topic: str) -> AIOKafkaProducer:
+        principal = publisher_of(topic)
+        if principal not in self.producers:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                max_request_size=16 * 1024 * 1024,
+                **self.infra.client_options(principal),
+            )
+            await producer.start()
+            self.producers[principal] = producer
+        return self.producers[principal]
 
     async def publish(self, *events: EventData, source: str = "tests") -> list[OutgoingMessage]:
         messages = [encode(event, source=source) for event in events]
@@ -114,18 +179,23 @@ class EventBus:
 
     async def send(self, messages: list[OutgoingMessage]) -> None:
         futures = [
-            await self.producer.send(m.topic, m.value, key=m.key, headers=m.headers)
+            await (await self.producer(m.topic)).send(
+                m.topic, m.value, key=m.key, headers=m.headers
+            )
             for m in messages
         ]
         await asyncio.gather(*futures)
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        await self.producer.send_and_wait(topic, value, key=key)
+        await (await self.producer(topic)).send_and_wait(topic, value, key=key)
 
     async def read_all(self, topic: str, timeout: float = 5.0) -> list[Any]:
         """Every record now on a topic (from the start), for asserting what was published."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            **self.infra.client_options(),
         )
         await consumer.start()
         try:
@@ -153,18 +223,16 @@ class EventBus:
         finally:
             await consumer.stop()
 
+    async def close(self) -> None:
+        for producer in self.producers.values():
+            await producer.stop()
+
 
 @pytest.fixture(scope="session")
 async def bus(infra: Infra) -> AsyncIterator[EventBus]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=infra.kafka_bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        max_request_size=16 * 1024 * 1024,
-    )
-    await producer.start()
-    yield EventBus(producer, infra.kafka_bootstrap)
-    await producer.stop()
+    events = EventBus(infra)
+    yield events
+    await events.close()
 
 
 def _free_port() -> int:
@@ -248,10 +316,11 @@ def start_service(infra: Infra, tmp_path: Path) -> Iterator[Callable[..., Servic
     started: list[ServiceProcess] = []
 
     def start(name: str, **env: str) -> ServiceProcess:
+        # The service logs in to Kafka as itself, as `lotline-devstack services up` runs it.
         service = ServiceProcess(
             name=name,
             module=SERVICE_MODULES[name],
-            env={**infra.env(), **env},
+            env={**infra.env(), **infra.login_env(name), **env},
             log_path=tmp_path / f"{name}-{len(started)}.log",
         )
         started.append(service)

@@ -14,7 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
-from faststream.security import BaseSecurity, SASLScram256, SASLScram512
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -59,14 +59,22 @@ def configure_logging(settings: Settings, service: str) -> None:
 
 
 def kafka_security(settings: Settings) -> BaseSecurity | None:
-    if not settings.kafka_username:
-        return None
-    password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
-    mechanism = SASLScram256 if settings.kafka_sasl_mechanism == "SCRAM-SHA-256" else SASLScram512
+    """FastStream's form of the same login `Settings.kafka_client_options` gives aiokafka."""
+    protocol = settings.kafka_security_protocol
+    if not protocol.startswith("SASL"):
+        return BaseSecurity(use_ssl=True) if protocol == "SSL" else None
+    # Settings refuses SASL without both halves of the login.
+    assert settings.kafka_username is not None
+    assert settings.kafka_password is not None
+    mechanism = {
+        "SCRAM-SHA-512": SASLScram512,
+        "SCRAM-SHA-256": SASLScram256,
+        "PLAIN": SASLPlaintext,
+    }[settings.kafka_sasl_mechanism]
     return mechanism(
         settings.kafka_username,
-        password,
-        use_ssl=settings.kafka_security_protocol == "SASL_SSL",
+        settings.kafka_password.get_secret_value(),
+        use_ssl=protocol == "SASL_SSL",
     )
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
 
 class Settings(BaseSettings):
@@ -15,12 +18,17 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers"
     )
-    kafka_security_protocol: str = Field(
-        "PLAINTEXT", description="PLAINTEXT, or SASL_PLAINTEXT / SASL_SSL with a username"
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT, SASL_PLAINTEXT (implied by KAFKA_USERNAME alone) or SASL_SSL",
     )
-    kafka_sasl_mechanism: str = Field("SCRAM-SHA-512", description="SCRAM-SHA-512 or SCRAM-SHA-256")
-    kafka_username: str | None = Field(None, description="SASL/SCRAM user; unset: no SASL")
-    kafka_password: SecretStr | None = Field(None, description="SASL/SCRAM password")
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "SCRAM-SHA-512", description="SCRAM-SHA-512 or SCRAM-SHA-256"
+    )
+    kafka_username: str | None = Field(
+        None, description="The SASL principal of this process; unset: no SASL"
+    )
+    kafka_password: SecretStr | None = Field(None, description="Its SASL/SCRAM password")
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic the stack creates")
 
     mongodb_url: SecretStr = Field(
@@ -110,6 +118,39 @@ class Settings(BaseSettings):
         if any(d < 0 or d > 3650 for d in days):
             raise ValueError(f"thresholds must be between 0 and 3650 days, got {list(days)}")
         return tuple(sorted(set(days), reverse=True))
+
+    @model_validator(mode="after")
+    def _kafka_login(self) -> Settings:
+        """A username means SASL unless a protocol is named; SASL needs both halves."""
+        sasl = self.kafka_security_protocol.startswith("SASL")
+        if self.kafka_username and not sasl:
+            if "kafka_security_protocol" in self.model_fields_set:
+                raise ValueError(
+                    f"KAFKA_USERNAME is set but KAFKA_SECURITY_PROTOCOL="
+                    f"{self.kafka_security_protocol} would never send it: use SASL_PLAINTEXT "
+                    "or SASL_SSL"
+                )
+            self.kafka_security_protocol = "SASL_PLAINTEXT"
+            sasl = True
+        if sasl and not (self.kafka_username and self.kafka_password):
+            missing = "KAFKA_USERNAME" if not self.kafka_username else "KAFKA_PASSWORD"
+            protocol = self.kafka_security_protocol
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs {missing}")
+        return self
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """aiokafka's connection options (security) for any raw producer, consumer or admin."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            assert self.kafka_password is not None  # checked by _kafka_login
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_username
+            options["sasl_plain_password"] = self.kafka_password.get_secret_value()
+        if self.kafka_security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context()
+        return options
 
 
 @lru_cache(maxsize=1)

@@ -11,10 +11,12 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lotline.devstack import StackError, StackSecrets, StackSettings
 from lotline.events import OutgoingMessage
+from lotline.events.topics import PUBLISHED_BY
 from lotline.runtime.settings import Settings
 
 SOURCE = "lotline/cli"
@@ -158,9 +160,43 @@ class Services:
         return matches[0]
 
 
+def publisher_of(topics: set[str]) -> str:
+    """The one principal the contract lets write all these topics: `receiving` for receipts,
+    `pos` for sales and returns."""
+    for principal, events in sorted(PUBLISHED_BY.items()):
+        if topics <= {event.topic for event in events}:
+            return principal
+    raise CliError(f"no single publisher in the contract writes {', '.join(sorted(topics))}")
+
+
+def kafka_settings(topics: set[str]) -> Settings:
+    """The Kafka login to publish these topics with: KAFKA_USERNAME/KAFKA_PASSWORD when set,
+    else, against the local stack, its generated login for the fitting principal."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+        raise CliError(f"invalid Kafka setting: {problem}") from None
+    if settings.kafka_username:
+        return settings
+    stack = StackSettings()
+    local = {f"127.0.0.1:{stack.kafka_port}", f"localhost:{stack.kafka_port}"}
+    if settings.kafka_bootstrap_servers not in local:
+        return settings
+    try:
+        secrets = StackSecrets.read(stack.data_dir)
+        if secrets is None:
+            return settings
+        login = secrets.credentials(publisher_of(topics))
+    except StackError as error:
+        raise CliError(str(error)) from None
+    return Settings(kafka_username=login.username, kafka_password=login.password)
+
+
 def publish(messages: list[OutgoingMessage], on_sent: Callable[[int], None] | None = None) -> None:
-    """Send events as a service would (acks=all, idempotent, up to 16 MB) and wait for them."""
-    settings = Settings()
+    """Send events as a service would (acks=all, idempotent, up to 16 MB) and wait for them,
+    logged in as the principal that may publish them."""
+    settings = kafka_settings({message.topic for message in messages})
     # aiokafka logs every failed connection attempt; the one-line error below says it all.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
@@ -178,22 +214,13 @@ async def _publish(
     messages: list[OutgoingMessage],
     on_sent: Callable[[int], None] | None,
 ) -> None:
-    security: dict[str, Any] = {}
-    if settings.kafka_username:
-        password = settings.kafka_password.get_secret_value() if settings.kafka_password else ""
-        security = {
-            "security_protocol": settings.kafka_security_protocol,
-            "sasl_mechanism": settings.kafka_sasl_mechanism,
-            "sasl_plain_username": settings.kafka_username,
-            "sasl_plain_password": password,
-        }
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         acks="all",
         enable_idempotence=True,
         max_request_size=16 * 1024 * 1024,
         request_timeout_ms=30_000,
-        **security,
+        **settings.kafka_client_options(),
     )
     try:
         await asyncio.wait_for(producer.start(), timeout=20)

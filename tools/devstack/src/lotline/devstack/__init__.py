@@ -1,6 +1,7 @@
 """Lotline's local Kafka and FerretDB, started without Docker, for development and tests."""
 
 from lotline.devstack.process import StackError
+from lotline.devstack.security import ADMIN, Credentials, StackSecrets, grants, principals
 from lotline.devstack.stack import (
     LocalStack,
     ServiceName,
@@ -11,11 +12,16 @@ from lotline.devstack.stack import (
 )
 
 __all__ = [
+    "ADMIN",
+    "Credentials",
     "LocalStack",
     "ServiceName",
     "ServiceStatus",
     "StackEndpoints",
     "StackError",
+    "StackSecrets",
     "StackSettings",
     "ensure_topics",
+    "grants",
+    "principals",
 ]

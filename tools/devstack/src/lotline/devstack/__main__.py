@@ -10,9 +10,11 @@ import time
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from lotline.devstack.kafka import run_async
 from lotline.devstack.process import StackError
+from lotline.devstack.security import apply_acls, principals
 from lotline.devstack.services import LocalServices
-from lotline.devstack.stack import LocalStack, client_options, ensure_topics
+from lotline.devstack.stack import LocalStack, ensure_topics
 from lotline.runtime.settings import Settings
 
 log = logging.getLogger("lotline.devstack")
@@ -36,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     topics.add_argument(
         "--replication-factor", type=int, default=None, help="default: min(3, brokers)"
     )
+    commands.add_parser(
+        "acls",
+        help="set the contract's ACLs on KAFKA_BOOTSTRAP_SERVERS (any broker), logged in as "
+        "KAFKA_USERNAME, who must be allowed to alter ACLs",
+    )
     args = parser.parse_args(argv)
 
     handler = logging.StreamHandler(sys.stdout)
@@ -49,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "topics":
             return _topics(args.replication_factor)
+        if args.command == "acls":
+            return _acls()
         stack = LocalStack.from_env()
         if args.command == "up":
             started = time.monotonic()
@@ -115,10 +124,28 @@ def _topics(replication_factor: int | None) -> int:
         settings.kafka_bootstrap_servers,
         settings.kafka_partitions,
         replication_factor=replication_factor,
-        client_options=client_options(settings),
+        client_options=settings.kafka_client_options(),
     )
     names = ", ".join(created) if created else "none, all exist"
     log.info("topics created on %s: %s", settings.kafka_bootstrap_servers, names)
+    return 0
+
+
+def _acls() -> int:
+    settings = Settings()
+    if not settings.kafka_username:
+        raise StackError("set KAFKA_USERNAME and KAFKA_PASSWORD to a principal that may alter ACLs")
+    changes = run_async(
+        apply_acls(settings.kafka_bootstrap_servers, settings.kafka_client_options())
+    )
+    log.info(
+        "ACLs on %s: created %d, deleted %d, kept %d (principals: %s)",
+        settings.kafka_bootstrap_servers,
+        changes.created,
+        changes.deleted,
+        changes.kept,
+        ", ".join(principals()),
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from lotline.devstack.process import ProcessSpec, StackError, port_accepts
+from lotline.devstack.security import (
+    ADMIN,
+    SCRAM_MECHANISM,
+    Credentials,
+    StackSecrets,
+    write_private,
+)
 from lotline.events.topics import TopicSpec
 
 T = TypeVar("T")
@@ -71,6 +79,17 @@ class KafkaLayout:
     @property
     def cluster_id_file(self) -> Path:
         return self.base / "cluster.id"
+
+    @property
+    def users_file(self) -> Path:
+        """The principals whose SCRAM credentials the broker holds (its metadata log has them,
+        but reading them back needs the broker up); written at format time and on each add."""
+        return self.base / "scram-users"
+
+    @property
+    def admin_properties(self) -> Path:
+        """Client config of the admin principal for Kafka's own command-line tools (mode 0600)."""
+        return self.base / "admin.properties"
 
     @property
     def bootstrap(self) -> str:
@@ -131,19 +150,62 @@ def cluster_id(layout: KafkaLayout) -> str:
     return candidate
 
 
-def write_config(layout: KafkaLayout) -> None:
+CLIENT_LISTENER = "SASL_PLAINTEXT"
+CONTROLLER_LISTENER = "CONTROLLER"
+
+
+def listeners(layout: KafkaLayout) -> str:
+    return (
+        f"{CLIENT_LISTENER}://{layout.bootstrap},"
+        f"{CONTROLLER_LISTENER}://127.0.0.1:{layout.controller_port}"
+    )
+
+
+def _jaas(module: str, admin: Credentials, *extra: str) -> str:
+    password = admin.password.get_secret_value()
+    options = [f'username="{admin.username}"', f'password="{password}"', *extra]
+    return f"{module} required {' '.join(options)};"
+
+
+def write_config(layout: KafkaLayout, secrets: StackSecrets) -> None:
+    """server.properties (mode 0600: it holds the admin's password for the broker's own logins).
+
+    Clients must log in with SASL/SCRAM-SHA-512 on the one client listener; the
+    StandardAuthorizer then denies whatever no ACL allows. SCRAM cannot secure the KRaft
+    controller listener (the credentials live in the metadata that listener serves), so it uses
+    SASL/PLAIN with the admin alone: no anonymous client is a super user anywhere."""
     layout.base.mkdir(parents=True, exist_ok=True)
     layout.data.mkdir(parents=True, exist_ok=True)
+    admin = secrets.admin
     controller = f"127.0.0.1:{layout.controller_port}"
+    client = CLIENT_LISTENER.lower()
     properties = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{controller}",
-        "listeners": f"PLAINTEXT://{layout.bootstrap},CONTROLLER://{controller}",
-        "advertised.listeners": f"PLAINTEXT://{layout.bootstrap}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "listeners": listeners(layout),
+        "advertised.listeners": f"{CLIENT_LISTENER}://{layout.bootstrap}",
+        "listener.security.protocol.map": (
+            f"{CLIENT_LISTENER}:SASL_PLAINTEXT,{CONTROLLER_LISTENER}:SASL_PLAINTEXT"
+        ),
+        "controller.listener.names": CONTROLLER_LISTENER,
+        "inter.broker.listener.name": CLIENT_LISTENER,
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+        f"listener.name.{client}.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        f"listener.name.{client}.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": _jaas(
+            "org.apache.kafka.common.security.scram.ScramLoginModule", admin
+        ),
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": _jaas(
+            "org.apache.kafka.common.security.plain.PlainLoginModule",
+            admin,
+            f'user_{admin.username}="{admin.password.get_secret_value()}"',
+        ),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{ADMIN}",
         "log.dirs": str(layout.data),
         "num.partitions": "6",
         "default.replication.factor": "1",
@@ -173,7 +235,15 @@ def write_config(layout: KafkaLayout) -> None:
         "log.retention.hours": "168",
         "log.segment.bytes": str(64 * 1024 * 1024),
     }
-    layout.server_properties.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+    write_private(layout.server_properties, "".join(f"{k}={v}\n" for k, v in properties.items()))
+    write_private(
+        layout.admin_properties,
+        "security.protocol=SASL_PLAINTEXT\n"
+        f"sasl.mechanism={SCRAM_MECHANISM}\n"
+        "sasl.jaas.config="
+        + _jaas("org.apache.kafka.common.security.scram.ScramLoginModule", admin)
+        + "\n",
+    )
     # The broker's stdout is its log file, so WARN to the console is WARN to that file.
     layout.log4j_properties.write_text(
         "log4j.rootLogger=WARN, stdout\n"
@@ -185,11 +255,28 @@ def write_config(layout: KafkaLayout) -> None:
     )
 
 
-def format_storage(layout: KafkaLayout) -> None:
-    """Format the KRaft log dir once; a formatted dir has meta.properties."""
+def format_storage(layout: KafkaLayout, secrets: StackSecrets) -> None:
+    """Format the KRaft log dir once (a formatted dir has meta.properties), with the SCRAM
+    credentials of every principal (KIP-900), so the first start already authenticates.
+
+    A dir formatted by an older stack, before SASL, holds no credentials, not even the admin's,
+    so nothing could log in to add them: it is formatted anew (its topics are recreated by `up`;
+    the stack is for development, its events are test data)."""
     if (layout.data / "meta.properties").exists():
-        return
+        if layout.users_file.exists():
+            return
+        shutil.rmtree(layout.data)
+        layout.data.mkdir(parents=True)
     java = _require("java", "a Java 17+ runtime, to run Kafka")
+    scram = [
+        argument
+        for name in secrets.names
+        for argument in (
+            "--add-scram",
+            f"{SCRAM_MECHANISM}=[name={name},"
+            f"password={secrets.credentials(name).password.get_secret_value()}]",
+        )
+    ]
     command = [
         java,
         "-cp",
@@ -202,11 +289,67 @@ def format_storage(layout: KafkaLayout) -> None:
         "-c",
         str(layout.server_properties),
         "--ignore-formatted",
+        *scram,
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        output = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+        output = _without_secrets(result.stdout + result.stderr, secrets)
         raise StackError(f"Kafka's StorageTool could not format {layout.data}:\n{output}")
+    layout.users_file.write_text("".join(f"{name}\n" for name in secrets.names))
+
+
+def _without_secrets(output: str, secrets: StackSecrets) -> str:
+    """The tail of a tool's output, with any password it echoed masked."""
+    for password in secrets.all_passwords():
+        output = output.replace(password, "******")
+    return "\n".join(output.splitlines()[-30:])
+
+
+def known_users(layout: KafkaLayout) -> set[str]:
+    try:
+        return {line.strip() for line in layout.users_file.read_text().splitlines() if line}
+    except FileNotFoundError:
+        return set()
+
+
+def add_users(layout: KafkaLayout, secrets: StackSecrets) -> list[str]:
+    """Give the running broker SCRAM credentials for principals added to the contract since the
+    stack was formatted (Kafka's ConfigCommand, as the admin). Returns the names added."""
+    missing = [name for name in secrets.names if name not in known_users(layout)]
+    if not missing:
+        return []
+    java = _require("java", "a Java 17+ runtime, to run Kafka")
+    for name in missing:
+        password = secrets.credentials(name).password.get_secret_value()
+        # The password goes in a file only we can read, not on a command line others can see.
+        with tempfile.TemporaryDirectory(dir=layout.base) as scratch:
+            config_file = Path(scratch) / "scram.properties"
+            write_private(config_file, f"{SCRAM_MECHANISM}=password={password}\n")
+            command = [
+                java,
+                "-cp",
+                _classpath(layout),
+                f"-Dlog4j.configuration=file:{layout.log4j_properties}",
+                "kafka.admin.ConfigCommand",
+                "--bootstrap-server",
+                layout.bootstrap,
+                "--command-config",
+                str(layout.admin_properties),
+                "--alter",
+                "--entity-type",
+                "users",
+                "--entity-name",
+                name,
+                "--add-config-file",
+                str(config_file),
+            ]
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            output = _without_secrets(result.stdout + result.stderr, secrets)
+            raise StackError(f"Kafka's ConfigCommand could not add the user {name}:\n{output}")
+        with layout.users_file.open("a") as users:
+            users.write(f"{name}\n")
+    return missing
 
 
 def process_spec(layout: KafkaLayout, log_file: Path, pid_file: Path) -> ProcessSpec:
@@ -232,26 +375,29 @@ def process_spec(layout: KafkaLayout, log_file: Path, pid_file: Path) -> Process
     )
 
 
-def prepare(layout: KafkaLayout) -> None:
+def prepare(layout: KafkaLayout, secrets: StackSecrets) -> None:
     install(layout)
-    write_config(layout)
-    format_storage(layout)
+    write_config(layout, secrets)
+    format_storage(layout, secrets)
 
 
-def is_ready(bootstrap: str) -> bool:
-    """Whether a client can list topics; a cheap TCP check first keeps aiokafka quiet."""
+def is_ready(bootstrap: str, client_options: dict[str, Any] | None = None) -> bool:
+    """Whether a client can log in and list topics; a cheap TCP check first keeps aiokafka
+    quiet."""
     host, _, port = bootstrap.rpartition(":")
     if not port_accepts(int(port), host or "127.0.0.1"):
         return False
     try:
-        run_async(_list_topics(bootstrap))
+        run_async(_list_topics(bootstrap, client_options or {}))
     except (TimeoutError, KafkaError, OSError):
         return False
     return True
 
 
-async def _list_topics(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+async def _list_topics(bootstrap: str, client_options: dict[str, Any]) -> None:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=5000, **client_options
+    )
     try:
         await admin.start()
         await admin.list_topics()

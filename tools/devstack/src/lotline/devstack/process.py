@@ -92,12 +92,42 @@ def owns(pid: int, markers: Sequence[str]) -> bool:
     return all(any(marker in arg for arg in cmdline) for marker in markers)
 
 
+def _started_at(pid: int) -> float | None:
+    """When the process started, in seconds since the epoch (from /proc), or None."""
+    try:
+        # Field 22 of stat, after the parenthesised command name: clock ticks after boot.
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+# How much later than its process a pid file may be written (it is written right after launch).
+PID_FILE_SLACK_S = 5.0
+
+
 def running_pid(spec: ProcessSpec) -> int | None:
-    """The pid of our running process, or None (a stale pid file is removed)."""
+    """The pid of our running process, or None (a stale pid file is removed).
+
+    The command line alone does not prove it is ours: on a busy machine pids are reused, and
+    another stack's `python -m lotline.stock` has the same command line. A process that started
+    after our pid file was written is someone else's."""
     pid = read_pid(spec.pid_file)
     if pid is None:
         return None
-    if owns(pid, spec.cmdline_markers):
+    started = _started_at(pid)
+    try:
+        written = spec.pid_file.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    if owns(pid, spec.cmdline_markers) and (
+        started is None or started <= written + PID_FILE_SLACK_S
+    ):
         return pid
     spec.pid_file.unlink(missing_ok=True)
     return None

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from lotline.devstack.process import ProcessSpec, launch, running_pid, stop, wait_ready
+from lotline.devstack.process import (
+    ProcessSpec,
+    StackError,
+    launch,
+    running_pid,
+    stop,
+    wait_ready,
+)
+from lotline.devstack.security import StackSecrets
 
 
 @dataclass(frozen=True)
@@ -78,8 +86,13 @@ class LocalServices:
         )
         return token
 
-    def _spec(self, service: LotlineService) -> ProcessSpec:
-        env = {"HTTP_PORT": str(service.port)}
+    def _spec(self, service: LotlineService, stack: StackSecrets | None = None) -> ProcessSpec:
+        # Each service logs in to Kafka as itself, so the ACLs hold it to its part of the
+        # contract; the password reaches it in its environment, never on its command line.
+        env = {
+            "HTTP_PORT": str(service.port),
+            **(stack.credentials(service.name).env() if stack else {}),
+        }
         if service.name == "recall":
             env["RECALL_OPERATOR_TOKENS_FILE"] = str(self.operator_tokens_file)
         return ProcessSpec(
@@ -93,10 +106,13 @@ class LocalServices:
 
     def up(self, timeout: float = 60.0) -> list[tuple[LotlineService, str]]:
         """Start what is not running; wait until each answers /health/ready."""
+        secrets = StackSecrets.read(self.dir)
+        if secrets is None:
+            raise StackError(f"no local stack in {self.dir} yet: run `lotline-devstack up` first")
         report = []
         self.ensure_operator_token()
         for service in SERVICES:
-            spec = self._spec(service)
+            spec = self._spec(service, secrets)
             pid = running_pid(spec)
             if pid is None:
                 pid = launch(spec)

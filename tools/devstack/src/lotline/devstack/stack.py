@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lotline.devstack import ferretdb, kafka, process
 from lotline.devstack.process import ProcessSpec, StackError
+from lotline.devstack.security import Credentials, StackSecrets, apply_acls
 from lotline.events.topics import topic_specs
 from lotline.runtime.settings import Settings
 
@@ -27,7 +28,7 @@ SERVICES: tuple[ServiceName, ...] = ("kafka", "ferretdb")
 READY_TIMEOUT: dict[ServiceName, float] = {"kafka": 60.0, "ferretdb": 30.0}
 STOP_TIMEOUT: dict[ServiceName, float] = {"kafka": 30.0, "ferretdb": 10.0}
 # What reset deletes from the stack dir: only what the stack itself put there.
-STACK_CONTENTS = ("kafka", "ferretdb", "logs", "run", ".lock")
+STACK_CONTENTS = ("kafka", "ferretdb", "logs", "run", "secrets.json", ".lock")
 
 
 class StackSettings(BaseSettings):
@@ -118,12 +119,17 @@ class LocalStack:
         return StackEndpoints(kafka_bootstrap=self.kafka.bootstrap, mongodb_url=self.ferretdb.url)
 
     def up(self) -> StackEndpoints:
-        """Start whatever is not running yet, wait until both answer, and create the topics.
-        Running it again while the stack is up only checks it."""
+        """Start whatever is not running yet, wait until both answer, then make the broker's
+        users, topics and ACLs match the contract. Running it again while the stack is up only
+        checks it (and applies what the contract added since)."""
         with self._lock():
             started: dict[ServiceName, int | None] = {}
             for name in SERVICES:
                 pid = process.running_pid(self._spec(name))
+                if pid is not None and name == "kafka" and not self._kafka_secured():
+                    log.info("kafka: restarting it with SASL and ACLs (it ran without)")
+                    process.stop(self._spec(name), STOP_TIMEOUT[name])
+                    pid = None
                 if pid is not None:
                     self._check_same_ports(name, pid)
                     log.info("%s: already running (pid %d)", name, pid)
@@ -145,10 +151,32 @@ class LocalStack:
                 for name in to_start:
                     process.stop(self._spec(name), STOP_TIMEOUT[name])
                 raise
+            added = kafka.add_users(self.kafka, self.secrets)
+            if added:
+                log.info("kafka: added the users %s", ", ".join(added))
             created = self.ensure_topics()
             if created:
                 log.info("kafka: created %d topics", len(created))
+            acls = kafka.run_async(
+                apply_acls(self.kafka.bootstrap, self.secrets.admin.client_options())
+            )
+            if acls.created or acls.deleted:
+                log.info(
+                    "kafka: ACLs created %d, deleted %d, kept %d",
+                    acls.created,
+                    acls.deleted,
+                    acls.kept,
+                )
             return self.endpoints
+
+    @property
+    def secrets(self) -> StackSecrets:
+        """The stack's passwords, generated on first use (mode 0600 in the stack dir)."""
+        return StackSecrets.ensure(self.dir)
+
+    def credentials(self, principal: str) -> Credentials:
+        """How `principal` (a service, `pos`, `receiving` or `admin`) logs in to this broker."""
+        return self.secrets.credentials(principal)
 
     def down(self) -> list[ServiceName]:
         """Stop the processes this stack started; returns the names of those that ran."""
@@ -226,6 +254,7 @@ class LocalStack:
             bootstrap or self.kafka.bootstrap,
             partitions or self.partitions,
             replication_factor=1 if bootstrap is None else None,
+            client_options=self.secrets.admin.client_options() if bootstrap is None else None,
         )
 
     def _spec(self, name: ServiceName) -> ProcessSpec:
@@ -254,9 +283,16 @@ class LocalStack:
                 config = self.kafka.server_properties.read_text()
             except FileNotFoundError:
                 return False
-            wanted = f"listeners=PLAINTEXT://{self.kafka.bootstrap},"
-            return wanted + f"CONTROLLER://127.0.0.1:{self.kafka.controller_port}" in config
+            return f"listeners={kafka.listeners(self.kafka)}\n" in config
         return process.owns(pid, [f"--listen-addr=127.0.0.1:{self.ferretdb.port}"])
+
+    def _kafka_secured(self) -> bool:
+        """Whether the running broker's config (written when it started) asks for SASL."""
+        try:
+            config = self.kafka.server_properties.read_text()
+        except FileNotFoundError:
+            return False
+        return "allow.everyone.if.no.acl.found=false\n" in config and self.kafka.users_file.exists()
 
     def _check_same_ports(self, name: ServiceName, pid: int) -> None:
         if not self._listens_where_configured(name, pid):
@@ -270,7 +306,7 @@ class LocalStack:
         if name == "kafka":
             if not self.kafka.installed_marker.exists():
                 log.info("kafka: fetching Kafka %s jars with Maven (once)", kafka.KAFKA_VERSION)
-            kafka.prepare(self.kafka)
+            kafka.prepare(self.kafka, self.secrets)
         else:
             if not self.ferretdb.built_marker.exists():
                 log.info("ferretdb: building FerretDB %s with Go (once)", ferretdb.FERRETDB_VERSION)
@@ -284,7 +320,10 @@ class LocalStack:
 
     def _is_ready(self, name: ServiceName) -> bool:
         if name == "kafka":
-            return kafka.is_ready(self.kafka.bootstrap)
+            found = StackSecrets.read(self.dir)
+            if found is None:
+                return False
+            return kafka.is_ready(self.kafka.bootstrap, found.admin.client_options())
         return ferretdb.is_ready(self.settings.mongo_port)
 
     def _await_ready(self, name: ServiceName, launched: int | None) -> None:
@@ -333,18 +372,3 @@ def ensure_topics(
     return kafka.run_async(
         kafka.create_topics(bootstrap, topic_specs(partitions), replication_factor, client_options)
     )
-
-
-def client_options(settings: Settings) -> dict[str, Any]:
-    """aiokafka connection options for the broker the shared settings point at."""
-    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol.startswith("SASL"):
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_username
-        password = settings.kafka_password
-        options["sasl_plain_password"] = password.get_secret_value() if password else None
-    if settings.kafka_security_protocol.endswith("SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        options["ssl_context"] = create_ssl_context()
-    return options
