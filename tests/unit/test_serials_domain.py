@@ -27,6 +27,7 @@ from lotline.serials.domain import (
     Product,
     Unit,
     adopt,
+    as_recalled,
     claim,
     clip,
     digital_link,
@@ -505,3 +506,26 @@ def test_ids_links_and_texts() -> None:
     )
     assert clip("x" * 600) == "x" * 499 + "…"
     assert clip("short") == "short"
+
+
+def test_a_lot_recall_recalls_its_units_without_writing_them() -> None:
+    scope = recall_scope(recall(), "tests#rc")
+    other_lot = recall_scope(recall(recall_id="RC-2", lot_codes=["L9"]), "tests#rc2")
+    unit = in_stock("A")
+    seen = as_recalled(unit, [other_lot, scope])
+    assert seen.recalled
+    assert seen.recall_ids == ("RC-1",)
+    assert seen.recalled_at == scope.issued_at
+    assert seen.history[-1].type is EventType.BATCH_RECALLED
+    assert seen.history[-1].ref == "RC-1"
+    # The record itself is untouched, and applying the scopes again changes nothing.
+    assert not unit.recalled
+    assert as_recalled(seen, [scope]) == seen
+    assert as_recalled(unit, [other_lot]) == unit
+
+
+def test_a_unit_of_a_recalled_lot_sold_later_is_flagged_from_the_scope() -> None:
+    scope = recall_scope(recall(), "tests#rc")
+    outcome = sell(in_stock("A"), sale("A", sold_at=NOW + timedelta(days=3)), "tests#s", [scope])
+    assert outcome.unit.recalled
+    assert [f.reason for f in outcome.flags] == [FlagReason.RECALLED]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from lotline.events import EventType, FlagReason, ReturnReason, UnitStatus
-from lotline.serials.domain import HistoryEntry, Unit, digital_link
+from lotline.serials.domain import HistoryEntry, Unit, as_recalled, digital_link
 from lotline.serials.store import SerialStore
 
 router = APIRouter(tags=["units"])
@@ -124,6 +124,7 @@ async def get_unit(sku: str, serial: str, store: Store) -> UnitView:
     unit = await store.unit(sku, serial)
     if unit is None:
         raise HTTPException(404, f"no unit with serial {serial!r} of sku {sku!r} is registered")
+    unit = as_recalled(unit, (await store.recall_scopes([sku]))[sku])
     product = await store.product(sku)
     gtin = product.gtin if product else None
     return UnitView(
@@ -146,7 +147,9 @@ async def get_lot_units(
     skip: Annotated[int, Query(ge=0)] = 0,
 ) -> LotUnitsView:
     """The units of one lot, filtered by status and recall flag, with counts by status."""
-    page = await store.lot_page(sku, lot_code, status, recalled, limit, skip)
+    scopes = (await store.recall_scopes([sku]))[sku]
+    lot_recalled = any(lot_code in scope.lot_codes for scope in scopes)
+    page = await store.lot_page(sku, lot_code, status, recalled, limit, skip, lot_recalled)
     total = sum(page.counts.values())
     if total == 0:
         raise HTTPException(404, f"no units of lot {lot_code!r} of sku {sku!r} are registered")
@@ -159,5 +162,7 @@ async def get_lot_units(
         matched=page.matched,
         limit=limit,
         skip=skip,
-        units=[UnitSummary(**UnitSummary.fields_of(unit)) for unit in page.units],
+        units=[
+            UnitSummary(**UnitSummary.fields_of(as_recalled(unit, scopes))) for unit in page.units
+        ],
     )

@@ -341,20 +341,9 @@ def sale_ref(sale: ItemSold) -> str:
 
 
 def _with_recalls(unit: Unit, recalls: Sequence[RecallScope]) -> Unit:
-    """A unit with every recall in force for its serial or lot (a unit first seen in a sale
-    or return is not in the recall's flag update: the recall's scope still covers it)."""
-    covering = [
-        r
-        for r in recalls
-        if r.covers(unit.serial, unit.lot_code) and r.recall_id not in unit.recall_ids
-    ]
-    if not covering:
-        return unit
-    return replace(
-        unit,
-        recall_ids=(*unit.recall_ids, *(r.recall_id for r in covering)),
-        recalled_at=max(r.issued_at for r in covering),
-    )
+    """A unit with every recall in force for its serial or lot, each in its history (a recall
+    of a lot writes none of its units: whatever changes a unit records its recalls)."""
+    return as_recalled(unit, recalls)
 
 
 def sell(
@@ -550,6 +539,17 @@ def recall_unit(unit: Unit, scope: RecallScope, entry: HistoryEntry) -> Unit | N
     return replace(
         unit, recall_ids=(*unit.recall_ids, scope.recall_id), recalled_at=scope.issued_at
     ).with_entry(entry)
+
+
+def as_recalled(unit: Unit, recalls: Sequence[RecallScope]) -> Unit:
+    """The unit as its recalls leave it. A recall of a lot is one fact about the lot, saved
+    once (its scope), not a write to each of its units: a million-unit recall takes effect
+    the moment its scope is saved. Every reader (this view, a sale, a return) applies the
+    scopes covering the unit, with the recall in its history."""
+    for scope in sorted(recalls, key=lambda r: r.issued_at):
+        if scope.covers(unit.serial, unit.lot_code):
+            unit = recall_unit(unit, scope, recall_entry(scope)) or unit
+    return unit
 
 
 def recall_answer_key(recall: BatchRecalled) -> str:

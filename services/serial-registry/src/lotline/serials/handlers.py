@@ -350,7 +350,7 @@ class SerialHandlers:
         key = recall_answer_key(recall)
         chunks = await self.store.recall_answer(key)
         if chunks is None:
-            found = await self.store.recalled_units(recall.sku, recall.recall_id)
+            found = await self.store.recalled_units(recall.sku, scope)
             answer = units_recalled(recall, found.counts, unknown, found.sold)
             chunks = [chunk.model_dump(mode="json") for chunk in answer]
             await self.store.save_recall_answer(key, chunks)
@@ -377,9 +377,9 @@ class SerialHandlers:
     async def _flag_recalled(
         self, sku: str, scope: RecallScope, entry: HistoryEntry
     ) -> tuple[int, list[str]]:
-        """Flag the units of a recall's lots (one update for all) and the units it names by
-        serial; returns how many were flagged now and the named serials not in the registry."""
-        flagged = await self.store.flag_lots_recalled(sku, scope, entry)
+        """Flag the units a recall names by serial; returns how many were flagged now and the
+        named serials not in the registry. The units of its lots are not written: the saved
+        scope is what recalls them (`as_recalled`), at once, however many they are."""
         named = await self.store.units_by_id(unit_id(sku, serial) for serial in scope.serials)
         changes = [
             UnitChange(unit, after)
@@ -388,7 +388,7 @@ class SerialHandlers:
         ]
         await self.store.apply_changes(changes)
         known = {unit.serial for unit in named.values()}
-        return flagged + len(changes), sorted(scope.serials - known)
+        return len(changes), sorted(scope.serials - known)
 
     async def _apply_to_units(
         self, deliveries: list[Delivery], decide: Decide

@@ -395,31 +395,16 @@ class SerialStore:
                 return False
         return True
 
-    async def flag_lots_recalled(self, sku: str, scope: RecallScope, entry: HistoryEntry) -> int:
-        """Flag every unit of the recall's lots in one update (no per-unit round trip). A
-        unit already flagged by this recall is not matched, so a redelivery changes nothing."""
-        if not scope.lot_codes:
-            return 0
-        result = await self.units.update_many(
-            {
-                "sku": sku,
-                "lot_code": {"$in": sorted(scope.lot_codes)},
-                "recall_ids": {"$ne": scope.recall_id},
-            },
-            {
-                "$addToSet": {"recall_ids": scope.recall_id},
-                "$set": {"recalled": True, "recalled_at": scope.issued_at},
-                "$push": {"history": entry_doc(entry)},
-            },
-        )
-        return result.modified_count
-
-    async def recalled_units(self, sku: str, recall_id: str) -> RecalledUnits:
-        """Every unit under a recall, counted by status, with the sold ones listed; one pass."""
+    async def recalled_units(self, sku: str, scope: RecallScope) -> RecalledUnits:
+        """Every unit under a recall (of its lots, or named and flagged), counted by status,
+        with the sold ones listed; one pass."""
         counts = {status: 0 for status in UnitStatus}
         sold: list[SoldUnit] = []
+        under: list[Doc] = [{"recall_ids": scope.recall_id}]
+        if scope.lot_codes:
+            under.append({"lot_code": {"$in": sorted(scope.lot_codes)}})
         cursor = self.units.find(
-            {"sku": sku, "recall_ids": recall_id},
+            {"sku": sku, "$or": under},
             {
                 "serial": 1,
                 "status": 1,
@@ -563,24 +548,29 @@ class SerialStore:
         recalled: bool | None,
         limit: int,
         skip: int,
+        lot_recalled: bool = False,
     ) -> LotPage:
-        """One pass over the lot for the counts, one for the page."""
+        """One pass over the lot for the counts, one for the page. A recalled lot
+        (`lot_recalled`) has every unit recalled, flagged in its record or not."""
         lot = {"sku": sku, "lot_code": lot_code}
         counts = {status_: 0 for status_ in UnitStatus}
         recalled_count = matched = 0
         async for doc in self.units.find(lot, {"status": 1, "recalled": 1}):
             unit_status = UnitStatus(doc["status"])
+            unit_recalled = lot_recalled or bool(doc.get("recalled"))
             counts[unit_status] += 1
-            recalled_count += bool(doc.get("recalled"))
+            recalled_count += unit_recalled
             if (status is None or unit_status is status) and (
-                recalled is None or bool(doc.get("recalled")) is recalled
+                recalled is None or unit_recalled is recalled
             ):
                 matched += 1
         query: Doc = dict(lot)
         if status is not None:
             query["status"] = status.value
-        if recalled is not None:
+        if recalled is not None and not lot_recalled:
             query["recalled"] = True if recalled else {"$ne": True}
+        elif recalled is False:  # every unit of a recalled lot is recalled
+            return LotPage([], counts, recalled_count, matched)
         page = self.units.find(query).sort("_id", ASCENDING).skip(skip).limit(limit)
         units = [unit_from_doc(doc) async for doc in page]
         return LotPage(units, counts, recalled_count, matched)
