@@ -77,12 +77,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def sizes_of(args: argparse.Namespace) -> Sizes:
-    sizes = QUICK if args.quick else Sizes()
-    overrides = {
+def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         f.name: getattr(args, f.name) for f in fields(Sizes) if getattr(args, f.name) is not None
     }
-    return replace(sizes, **overrides)
+
+
+def sizes_of(args: argparse.Namespace) -> Sizes:
+    return replace(QUICK if args.quick else Sizes(), **overrides_of(args))
 
 
 async def run(args: argparse.Namespace, console: Console) -> int:
@@ -91,7 +93,10 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     out: Path = args.out
     log_dir = out / "logs"
     started_at = datetime.now(UTC)
-    console.print(f"[bold]Lotline bench[/bold] {'quick' if args.quick else 'full'}: {chosen}")
+    mode = "quick" if args.quick else "full"
+    if overrides := overrides_of(args):
+        mode += f", sizes overridden: {overrides}"
+    console.print(f"[bold]Lotline bench[/bold] {mode}: {chosen}")
     infra = (
         await asyncio.to_thread(Infrastructure.fresh, args.keep_stack)
         if args.infra == "fresh"
@@ -102,7 +107,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     outcomes: list[Outcome] = []
     context: dict[str, Any] = {
         "started_at": started_at.isoformat(),
-        "mode": "quick" if args.quick else "full",
+        "mode": mode,
         "scenarios_run": chosen,
         "sizes": sizes.__dict__,
         "infrastructure": infra.how,
@@ -152,8 +157,12 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             report.write_json(out / "results.json", outcomes, bench.ceilings, context)
         report.write_json(out / "results.json", outcomes, bench.ceilings, context)
         report.write_chart(out / "chart.png", outcomes)
+        (out / "results.md").write_text(report.markdown(outcomes, bench.ceilings, mode))
         report.print_report(outcomes, bench.ceilings, console)
-        console.print(f"figures: {out / 'results.json'}, chart: {out / 'chart.png'}")
+        console.print(
+            f"figures: {out / 'results.json'}, chart: {out / 'chart.png'}, "
+            f"table for BENCHMARKS.md: {out / 'results.md'}"
+        )
     finally:
         services.stop_all()
         for closing in (fast.stop(), prompt.stop(), reader.stop(), admin.close(), mongo.close()):
@@ -204,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
+    # Topics the bench creates are unknown to a client for a moment; that is not news.
+    logging.getLogger("aiokafka.cluster").setLevel(logging.ERROR)
     console = Console()
     try:
         return asyncio.run(run(args, console))

@@ -111,6 +111,8 @@ async def _aiokafka_produce(bootstrap: str, topic: str, size: int, records: int)
     client = producer(bootstrap)
     await client.start()
     try:
+        # A topic just created: wait for its metadata outside the timed part.
+        await client.partitions_for(topic)
         value = b"x" * size
         keys = [f"SKU-{n % 1000:04d}".encode() for n in range(1000)]
         started = time.monotonic()

@@ -91,6 +91,7 @@ class TopicReader:
     """Reads partitions and end offsets of topics (a consumer without a group)."""
 
     def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
         )
@@ -121,7 +122,7 @@ class TopicReader:
     async def records(self, since: Offsets, key_prefix: bytes, within_s: float = 30.0) -> list[Any]:
         """Records written since `since` whose key starts with `key_prefix` (this run's)."""
         reader = AIOKafkaConsumer(
-            bootstrap_servers=self.consumer._client._bootstrap_servers,
+            bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             group_id=None,
             max_partition_fetch_bytes=16 * 1024 * 1024,

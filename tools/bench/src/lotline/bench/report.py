@@ -65,61 +65,95 @@ def headline(outcome: Outcome) -> str:
     return ""
 
 
-def table(outcomes: list[Outcome], ceilings: dict[str, KafkaCeiling | DatabaseCeiling]) -> Table:
-    grid = Table(title="Lotline benchmark", show_lines=False)
-    grid.add_column("scenario")
-    grid.add_column("result", justify="right")
-    grid.add_column("raw ceiling", justify="right")
-    grid.add_column("ratio", justify="right")
-    grid.add_column("target (issue 5)")
-    grid.add_column("state", justify="center")
+COLUMNS = ("scenario", "result", "raw ceiling", "ratio", "target (issue 5)", "state")
+
+
+def rows(
+    outcomes: list[Outcome], ceilings: dict[str, KafkaCeiling | DatabaseCeiling]
+) -> list[tuple[str, ...]]:
+    """The table's rows as plain text (the terminal colours the state)."""
+    found: list[tuple[str, ...]] = []
     kafka = ceilings.get("kafka")
     if isinstance(kafka, KafkaCeiling):
         java = (
-            f"JVM {kafka.java_produce_per_s:,.0f} / {kafka.java_consume_per_s:,.0f}"
+            f"JVM tools {kafka.java_produce_per_s:,.0f} / {kafka.java_consume_per_s:,.0f}"
             if kafka.java_produce_per_s and kafka.java_consume_per_s
-            else kafka.java_note or "JVM not run"
+            else kafka.java_note or "JVM tools not run"
         )
-        grid.add_row(
-            f"Kafka alone, {kafka.message_bytes} B records",
-            f"aiokafka {kafka.aiokafka_produce_per_s:,.0f} / {kafka.aiokafka_consume_per_s:,.0f}",
-            java,
-            "",
-            "produce / consume per s",
-            "",
+        found.append(
+            (
+                f"Kafka alone, {kafka.message_bytes} B records",
+                f"aiokafka {kafka.aiokafka_produce_per_s:,.0f} / "
+                f"{kafka.aiokafka_consume_per_s:,.0f}",
+                java,
+                "",
+                "produced / consumed per s",
+                "",
+            )
         )
     database = ceilings.get("database")
     if isinstance(database, DatabaseCeiling):
-        grid.add_row(
-            "Database alone",
-            f"levels {database.level_replaces_per_s:,.0f}/s, units "
-            f"{database.unit_updates_per_s:,.0f}/s",
-            f"inserts {database.unit_inserts_per_s:,.0f}/s, recall "
-            f"{database.recall_updates_per_s:,.0f}/s",
-            "",
-            "raw bulk writes",
-            "",
+        found.append(
+            (
+                "Database alone",
+                f"level replaces {database.level_replaces_per_s:,.0f}/s, unit updates "
+                f"{database.unit_updates_per_s:,.0f}/s",
+                f"unit inserts {database.unit_inserts_per_s:,.0f}/s, recall update_many "
+                f"{database.recall_updates_per_s:,.0f} units/s",
+                "",
+                "raw bulk writes",
+                "",
+            )
         )
     for outcome in outcomes:
         f = outcome.figures
         ceiling = f.get("ceiling_per_s")
         ratio = f.get("ratio_to_ceiling")
         state = (
-            "[green]correct[/green]"
+            "correct"
             if outcome.verified
-            else f"[red]WRONG ({outcome.verdict.problem_count})[/red]"
+            else f"WRONG ({outcome.verdict.problem_count})"
             if outcome.error is None
-            else "[red]error[/red]"
+            else "error"
         )
-        grid.add_row(
-            outcome.title,
-            headline(outcome),
-            f"{ceiling:,}/s" if ceiling else "",
-            f"{ratio:.0%}" if ratio else "",
-            TARGETS.get(outcome.name, ""),
-            state,
+        found.append(
+            (
+                outcome.title,
+                headline(outcome),
+                f"{ceiling:,}/s" if ceiling else "",
+                f"{ratio:.0%}" if ratio else "",
+                TARGETS.get(outcome.name, ""),
+                state,
+            )
         )
+    return found
+
+
+def table(outcomes: list[Outcome], ceilings: dict[str, KafkaCeiling | DatabaseCeiling]) -> Table:
+    grid = Table(title="Lotline benchmark", show_lines=False)
+    for name in COLUMNS:
+        grid.add_column(name, justify="right" if name in ("result", "ratio") else "left")
+    colours = {"correct": "green", "": ""}
+    for row in rows(outcomes, ceilings):
+        colour = colours.get(row[-1], "red")
+        grid.add_row(*row[:-1], f"[{colour}]{row[-1]}[/{colour}]" if colour else row[-1])
     return grid
+
+
+def markdown(
+    outcomes: list[Outcome], ceilings: dict[str, KafkaCeiling | DatabaseCeiling], mode: str
+) -> str:
+    """The same table for BENCHMARKS.md, with the machine it ran on."""
+    about = machine()
+    lines = [
+        f"Run of {mode}; machine: {about['cpus']} CPUs ({about['cpu_model']}), "
+        f"{about['memory_gb']} GB RAM, load average {about['load_average_at_start'][0]:.1f}.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows(outcomes, ceilings))
+    return "\n".join(lines) + "\n"
 
 
 def print_report(
