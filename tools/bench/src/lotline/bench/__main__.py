@@ -111,6 +111,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         "scenarios_run": chosen,
         "sizes": sizes.__dict__,
         "infrastructure": infra.how,
+        "machine": report.machine(),
         "commit_poll_ms": args.poll_ms,
     }
     admin = await admin_client(infra.kafka_bootstrap)
@@ -157,7 +158,9 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             report.write_json(out / "results.json", outcomes, bench.ceilings, context)
         report.write_json(out / "results.json", outcomes, bench.ceilings, context)
         report.write_chart(out / "chart.png", outcomes)
-        (out / "results.md").write_text(report.markdown(outcomes, bench.ceilings, mode))
+        (out / "results.md").write_text(
+            report.markdown(outcomes, bench.ceilings, mode, context["machine"])
+        )
         report.print_report(outcomes, bench.ceilings, console)
         console.print(
             f"figures: {out / 'results.json'}, chart: {out / 'chart.png'}, "

@@ -141,10 +141,12 @@ def table(outcomes: list[Outcome], ceilings: dict[str, KafkaCeiling | DatabaseCe
 
 
 def markdown(
-    outcomes: list[Outcome], ceilings: dict[str, KafkaCeiling | DatabaseCeiling], mode: str
+    outcomes: list[Outcome],
+    ceilings: dict[str, KafkaCeiling | DatabaseCeiling],
+    mode: str,
+    about: dict[str, Any],
 ) -> str:
     """The same table for BENCHMARKS.md, with the machine it ran on."""
-    about = machine()
     lines = [
         f"Run of {mode}; machine: {about['cpus']} CPUs ({about['cpu_model']}), "
         f"{about['memory_gb']} GB RAM, load average {about['load_average_at_start'][0]:.1f}.",
@@ -177,7 +179,6 @@ def write_json(
 ) -> None:
     document = {
         **context,
-        "machine": machine(),
         "ceilings": {name: as_dict(ceiling) for name, ceiling in ceilings.items()},
         "scenarios": {outcome.name: outcome.as_dict() for outcome in outcomes},
     }
