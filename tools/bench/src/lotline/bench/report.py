@@ -221,8 +221,13 @@ def write_chart(path: Path, outcomes: list[Outcome]) -> None:
         for label, points in outcome.series.items():
             if not points:
                 continue
-            # About 80 bins over the run: batches of hundreds make finer bins all spikes.
-            xs, ys = _rate(_thin(points, 20_000), bin_s=max(0.5, points[-1][0] / 80))
+            if label == "published":
+                # A burst of a second or two: drawn as a rate it would flatten the rest.
+                rate = points[-1][1] / max(points[-1][0], 1e-3)
+                left.plot([], [], " ", label=f"{outcome.title}: published at {rate:,.0f}/s")
+                continue
+            # About 60 bins over the run: batches of hundreds make finer bins all spikes.
+            xs, ys = _rate(_thin(points, 20_000), bin_s=max(1.0, points[-1][0] / 60))
             left.plot(xs, ys, label=f"{outcome.title}: {label}", linewidth=1)
     left.set_xlabel("seconds since the first sale line was published")
     left.set_ylabel("sale lines per second")
