@@ -4,8 +4,9 @@ UV ?= uv
 RUN := $(UV) run --frozen
 SERVICES := catalog stock serial-registry recall
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help sync demo infra-up infra-down infra-status infra-reset run stop test test-unit lint format schemas schemas-check
+.PHONY: help sync demo infra-up infra-down infra-status infra-reset run stop test test-unit bench lint format schemas schemas-check
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -43,10 +44,13 @@ test: sync ## Run every test (unit, integration, end-to-end) against real Kafka 
 test-unit: sync ## Run the tests that need no infrastructure
 	$(RUN) pytest tests/unit $(PYTEST_ARGS)
 
+bench: sync ## Measure Lotline against this machine's own ceilings (BENCH_ARGS=--quick; BENCHMARKS.md)
+	$(RUN) python -m lotline.bench $(BENCH_ARGS)
+
 lint: ## ruff lint and format check, mypy --strict on the contract and the domains
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy -p lotline.events -p lotline.runtime -p lotline.devstack -p lotline.cli \
+	$(RUN) mypy -p lotline.events -p lotline.runtime -p lotline.devstack -p lotline.cli -p lotline.bench \
 		-m lotline.stock.domain -m lotline.serials.domain -m lotline.recall.domain \
 		-m lotline.catalog.domain -m lotline.recall.auth -m lotline.stock.ledger \
 		-m lotline.stock.expiry -m lotline.recall.timeline -m lotline.recall.epcis \

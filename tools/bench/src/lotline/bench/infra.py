@@ -1,0 +1,213 @@
+"""Where the bench runs: a fresh local stack (or the one the environment names) and the
+service processes it starts itself, one or more instances each, on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from lotline.devstack import LocalStack, StackSettings
+from lotline.devstack.kafka import KafkaLayout
+
+MODULES = {
+    "catalog": "lotline.catalog",
+    "stock": "lotline.stock",
+    "serial-registry": "lotline.serials",
+    "recall": "lotline.recall",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Infrastructure:
+    """Kafka and the database the bench measures, and the Kafka jars (for Kafka's own tools)."""
+
+    kafka_bootstrap: str
+    mongodb_url: str
+    kafka_libs: Path | None
+    how: str
+    stack: LocalStack | None = None
+
+    @classmethod
+    def fresh(cls, keep: bool = False) -> Infrastructure:
+        """A stack of its own, on free ports, with empty data: no leftovers slow the
+        database's scans, no other consumer shares the groups, and `make run` is untouched."""
+        base = StackSettings()
+        settings = StackSettings(
+            kafka_port=free_port(),
+            kafka_controller_port=free_port(),
+            mongo_port=free_port(),
+            cache_dir=base.cache_dir,
+            # Beside the stack LOTLINE_STACK_DIR names, never in it.
+            stack_dir=base.data_dir.with_name(base.data_dir.name + "-bench"),
+        )
+        stack = LocalStack(settings)
+        stack.reset()  # whatever an interrupted run left
+        endpoints = stack.up()
+        return cls(
+            endpoints.kafka_bootstrap,
+            endpoints.mongodb_url,
+            stack.kafka.libs,
+            f"fresh local stack in {settings.data_dir}" + (" (kept)" if keep else ""),
+            stack,
+        )
+
+    @classmethod
+    def from_env(cls) -> Infrastructure:
+        """The Kafka and database named by KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL (their
+        topics are created if missing), e.g. the test stack."""
+        from lotline.devstack import ensure_topics
+
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        mongodb_url = os.environ.get("MONGODB_URL")
+        if not bootstrap or not mongodb_url:
+            raise SystemExit(
+                "--infra env needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL in the environment"
+            )
+        ensure_topics(bootstrap, int(os.environ.get("KAFKA_PARTITIONS", "6")))
+        settings = StackSettings()
+        layout = KafkaLayout(settings.cache_dir, settings.data_dir, 0, 0)
+        libs = layout.libs if layout.installed_marker.exists() else None
+        return cls(
+            bootstrap, mongodb_url, libs, "environment (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URL)"
+        )
+
+    def close(self, keep: bool = False) -> None:
+        if self.stack is None:
+            return
+        if keep:
+            self.stack.down()
+        else:
+            self.stack.reset()
+
+    def env(self) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "MONGODB_URL": self.mongodb_url}
+
+
+@dataclass
+class Instance:
+    """One service process, as it runs in production: its own OS process and HTTP port."""
+
+    service: str
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "HTTP_PORT": str(self.port), "LOG_JSON": "true"}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", MODULES[self.service]], env=env, stdout=log, stderr=log
+            )
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.service} exited early:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.service} not ready within {timeout:.0f} s:\n{self.log_tail()}")
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM: the service finishes its batch, commits and leaves the group."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Services:
+    """The service instances the bench runs now; scaled by stopping and starting them."""
+
+    infra: Infrastructure
+    log_dir: Path
+    running: dict[str, list[Instance]] = field(default_factory=dict)
+    _started: int = 0
+
+    def scale(self, counts: dict[str, int]) -> None:
+        """Run exactly counts[service] instances of each named service (0 stops it). An
+        instance that died since (or was stopped from outside) is replaced."""
+        for service, instances in self.running.items():
+            self.running[service] = [i for i in instances if i.alive]
+        for service, wanted in counts.items():
+            have = self.running.setdefault(service, [])
+            while len(have) > wanted:
+                have.pop().stop()
+        new: list[Instance] = []
+        for service, wanted in counts.items():
+            have = self.running[service]
+            while len(have) < wanted:
+                self._started += 1
+                instance = Instance(
+                    service,
+                    self.infra.env(),
+                    self.log_dir / f"{service}-{self._started}.log",
+                )
+                instance.start()
+                have.append(instance)
+                new.append(instance)
+        for instance in new:
+            instance.wait_ready()
+
+    def check_alive(self) -> None:
+        """A scenario's figures mean nothing if an instance died during it: say so."""
+        for instances in self.running.values():
+            for instance in instances:
+                if not instance.alive:
+                    assert instance.process is not None
+                    raise RuntimeError(
+                        f"{instance.service} on port {instance.port} exited with "
+                        f"{instance.process.returncode} during the scenario (stopped from "
+                        f"outside?); its log ends:\n{instance.log_tail(10)}"
+                    )
+
+    def url(self, service: str) -> str:
+        return self.running[service][0].url
+
+    def count(self, service: str) -> int:
+        return len(self.running.get(service, []))
+
+    def stop_all(self) -> None:
+        for instances in self.running.values():
+            for instance in instances:
+                instance.stop()
+        self.running.clear()

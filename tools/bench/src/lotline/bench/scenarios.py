@@ -1,0 +1,494 @@
+"""The scenarios: set up (not timed), publish, time until every effect is durable, verify.
+
+"Durable" is read from Kafka: each service commits a batch's offsets only after its
+effects are written, so a record is applied once every consuming group's committed
+offset has passed it. The timing never relies on the services' logs or internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import AsyncMongoClient
+
+from lotline.bench import verify
+from lotline.bench.ceilings import DatabaseCeiling, KafkaCeiling
+from lotline.bench.infra import Infrastructure, Services
+from lotline.bench.kafka_io import (
+    CommitWatcher,
+    Offsets,
+    Sent,
+    TopicReader,
+    group_members,
+    publish,
+    publish_paced,
+)
+from lotline.bench.workload import (
+    RecallWorkload,
+    SalesWorkload,
+    recall_workload,
+    receipt_workload,
+    sales_workload,
+)
+from lotline.events import EventData, EventType, OutgoingMessage, consumer_group, encode
+
+SOURCE = "lotline/bench"
+WORKERS = ("stock", "serial-registry")
+GROUPS = tuple(consumer_group(service) for service in WORKERS)
+# Where a run's mistakes would show up: flags, rejections, dead letters.
+TROUBLE_TOPICS = (
+    EventType.SALE_FLAGGED.topic,
+    EventType.RECEIPT_REJECTED.topic,
+    EventType.ITEM_SOLD.dlq_topic,
+    EventType.ITEM_RECEIVED.dlq_topic,
+    EventType.PRODUCT_REGISTERED.dlq_topic,
+    EventType.BATCH_RECALLED.dlq_topic,
+)
+
+
+@dataclass
+class Sizes:
+    sales_lines: int = 200_000
+    sales_skus: int = 1_000
+    locations: int = 10
+    latency_rate: float = 1_000.0
+    latency_seconds: float = 60.0
+    receipt_serials: int = 100_000
+    recall_units: int = 1_000_000
+    recall_lots: int = 100
+    recall_stores: int = 20
+    kafka_records: int = 200_000
+    db_levels: int = 10_000
+    db_units: int = 100_000
+
+
+QUICK = Sizes(
+    sales_lines=2_000,
+    sales_skus=51,
+    locations=5,
+    latency_rate=200.0,
+    latency_seconds=10.0,
+    receipt_serials=2_000,
+    recall_units=20_000,
+    kafka_records=20_000,
+    db_levels=1_000,
+    db_units=10_000,
+)
+
+
+@dataclass
+class Outcome:
+    """One scenario's figures, its verdict, and the time series the chart draws."""
+
+    name: str
+    title: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    verdict: verify.Verdict = field(default_factory=verify.Verdict)
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.error is None and self.verdict.ok
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "figures": self.figures,
+            **self.verdict.as_dict(),
+            "verified": self.verified,
+            "error": self.error,
+        }
+
+
+def new_run() -> str:
+    return uuid.uuid4().hex[:6].upper()
+
+
+def encode_all(events: Iterable[EventData]) -> list[OutgoingMessage]:
+    return [encode(event, source=SOURCE) for event in events]
+
+
+def targets_of(sent: Sequence[Sent], topic: str) -> Offsets:
+    """Per partition, the offset just past the last record sent there."""
+    ends: dict[TopicPartition, int] = {}
+    for record in sent:
+        tp = TopicPartition(topic, record.partition)
+        ends[tp] = max(ends.get(tp, 0), record.offset + 1)
+    return ends
+
+
+@dataclass
+class Bench:
+    infra: Infrastructure
+    services: Services
+    sizes: Sizes
+    admin: AIOKafkaAdminClient
+    reader: TopicReader
+    producer: AIOKafkaProducer
+    latency_producer: AIOKafkaProducer
+    mongo: AsyncMongoClient[dict[str, Any]]
+    poll_s: float
+    log_dir: Path
+    ceilings: dict[str, KafkaCeiling | DatabaseCeiling] = field(default_factory=dict)
+
+    @property
+    def units(self) -> Any:
+        return self.mongo["serials"]["units"]
+
+    # ------------------------------------------------------------------------ plumbing
+
+    async def settle(self, topics: Sequence[str], what: str, within_s: float) -> None:
+        """Wait until both services have applied everything now on these topics."""
+        ends = await self.reader.ends(topics)
+        async with CommitWatcher(self.admin, GROUPS, list(ends), interval_s=0.1) as watcher:
+            await watcher.wait(ends, within_s, what)
+
+    async def publish_and_settle(
+        self, messages: Sequence[OutgoingMessage], what: str, within_s: float
+    ) -> None:
+        if not messages:
+            return
+        await publish(self.producer, messages)
+        await self.settle(sorted({m.topic for m in messages}), what, within_s)
+
+    async def ready_groups(self, within_s: float = 120.0) -> None:
+        """Both groups have exactly the instances the bench started, and nothing pending:
+        a stray consumer (say, `make run`) would share the partitions and the work."""
+        self.services.check_alive()
+        deadline = time.monotonic() + within_s
+        for service, group in zip(WORKERS, GROUPS, strict=True):
+            wanted = self.services.count(service)
+            while (members := await group_members(self.admin, group)) != wanted:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"consumer group {group} has {members} members, the bench started "
+                        f"{wanted}: stop other instances (`make stop`) or use the fresh stack"
+                    )
+                await asyncio.sleep(0.5)
+        topics = [t.topic for t in (EventType.PRODUCT_REGISTERED, EventType.ITEM_RECEIVED,
+                                    EventType.ITEM_SOLD, EventType.ITEM_RETURNED,
+                                    EventType.BATCH_RECALLED)]  # fmt: skip
+        await self.settle(topics, "backlog before the scenario", within_s=max(60.0, within_s))
+
+    async def trouble(self, since: Offsets, run: str) -> list[Any]:
+        return await self.reader.records(since, f"B{run}-".encode())
+
+    def setup_timeout(self, events: int) -> float:
+        """Generous: a slow or loaded machine is measured, not failed (FerretDB flags a
+        recall at a few hundred units a second under load)."""
+        return max(300.0, events / 50)
+
+    # ------------------------------------------------------------------ sales scenarios
+
+    async def prepare_sales(self, workload: SalesWorkload) -> None:
+        await self.publish_and_settle(
+            encode_all(workload.products), "products registered", self.setup_timeout(1000)
+        )
+        await self.publish_and_settle(
+            encode_all(workload.receipts),
+            "stock received",
+            self.setup_timeout(len(workload.receipts) * 10 + len(workload.units)),
+        )
+
+    async def verify_sales(self, outcome: Outcome, workload: SalesWorkload, since: Offsets) -> None:
+        await verify.stock_levels(outcome.verdict, self.services.url("stock"), workload.levels)
+        await verify.sold_units(outcome.verdict, self.units, workload)
+        verify.no_flags(outcome.verdict, await self.trouble(since, workload.run))
+
+    async def sales_throughput(self, name: str, title: str, instances: int) -> Outcome:
+        """Scenario 1 (and 5): every sale line published as fast as possible."""
+        outcome = Outcome(name, title)
+        sizes = self.sizes
+        self.services.scale(dict.fromkeys(WORKERS, instances))
+        await self.ready_groups()
+        workload = sales_workload(new_run(), sizes.sales_lines, sizes.sales_skus, sizes.locations)
+        await self.prepare_sales(workload)
+        messages = encode_all(workload.sales)
+        since = await self.reader.ends(TROUBLE_TOPICS)
+        topic = EventType.ITEM_SOLD.topic
+        partitions = await self.reader.partitions([topic])
+        base = await self.reader.ends([topic])
+        async with CommitWatcher(self.admin, GROUPS, partitions, self.poll_s) as watcher:
+            started = time.monotonic()
+            sent = await publish(self.producer, messages)
+            published = time.monotonic()
+            targets = targets_of(sent, topic)
+            await watcher.wait(targets, self.setup_timeout(len(messages) * 5), "sales applied")
+        self.services.check_alive()
+        done = {g: watcher.done_at(targets, g) or published for g in GROUPS}
+        elapsed = max(done.values()) - started
+        lines = len(messages)
+        serial_share = sum(1 for s in workload.sales if s.serial) / lines
+        outcome.figures = {
+            "instances": instances,
+            "lines": lines,
+            "skus": sizes.sales_skus,
+            "locations": sizes.locations,
+            "serial_share": round(serial_share, 3),
+            "message_bytes": round(sum(len(m.value) for m in messages) / lines),
+            "publish_s": round(published - started, 3),
+            "publish_per_s": round(lines / (published - started)),
+            "stock_done_s": round(done[GROUPS[0]] - started, 3),
+            "serials_done_s": round(done[GROUPS[1]] - started, 3),
+            "seconds": round(elapsed, 3),
+            "lines_per_s": round(lines / elapsed),
+            "poll_ms": round(self.poll_s * 1000, 1),
+        }
+        self._ratios(outcome, lines / elapsed, serial_share)
+        outcome.series = {
+            "published": _cumulative([s.at - started for s in sent]),
+            **{
+                f"applied by {service}": [
+                    (t - started, n) for t, n in watcher.applied_series(group, base)
+                ]
+                for service, group in zip(WORKERS, GROUPS, strict=True)
+            },
+        }
+        await self.verify_sales(outcome, workload, since)
+        return outcome
+
+    def _ratios(self, outcome: Outcome, per_s: float, serial_share: float) -> None:
+        kafka = self.ceilings.get("kafka")
+        database = self.ceilings.get("database")
+        if isinstance(kafka, KafkaCeiling):
+            outcome.figures["kafka_ceiling_per_s"] = round(kafka.per_s)
+        if isinstance(database, DatabaseCeiling):
+            outcome.figures["database_ceiling_per_s"] = round(
+                database.sale_lines_per_s(serial_share)
+            )
+        ceilings = [
+            outcome.figures[k] for k in ("kafka_ceiling_per_s", "database_ceiling_per_s")
+            if k in outcome.figures
+        ]  # fmt: skip
+        if ceilings:
+            outcome.figures["ceiling_per_s"] = min(ceilings)
+            outcome.figures["ratio_to_ceiling"] = round(per_s / min(ceilings), 3)
+
+    async def latency(self) -> Outcome:
+        """Scenario 2: a steady rate of sale lines; publish -> effect durable per line."""
+        sizes = self.sizes
+        outcome = Outcome("latency", f"Latency at {sizes.latency_rate:,.0f} lines/s")
+        self.services.scale(dict.fromkeys(WORKERS, 1))
+        await self.ready_groups()
+        lines = int(sizes.latency_rate * sizes.latency_seconds)
+        workload = sales_workload(new_run(), lines, sizes.sales_skus, sizes.locations)
+        await self.prepare_sales(workload)
+        messages = encode_all(workload.sales)
+        since = await self.reader.ends(TROUBLE_TOPICS)
+        topic = EventType.ITEM_SOLD.topic
+        partitions = await self.reader.partitions([topic])
+        base = await self.reader.ends([topic])
+        async with CommitWatcher(self.admin, GROUPS, partitions, self.poll_s) as watcher:
+            started = time.monotonic()
+            sent = await publish_paced(self.latency_producer, messages, sizes.latency_rate)
+            published = time.monotonic()
+            targets = targets_of(sent, topic)
+            await watcher.wait(targets, self.setup_timeout(len(messages) * 5), "sales applied")
+        self.services.check_alive()
+        latencies = []
+        for record in sent:
+            applied = watcher.applied_at(TopicPartition(topic, record.partition), record.offset)
+            assert applied is not None  # the wait above saw every record applied
+            latencies.append(1000 * (applied - record.at))
+        quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
+        outcome.latencies_ms = latencies
+        outcome.figures = {
+            "lines": lines,
+            "rate_per_s": sizes.latency_rate,
+            "achieved_publish_per_s": round(lines / (published - started)),
+            "p50_ms": round(quantiles[49], 1),
+            "p95_ms": round(quantiles[94], 1),
+            "p99_ms": round(quantiles[98], 1),
+            "max_ms": round(max(latencies), 1),
+            "mean_ms": round(statistics.fmean(latencies), 1),
+            "poll_interval_ms": round(self.poll_s * 1000, 1),
+            "mean_poll_round_trip_ms": round(watcher.mean_poll_ms, 2),
+        }
+        outcome.series = {
+            "published": _cumulative([s.at - started for s in sent]),
+            **{
+                f"applied by {service}": [
+                    (t - started, n) for t, n in watcher.applied_series(group, base)
+                ]
+                for service, group in zip(WORKERS, GROUPS, strict=True)
+            },
+        }
+        await self.verify_sales(outcome, workload, since)
+        return outcome
+
+    # ------------------------------------------------------------------------- receipt
+
+    async def big_receipt(self) -> Outcome:
+        """Scenario 3: one receipt with every serial of a container."""
+        sizes = self.sizes
+        outcome = Outcome("receipt", f"Big receipt of {sizes.receipt_serials:,} serials")
+        self.services.scale(dict.fromkeys(WORKERS, 1))
+        await self.ready_groups()
+        run = new_run()
+        workload = receipt_workload(run, sizes.receipt_serials)
+        await self.publish_and_settle(
+            encode_all([workload.product]), "product registered", self.setup_timeout(100)
+        )
+        (message,) = encode_all([workload.receipt])
+        since = await self.reader.ends(TROUBLE_TOPICS)
+        topic = EventType.ITEM_RECEIVED.topic
+        partitions = await self.reader.partitions([topic])
+        async with CommitWatcher(self.admin, GROUPS, partitions, self.poll_s) as watcher:
+            started = time.monotonic()
+            sent = await publish(self.producer, [message])
+            targets = targets_of(sent, topic)
+            await watcher.wait(
+                targets, self.setup_timeout(sizes.receipt_serials), "receipt registered"
+            )
+        self.services.check_alive()
+        serials_done = (watcher.done_at(targets, GROUPS[1]) or started) - started
+        stock_done = (watcher.done_at(targets, GROUPS[0]) or started) - started
+        outcome.figures = {
+            "serials": sizes.receipt_serials,
+            "message_bytes": len(message.value),
+            "seconds": round(serials_done, 3),
+            "stock_done_s": round(stock_done, 3),
+            "units_per_s": round(sizes.receipt_serials / serials_done),
+        }
+        database = self.ceilings.get("database")
+        if isinstance(database, DatabaseCeiling):
+            outcome.figures["ceiling_per_s"] = round(database.unit_inserts_per_s)
+            outcome.figures["ratio_to_ceiling"] = round(
+                sizes.receipt_serials / serials_done / database.unit_inserts_per_s, 3
+            )
+        await verify.registered_receipt(
+            outcome.verdict,
+            self.services.url("serial-registry"),
+            self.services.url("stock"),
+            workload.product.sku,
+            workload.lot_code,
+            sizes.receipt_serials,
+        )
+        verify.no_flags(outcome.verdict, await self.trouble(since, run))
+        return outcome
+
+    # -------------------------------------------------------------------------- recall
+
+    async def recall_at_scale(self) -> Outcome:
+        """Scenario 4: receive many serialized units (not timed), then recall every lot."""
+        sizes = self.sizes
+        outcome = Outcome(
+            "recall",
+            f"Recall of {sizes.recall_units:,} units in {sizes.recall_lots} lots, "
+            f"{sizes.recall_stores} stores",
+        )
+        self.services.scale({**dict.fromkeys(WORKERS, 1), "recall": 1})
+        await self.ready_groups()
+        run = new_run()
+        workload = recall_workload(run, sizes.recall_units, sizes.recall_lots, sizes.recall_stores)
+        await self.publish_and_settle(
+            encode_all([workload.product]), "product registered", self.setup_timeout(100)
+        )
+        received = time.monotonic()
+        for part in _parts(workload.receipts(), 50):
+            await publish(self.producer, encode_all(part))
+        await self.settle(
+            [EventType.ITEM_RECEIVED.topic],
+            "recalled units received",
+            self.setup_timeout(sizes.recall_units),
+        )
+        outcome.figures["setup_receive_s"] = round(time.monotonic() - received, 1)
+        since = await self.reader.ends(TROUBLE_TOPICS)
+        topic = EventType.BATCH_RECALLED.topic
+        partitions = await self.reader.partitions([topic])
+        before = await self.reader.ends([topic])
+        recall_id = f"RC-B{run}"
+        async with CommitWatcher(self.admin, GROUPS, partitions, self.poll_s) as watcher:
+            started = time.monotonic()
+            how = await issue_recall(self, workload, recall_id)
+            targets = await self._new_records(topic, before, within_s=60)
+            await watcher.wait(targets, self.setup_timeout(sizes.recall_units), "recall applied")
+        self.services.check_alive()
+        stock_done = (watcher.done_at(targets, GROUPS[0]) or started) - started
+        serials_done = (watcher.done_at(targets, GROUPS[1]) or started) - started
+        elapsed = max(stock_done, serials_done)
+        outcome.figures.update(
+            {
+                "units": sizes.recall_units,
+                "lots": sizes.recall_lots,
+                "stores": sizes.recall_stores,
+                "issued_via": how,
+                "stock_quarantined_s": round(stock_done, 3),
+                "serials_flagged_s": round(serials_done, 3),
+                "seconds": round(elapsed, 3),
+                "units_per_s": round(sizes.recall_units / elapsed),
+            }
+        )
+        database = self.ceilings.get("database")
+        if isinstance(database, DatabaseCeiling):
+            outcome.figures["ceiling_per_s"] = round(database.recall_updates_per_s)
+            outcome.figures["ratio_to_ceiling"] = round(
+                sizes.recall_units / elapsed / database.recall_updates_per_s, 3
+            )
+        await verify.recalled(
+            outcome.verdict, self.services.url("stock"), self.units, workload, recall_id
+        )
+        verify.no_flags(outcome.verdict, await self.trouble(since, run))
+        self.services.scale({"recall": 0})
+        return outcome
+
+    async def _new_records(self, topic: str, before: Offsets, within_s: float) -> Offsets:
+        """The end offsets once something new landed on the topic (the recall's broadcast)."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            now = await self.reader.ends([topic])
+            if any(now[tp] > before.get(tp, 0) for tp in now):
+                return {tp: end for tp, end in now.items() if end > before.get(tp, 0)}
+            await asyncio.sleep(0.005)
+        raise TimeoutError(f"nothing was published on {topic} within {within_s:.0f} s")
+
+
+async def issue_recall(bench: Bench, workload: RecallWorkload, recall_id: str) -> str:
+    """Issue the recall as an operator would (POST /recalls); if this recall service wants
+    credentials the bench does not have, broadcast `batch-recalled` as the recall service
+    would. Returns which way it went."""
+    body = {
+        "recall_id": recall_id,
+        "sku": workload.sku,
+        "lot_codes": workload.lot_codes,
+        "reason": "Benchmark: every lot of the product",
+        "classification": "I",
+        "issued_by": "lotline-bench",
+    }
+    headers = {"X-Operator": "lotline-bench", "Idempotency-Key": recall_id}
+    async with httpx.AsyncClient(timeout=60) as http:
+        response = await http.post(
+            f"{bench.services.url('recall')}/recalls", json=body, headers=headers
+        )
+    if response.status_code in (401, 403):
+        await publish(bench.producer, encode_all([workload.recall(recall_id)]))
+        return "batch-recalled published directly (POST /recalls wants credentials)"
+    response.raise_for_status()
+    return "POST /recalls"
+
+
+def _cumulative(times: Sequence[float]) -> list[tuple[float, float]]:
+    return [(t, n + 1) for n, t in enumerate(times)]
+
+
+def _parts(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    part: list[Any] = []
+    for item in items:
+        part.append(item)
+        if len(part) == size:
+            yield part
+            part = []
+    if part:
+        yield part
