@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 SERVICES := catalog stock serial-registry recall
 PYTEST_ARGS ?=
 
-.PHONY: help sync demo infra-up infra-down infra-status infra-reset run stop test test-unit lint format schemas schemas-check
+.PHONY: help sync demo infra-up infra-down infra-status infra-reset run stop test test-unit chaos lint format schemas schemas-check
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test: sync ## Run every test (unit, integration, end-to-end) against real Kafka 
 
 test-unit: sync ## Run the tests that need no infrastructure
 	$(RUN) pytest tests/unit $(PYTEST_ARGS)
+
+chaos: sync ## The full chaos suite: kill -9 services, Kafka and FerretDB mid-stream; nothing lost or doubled
+	CHAOS_SCALE=full $(RUN) pytest tests/chaos -s $(PYTEST_ARGS)
 
 lint: ## ruff lint and format check, mypy --strict on the contract and the domains
 	$(RUN) ruff check .
