@@ -460,7 +460,7 @@ async def test_every_acknowledged_event_is_applied_exactly_once_through_faults( 
     await check_catalog(chaos)
     print(f"  units whose sale and return were applied out of order: {len(tally.reordered)}")
     print(f"  units left in the wrong status by that (xfail test below): {len(stale)}", flush=True)
-    for line in stale:
+    for line in stale[:10]:
         print(f"    {line}")
 
 
