@@ -6,7 +6,7 @@ SERVICES := catalog stock serial-registry recall
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help sync demo infra-up infra-down infra-status infra-reset run stop test test-unit bench lint format schemas schemas-check
+.PHONY: help sync demo infra-up infra-down infra-status infra-reset run stop test test-unit bench chaos lint format schemas schemas-check
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test-unit: sync ## Run the tests that need no infrastructure
 
 bench: sync ## Measure Lotline against this machine's own ceilings (BENCH_ARGS=--quick; BENCHMARKS.md)
 	$(RUN) python -m lotline.bench $(BENCH_ARGS)
+
+chaos: sync ## The full chaos suite: kill -9 services, Kafka and FerretDB mid-stream; nothing lost or doubled
+	CHAOS_SCALE=full $(RUN) pytest tests/chaos -s $(PYTEST_ARGS)
 
 lint: ## ruff lint and format check, mypy --strict on the contract and the domains
 	$(RUN) ruff check .

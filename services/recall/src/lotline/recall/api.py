@@ -35,6 +35,9 @@ from lotline.recall.outbox import RecallOutbox
 from lotline.recall.store import RecallFacts, RecallRecord, RecallStore, now
 from lotline.runtime.http import field_error
 
+# MongoDB takes a skip as a 64-bit integer: a larger one is a 422 here, not a 500 there.
+MAX_OFFSET = 1_000_000_000
+
 router = APIRouter(tags=["recalls"])
 
 
@@ -395,7 +398,7 @@ async def list_recalls(
     store: Store,
     state: RecallState | None = None,
     sku: Sku | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RecallPage:
     """Recalls, newest first, each with its progress figures."""

@@ -12,6 +12,9 @@ from lotline.events import EventType, FlagReason, ReturnReason, UnitStatus
 from lotline.serials.domain import HistoryEntry, Unit, as_recalled, digital_link
 from lotline.serials.store import SerialStore
 
+# MongoDB takes a skip as a 64-bit integer: a larger one is a 422 here, not a 500 there.
+MAX_SKIP = 1_000_000_000
+
 router = APIRouter(tags=["units"])
 
 
@@ -144,7 +147,7 @@ async def get_lot_units(
     status: Annotated[UnitStatus | None, Query(description="Only units in this status")] = None,
     recalled: Annotated[bool | None, Query(description="Only (not) recalled units")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_SKIP)] = 0,
 ) -> LotUnitsView:
     """The units of one lot, filtered by status and recall flag, with counts by status."""
     scopes = (await store.recall_scopes([sku]))[sku]
