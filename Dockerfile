@@ -17,6 +17,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=shared/pyproject.toml,target=shared/pyproject.toml \
     --mount=type=bind,source=tools/devstack/pyproject.toml,target=tools/devstack/pyproject.toml \
     --mount=type=bind,source=tools/cli/pyproject.toml,target=tools/cli/pyproject.toml \
+    --mount=type=bind,source=tools/bench/pyproject.toml,target=tools/bench/pyproject.toml \
     --mount=type=bind,source=services/catalog/pyproject.toml,target=services/catalog/pyproject.toml \
     --mount=type=bind,source=services/stock/pyproject.toml,target=services/stock/pyproject.toml \
     --mount=type=bind,source=services/serial-registry/pyproject.toml,target=services/serial-registry/pyproject.toml \

@@ -529,3 +529,13 @@ def test_a_unit_of_a_recalled_lot_sold_later_is_flagged_from_the_scope() -> None
     outcome = sell(in_stock("A"), sale("A", sold_at=NOW + timedelta(days=3)), "tests#s", [scope])
     assert outcome.unit.recalled
     assert [f.reason for f in outcome.flags] == [FlagReason.RECALLED]
+
+
+def test_a_sale_reported_after_its_later_return_leaves_the_unit_returned() -> None:
+    # The return (two days after the sale) is applied first: sales and returns are two topics.
+    back = return_unit(in_stock(), a_return(), "tests#rt1", NOW + timedelta(days=2)).unit
+    outcome = sell(back, sale(), "tests#s1")
+    assert (outcome.unit.status, outcome.unit.location) == (UnitStatus.RETURNED, "STORE-9")
+    assert outcome.unit.sale_id == "S-1"
+    assert outcome.unit.history[-1].what.endswith("so it stays returned")
+    assert outcome.flags == ()

@@ -65,6 +65,8 @@ def decode(value: bytes | None, expected: EventType | None = None) -> CloudEvent
         raw = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventDecodeError("(message)", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EventDecodeError("(message)", "JSON nested too deeply to be an event") from None
     if not isinstance(raw, dict):
         raise EventDecodeError("(message)", f"expected a JSON object, got {type(raw).__name__}")
     declared = raw.get("type")

@@ -49,7 +49,11 @@ Serial = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[!-~]+$")
 ]
 Gtin = Annotated[str, AfterValidator(_valid_gtin), Field(description="GTIN, check digit valid")]
-Quantity = Annotated[int, Field(gt=0, description="Units, always more than zero")]
+# At most a billion: more is a typo or an attack, and beyond 2**63 no database stores it.
+MAX_QUANTITY = 1_000_000_000
+Quantity = Annotated[
+    int, Field(gt=0, le=MAX_QUANTITY, description="Units, more than zero, at most a billion")
+]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 

@@ -387,13 +387,22 @@ def sell(
     what = f"sold at {sale.location} in sale {sale.sale_id} line {sale.line}"
     if sale.lot_code is not None and unit.lot_code is not None and sale.lot_code != unit.lot_code:
         what += f" (till scanned lot {sale.lot_code}, unit is of lot {unit.lot_code})"
+    # Sales and returns travel on two topics: a return may be applied before the sale it
+    # undoes. The unit's last event in time, the return, then decides where it is.
+    returned_later = (
+        unit.status is UnitStatus.RETURNED
+        and unit.returned_at is not None
+        and sale.sold_at < unit.returned_at
+    )
+    if returned_later:
+        what += f"; reported after its later return {unit.return_id}, so it stays returned"
     entry = HistoryEntry(
         EventType.ITEM_SOLD, event_id, sale.sold_at, what, ref, tuple(flags), sale.location
     )
     sold = replace(
         unit,
-        status=UnitStatus.SOLD,
-        location=sale.location,
+        status=unit.status if returned_later else UnitStatus.SOLD,
+        location=unit.location if returned_later else sale.location,
         sale_id=sale.sale_id,
         line=sale.line,
         customer_ref=sale.customer_ref,
