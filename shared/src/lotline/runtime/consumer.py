@@ -359,6 +359,13 @@ class ServiceConsumer:
             self.owned.forget("batch cancelled")
             await message.nack()
             raise
+        except Exception:
+            # A failure outside the handlers' own retries (they dead-letter what they cannot
+            # apply): say so loudly, and read the batch again rather than skip it.
+            self.owned.forget("batch failed")
+            log.exception("batch_failed", topics=sorted(by_topic))
+            await message.nack()
+            raise
         if revisit:
             # Read each deferred event's partition again from it: later events there were
             # applied and will be recognised; the commit below stops before it.
