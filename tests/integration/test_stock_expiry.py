@@ -205,7 +205,8 @@ async def test_passes_racing_in_two_instances_publish_each_warning_once(  # type
     """The race itself, made certain: two instances' passes over the same lots at once,
     each with its own MongoDB client and Kafka producer, then a claim whose owner died
     before publishing it, which the other instance re-sends."""
-    settings = Settings(kafka_bootstrap_servers=infra.kafka_bootstrap)
+    login = {name.lower(): value for name, value in infra.login_env("stock").items()}
+    settings = Settings(kafka_bootstrap_servers=infra.kafka_bootstrap, **login)
     clients = [AsyncMongoClient(infra.mongodb_url, tz_aware=True) for _ in range(2)]
     brokers = [make_broker(settings, client_id=f"lotline-stock-test-{n}") for n in range(2)]
     database = f"stock_expiry_{run_id.lower()}"
