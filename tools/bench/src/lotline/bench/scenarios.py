@@ -80,6 +80,9 @@ QUICK = Sizes(
     latency_seconds=10.0,
     receipt_serials=2_000,
     recall_units=20_000,
+    # Each lot page checked is a pass over all units, and each quarantined lot at a store
+    # is a line the recall service records: 20 lots keep the smoke test short.
+    recall_lots=20,
     kafka_records=20_000,
     db_levels=1_000,
     db_units=10_000,
@@ -428,8 +431,13 @@ class Bench:
             flagged = asyncio.create_task(
                 self._recalled_visible(http, serials_url, workload, recall_id, within)
             )
+            # The recall service records every quarantined lot at every store before it gets
+            # to the registry's answer (one subscriber): allow for those lines too.
+            lines = sizes.recall_lots * sizes.recall_stores
             contacts = asyncio.create_task(
-                self._contact_list_complete(http, recall_url, workload, recall_id, within)
+                self._contact_list_complete(
+                    http, recall_url, workload, recall_id, within + lines / 4
+                )
             )
             try:
                 token = self.services.operator_token
