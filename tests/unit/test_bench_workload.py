@@ -64,7 +64,11 @@ def test_recall_workload_splits_units_evenly_and_builds_receipts_lazily() -> Non
     assert len(receipts) == 40
     serials = {s for r in receipts for s in r.serials or []}
     assert len(serials) == 2_000
-    assert workload.recall("RC-1").lot_codes == workload.lot_codes
+    assert all(workload.sample_serial(lot) in serials for lot in workload.lot_codes)
+    assert {s for lot in workload.lot_codes for s in workload.sample_serials(lot)} <= serials
+    body = workload.recall_request("RC-1")
+    assert body["lot_codes"] == workload.lot_codes
+    assert "issued_by" not in body
     with pytest.raises(ValueError, match="split evenly"):
         recall_workload("T5", units=2_001, lots=10, stores=4)
 

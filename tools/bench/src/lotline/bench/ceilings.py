@@ -8,16 +8,26 @@ consume faster than its client library can, whatever the broker does.
 Database: PyMongo async doing exactly the writes Lotline makes, with no Kafka and no
 logic in between: stock's whole-level ReplaceOne by _id in parts of 50, the serial
 registry's unit inserts (10,000 a command, two commands in flight), its per-unit UpdateOne
-by _id in parts of 50 (a sale), and one update_many over a product's lots (a recall).
+by _id in parts of 50 (a sale), and one streamed read of a product's units by lot (what the
+serial registry does to answer a recall: the contact list). For reference only, one
+update_many flagging every unit of a product's lots: what a lot recall cost when it wrote
+each unit, which Lotline no longer does (it saves the recall's scope, one document).
+
+Every client logs in (SASL) with the options it is given; Kafka's JVM tools get the same
+login in a client properties file only their owner can read, deleted afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +64,10 @@ class DatabaseCeiling:
     level_replaces_per_s: float
     unit_inserts_per_s: float
     unit_updates_per_s: float
-    recall_updates_per_s: float
+    # A streamed pass over a product's units by lot: the serial registry's recall answer.
+    unit_reads_per_s: float
+    # Reference only: flagging each unit with one update_many, what a lot recall no longer does.
+    unit_flag_update_many_per_s: float
     levels: int
     units: int
 
@@ -76,14 +89,15 @@ def as_dict(ceiling: KafkaCeiling | DatabaseCeiling) -> dict[str, Any]:
 
 
 async def measure_kafka(
-    bootstrap: str, libs: Path | None, message_bytes: int, records: int
+    bootstrap: str, login: dict[str, Any], libs: Path | None, message_bytes: int, records: int
 ) -> KafkaCeiling:
+    """`login`: aiokafka's security options, a principal that may create topics and groups."""
     topic = f"lotline-bench-ceiling-{uuid.uuid4().hex[:8]}"
-    admin = await admin_client(bootstrap)
+    admin = await admin_client(bootstrap, login)
     try:
         await admin.create_topics([NewTopic(topic, 6, 1)])
-        produce = await _aiokafka_produce(bootstrap, topic, message_bytes, records)
-        consume = await _aiokafka_consume(bootstrap, topic, records)
+        produce = await _aiokafka_produce(bootstrap, login, topic, message_bytes, records)
+        consume = await _aiokafka_consume(bootstrap, login, topic, records)
         ceiling = KafkaCeiling(message_bytes, records, produce, consume)
         if libs is None:
             ceiling.java_note = "Kafka's jars not found: the JVM tools were not run"
@@ -91,12 +105,13 @@ async def measure_kafka(
             java_topic = f"{topic}-java"
             await admin.create_topics([NewTopic(java_topic, 6, 1)])
             try:
-                ceiling.java_produce_per_s = await asyncio.to_thread(
-                    _java_produce, libs, bootstrap, java_topic, message_bytes, records
-                )
-                ceiling.java_consume_per_s = await asyncio.to_thread(
-                    _java_consume, libs, bootstrap, java_topic, records
-                )
+                with java_client_config(login) as config:
+                    ceiling.java_produce_per_s = await asyncio.to_thread(
+                        _java_produce, libs, bootstrap, config, java_topic, message_bytes, records
+                    )
+                    ceiling.java_consume_per_s = await asyncio.to_thread(
+                        _java_consume, libs, bootstrap, config, java_topic, records
+                    )
             except RuntimeError as exc:
                 ceiling.java_note = str(exc)[:500]
             finally:
@@ -107,8 +122,10 @@ async def measure_kafka(
         await admin.close()
 
 
-async def _aiokafka_produce(bootstrap: str, topic: str, size: int, records: int) -> float:
-    client = producer(bootstrap)
+async def _aiokafka_produce(
+    bootstrap: str, login: dict[str, Any], topic: str, size: int, records: int
+) -> float:
+    client = producer(bootstrap, login)
     await client.start()
     try:
         # A topic just created: wait for its metadata outside the timed part.
@@ -123,7 +140,9 @@ async def _aiokafka_produce(bootstrap: str, topic: str, size: int, records: int)
         await client.stop()
 
 
-async def _aiokafka_consume(bootstrap: str, topic: str, records: int) -> float:
+async def _aiokafka_consume(
+    bootstrap: str, login: dict[str, Any], topic: str, records: int
+) -> float:
     """A consumer like the services' (a group, batches of 500 records), reading everything."""
     consumer = AIOKafkaConsumer(
         topic,
@@ -132,6 +151,7 @@ async def _aiokafka_consume(bootstrap: str, topic: str, records: int) -> float:
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=16 * 1024 * 1024,
+        **login,
     )
     await consumer.start()
     try:
@@ -151,6 +171,48 @@ async def _aiokafka_consume(bootstrap: str, topic: str, records: int) -> float:
         await consumer.stop()
 
 
+def java_client_properties(login: dict[str, Any]) -> str:
+    """The JVM client's settings for aiokafka's login options (PLAINTEXT or SASL_PLAINTEXT;
+    TLS would need a trust store the bench does not have)."""
+    protocol = str(login.get("security_protocol", "PLAINTEXT"))
+    if protocol.endswith("SSL"):
+        raise RuntimeError(f"the JVM tools were not run: {protocol} needs a trust store")
+    lines = [f"security.protocol={protocol}"]
+    if protocol.startswith("SASL"):
+        mechanism = str(login["sasl_mechanism"])
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+        username = _jaas_quoted(str(login["sasl_plain_username"]))
+        password = _jaas_quoted(str(login["sasl_plain_password"]))
+        lines += [
+            f"sasl.mechanism={mechanism}",
+            f'sasl.jaas.config={module} required username="{username}" password="{password}";',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _jaas_quoted(value: str) -> str:
+    # A JAAS quoted string, inside a Java properties value (where a backslash escapes too).
+    return value.replace("\\", "\\\\\\\\").replace('"', '\\\\"')
+
+
+@contextlib.contextmanager
+def java_client_config(login: dict[str, Any]) -> Iterator[Path]:
+    """The login in a client properties file for Kafka's tools: mode 0600 from its creation
+    (it holds a password), deleted afterwards."""
+    handle, name = tempfile.mkstemp(prefix="lotline-bench-kafka-", suffix=".properties")
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(java_client_properties(login))
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def _java(libs: Path, main: str, args: list[str], timeout: float = 300) -> str:
     command = ["java", "-Xmx256m", "-cp", f"{libs}/*", main, *args]
     try:
@@ -165,7 +227,9 @@ def _java(libs: Path, main: str, args: list[str], timeout: float = 300) -> str:
     return result.stdout
 
 
-def _java_produce(libs: Path, bootstrap: str, topic: str, size: int, records: int) -> float:
+def _java_produce(
+    libs: Path, bootstrap: str, config: Path, topic: str, size: int, records: int
+) -> float:
     output = _java(
         libs,
         "org.apache.kafka.tools.ProducerPerformance",
@@ -174,6 +238,7 @@ def _java_produce(libs: Path, bootstrap: str, topic: str, size: int, records: in
             "--num-records", str(records),
             "--record-size", str(size),
             "--throughput", "-1",
+            "--producer.config", str(config),
             "--producer-props",
             f"bootstrap.servers={bootstrap}",
             "acks=all",
@@ -188,7 +253,7 @@ def _java_produce(libs: Path, bootstrap: str, topic: str, size: int, records: in
     return float(found[-1][1])
 
 
-def _java_consume(libs: Path, bootstrap: str, topic: str, records: int) -> float:
+def _java_consume(libs: Path, bootstrap: str, config: Path, topic: str, records: int) -> float:
     output = _java(
         libs,
         "org.apache.kafka.tools.ConsumerPerformance",
@@ -197,6 +262,7 @@ def _java_consume(libs: Path, bootstrap: str, topic: str, records: int) -> float
             "--topic", topic,
             "--messages", str(records),
             "--group", f"{topic}-java",
+            "--consumer.config", str(config),
             "--timeout", "60000",
         ],
     )  # fmt: skip
@@ -321,6 +387,16 @@ async def measure_database(mongodb_url: str, levels: int, units: int) -> Databas
             await unit_coll.bulk_write(sales[part : part + BULK_PART], ordered=True)
         updates = updated / (time.monotonic() - started)
 
+        # The recall's answer: every unit of the product's lots, streamed, a few fields each.
+        lots = {"sku": "BENCH-PHONE", "lot_code": {"$in": [f"LOT{k:03d}" for k in range(100)]}}
+        started = time.monotonic()
+        read = 0
+        projection = {"serial": 1, "status": 1, "lot_code": 1, "sale_id": 1, "location": 1}
+        async for _doc in unit_coll.find(lots, projection):
+            read += 1
+        reads = read / (time.monotonic() - started)
+
+        # Reference only: what a lot recall cost when it flagged each unit.
         started = time.monotonic()
         result = await unit_coll.update_many(
             {
@@ -334,8 +410,8 @@ async def measure_database(mongodb_url: str, levels: int, units: int) -> Databas
                 "$push": {"history": {"type": "batch-recalled", "at": at, "what": "recalled"}},
             },
         )
-        recalls = result.modified_count / (time.monotonic() - started)
-        return DatabaseCeiling(replaces, inserts, updates, recalls, levels, units)
+        flags = result.modified_count / (time.monotonic() - started)
+        return DatabaseCeiling(replaces, inserts, updates, reads, flags, levels, units)
     finally:
         await client.drop_database(name)
         await client.close()

@@ -1,9 +1,16 @@
 """Where the bench runs: a fresh local stack (or the one the environment names) and the
-service processes it starts itself, one or more instances each, on free ports."""
+service processes it starts itself, one or more instances each, on free ports.
+
+Kafka wants a login (SASL/SCRAM, with ACLs, on the local stack): the bench's own clients log
+in as the stack's admin, and every service it starts logs in as its own principal, as
+`lotline-devstack services up` runs them, so the ACLs hold during the run. Off the local
+stack, everything uses the environment's login (KAFKA_USERNAME, KAFKA_PASSWORD, ...).
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -11,11 +18,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from lotline.devstack import LocalStack, StackSettings
+from lotline.devstack import LocalStack, StackSecrets, StackSettings
 from lotline.devstack.kafka import KafkaLayout
+from lotline.runtime.settings import Settings
 
 MODULES = {
     "catalog": "lotline.catalog",
@@ -23,6 +32,8 @@ MODULES = {
     "serial-registry": "lotline.serials",
     "recall": "lotline.recall",
 }
+# The name the bench's recalls are issued by (the recall service takes it from the token).
+OPERATOR = "lotline-bench"
 
 
 def free_port() -> int:
@@ -40,6 +51,22 @@ class Infrastructure:
     kafka_libs: Path | None
     how: str
     stack: LocalStack | None = None
+    # The local stack's logins, one per principal; None on any other broker.
+    secrets: StackSecrets | None = None
+
+    @property
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka's login options for the bench's own clients: the stack's admin (it reads
+        every group's offsets, creates the ceilings' topics and publishes as every outside
+        system), else the environment's login."""
+        if self.secrets is not None:
+            return self.secrets.admin.client_options()
+        return Settings().kafka_client_options()
+
+    def login_env(self, principal: str) -> dict[str, str]:
+        """How a service process logs in: as itself on the local stack; elsewhere nothing
+        extra (it inherits the environment's KAFKA_USERNAME, if any)."""
+        return self.secrets.credentials(principal).env() if self.secrets is not None else {}
 
     @classmethod
     def fresh(cls, keep: bool = False) -> Infrastructure:
@@ -63,6 +90,7 @@ class Infrastructure:
             stack.kafka.libs,
             f"fresh local stack in {settings.data_dir}" + (" (kept)" if keep else ""),
             stack,
+            stack.secrets,
         )
 
     @classmethod
@@ -77,13 +105,26 @@ class Infrastructure:
             raise SystemExit(
                 "--infra env needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL in the environment"
             )
-        ensure_topics(bootstrap, int(os.environ.get("KAFKA_PARTITIONS", "6")))
         settings = StackSettings()
-        layout = KafkaLayout(settings.cache_dir, settings.data_dir, 0, 0)
-        libs = layout.libs if layout.installed_marker.exists() else None
-        return cls(
-            bootstrap, mongodb_url, libs, "environment (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URL)"
+        local = LocalStack(settings)
+        # The local stack's broker (LOTLINE_* ports): its secrets file has every login.
+        found = StackSecrets.read(local.dir) if bootstrap == local.kafka.bootstrap else None
+        infra = cls(
+            bootstrap,
+            mongodb_url,
+            None,
+            "environment (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URL)"
+            + (f", logins of the local stack in {local.dir}" if found else ""),
+            secrets=found,
         )
+        ensure_topics(
+            bootstrap,
+            int(os.environ.get("KAFKA_PARTITIONS", "6")),
+            client_options=infra.client_options,
+        )
+        layout = KafkaLayout(settings.cache_dir, settings.data_dir, 0, 0)
+        infra.kafka_libs = layout.libs if layout.installed_marker.exists() else None
+        return infra
 
     def close(self, keep: bool = False) -> None:
         if self.stack is None:
@@ -161,7 +202,18 @@ class Services:
     infra: Infrastructure
     log_dir: Path
     running: dict[str, list[Instance]] = field(default_factory=dict)
+    # The bench's own recall operator: a random token for this run only, which the recall
+    # service it starts accepts (RECALL_OPERATOR_TOKENS); POST /recalls sends it.
+    operator_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     _started: int = 0
+
+    def env_of(self, service: str) -> dict[str, str]:
+        env = {**self.infra.env(), **self.infra.login_env(service)}
+        if service == "recall":
+            # Empty means unset to the service: no tokens file of `make run` is inherited.
+            env["RECALL_OPERATOR_TOKENS_FILE"] = ""
+            env["RECALL_OPERATOR_TOKENS"] = f"{OPERATOR}:operator:{self.operator_token}"
+        return env
 
     def scale(self, counts: dict[str, int]) -> None:
         """Run exactly counts[service] instances of each named service (0 stops it). An
@@ -179,7 +231,7 @@ class Services:
                 self._started += 1
                 instance = Instance(
                     service,
-                    self.infra.env(),
+                    self.env_of(service),
                     self.log_dir / f"{service}-{self._started}.log",
                 )
                 instance.start()

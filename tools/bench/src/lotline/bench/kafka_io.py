@@ -33,8 +33,9 @@ class Sent:
     at: float
 
 
-def producer(bootstrap: str, *, linger_ms: int = 20) -> AIOKafkaProducer:
-    """A POS-like producer (acks=all, idempotent) that batches hard: big batches, some linger."""
+def producer(bootstrap: str, login: dict[str, Any], *, linger_ms: int = 20) -> AIOKafkaProducer:
+    """A POS-like producer (acks=all, idempotent) that batches hard: big batches, some linger.
+    `login`: aiokafka's security options (SASL)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -42,6 +43,7 @@ def producer(bootstrap: str, *, linger_ms: int = 20) -> AIOKafkaProducer:
         linger_ms=linger_ms,
         max_batch_size=1024 * 1024,
         max_request_size=16 * 1024 * 1024,
+        **login,
     )
 
 
@@ -90,10 +92,11 @@ async def publish_paced(
 class TopicReader:
     """Reads partitions and end offsets of topics (a consumer without a group)."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, login: dict[str, Any]) -> None:
         self.bootstrap = bootstrap
+        self.login = login
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **login
         )
 
     async def start(self) -> None:
@@ -126,6 +129,7 @@ class TopicReader:
             enable_auto_commit=False,
             group_id=None,
             max_partition_fetch_bytes=16 * 1024 * 1024,
+            **self.login,
         )
         await reader.start()
         try:
@@ -270,8 +274,8 @@ class CommitWatcher:
         return series
 
 
-async def admin_client(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+async def admin_client(bootstrap: str, login: dict[str, Any]) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000, **login)
     await admin.start()
     return admin
 

@@ -80,6 +80,9 @@ QUICK = Sizes(
     latency_seconds=10.0,
     receipt_serials=2_000,
     recall_units=20_000,
+    # Each lot page checked is a pass over all units, and each quarantined lot at a store
+    # is a line the recall service records: 20 lots keep the smoke test short.
+    recall_lots=20,
     kafka_records=20_000,
     db_levels=1_000,
     db_units=10_000,
@@ -382,7 +385,14 @@ class Bench:
     # -------------------------------------------------------------------------- recall
 
     async def recall_at_scale(self) -> Outcome:
-        """Scenario 4: receive many serialized units (not timed), then recall every lot."""
+        """Scenario 4: receive many serialized units (not timed), then recall every lot
+        through the recall service's API, as an operator does.
+
+        Three moments, from the POST: stock has quarantined every lot (its committed offset
+        past the broadcast); the units are recalled (the serial registry saved the recall's
+        scope, which every reader applies, and its HTTP API shows a unit of every lot
+        recalled); and the contact list is complete (the recall service holds the registry's
+        whole `units-recalled` answer, which needs a pass over the units)."""
         sizes = self.sizes
         outcome = Outcome(
             "recall",
@@ -410,39 +420,144 @@ class Bench:
         partitions = await self.reader.partitions([topic])
         before = await self.reader.ends([topic])
         recall_id = f"RC-B{run}"
-        async with CommitWatcher(self.admin, GROUPS, partitions, self.poll_s) as watcher:
+        serials_url = self.services.url("serial-registry")
+        recall_url = self.services.url("recall")
+        within = self.setup_timeout(sizes.recall_units)
+        async with (
+            CommitWatcher(self.admin, GROUPS, partitions, self.poll_s) as watcher,
+            httpx.AsyncClient(timeout=120) as http,
+        ):
             started = time.monotonic()
-            how = await issue_recall(self, workload, recall_id)
-            targets = await self._new_records(topic, before, within_s=60)
-            await watcher.wait(targets, self.setup_timeout(sizes.recall_units), "recall applied")
+            flagged = asyncio.create_task(
+                self._recalled_visible(http, serials_url, workload, recall_id, within)
+            )
+            # The recall service records every quarantined lot at every store before it gets
+            # to the registry's answer (one subscriber): allow for those lines too.
+            lines = sizes.recall_lots * sizes.recall_stores
+            contacts = asyncio.create_task(
+                self._contact_list_complete(
+                    http, recall_url, workload, recall_id, within + lines / 4
+                )
+            )
+            try:
+                token = self.services.operator_token
+                await issue_recall(http, recall_url, token, workload, recall_id)
+                targets = await self._new_records(topic, before, within_s=60)
+                await watcher.wait(targets, within, "recall applied")
+                scope_saved, units_visible = await flagged
+                contact_list = await contacts
+            finally:
+                for task in (flagged, contacts):
+                    task.cancel()
+                await asyncio.gather(flagged, contacts, return_exceptions=True)
         self.services.check_alive()
         stock_done = (watcher.done_at(targets, GROUPS[0]) or started) - started
-        serials_done = (watcher.done_at(targets, GROUPS[1]) or started) - started
-        elapsed = max(stock_done, serials_done)
+        serials_committed = (watcher.done_at(targets, GROUPS[1]) or started) - started
+        serials_flagged = max(scope_saved, units_visible) - started
+        elapsed = max(stock_done, serials_flagged)
+        contact_s = contact_list - started
         outcome.figures.update(
             {
                 "units": sizes.recall_units,
                 "lots": sizes.recall_lots,
                 "stores": sizes.recall_stores,
-                "issued_via": how,
+                "issued_via": "POST /recalls (operator token)",
                 "stock_quarantined_s": round(stock_done, 3),
-                "serials_flagged_s": round(serials_done, 3),
+                "scope_saved_s": round(scope_saved - started, 3),
+                "serials_flagged_s": round(serials_flagged, 3),
                 "seconds": round(elapsed, 3),
                 "units_per_s": round(sizes.recall_units / elapsed),
+                "contact_list_s": round(contact_s, 3),
+                "contact_list_units_per_s": round(sizes.recall_units / contact_s),
+                "serials_committed_s": round(serials_committed, 3),
             }
         )
         database = self.ceilings.get("database")
         if isinstance(database, DatabaseCeiling):
-            outcome.figures["ceiling_per_s"] = round(database.recall_updates_per_s)
-            outcome.figures["ratio_to_ceiling"] = round(
-                sizes.recall_units / elapsed / database.recall_updates_per_s, 3
+            # A lot recall writes one document now: no write ceiling bounds it. The contact
+            # list is a read of every recalled unit, bounded by the raw streamed read.
+            outcome.figures["contact_list_read_ceiling_per_s"] = round(database.unit_reads_per_s)
+            outcome.figures["contact_list_ratio_to_read_ceiling"] = round(
+                sizes.recall_units / contact_s / database.unit_reads_per_s, 3
             )
+        checks_started = time.monotonic()
         await verify.recalled(
-            outcome.verdict, self.services.url("stock"), self.units, workload, recall_id
+            outcome.verdict,
+            self.services.url("stock"),
+            serials_url,
+            recall_url,
+            self.mongo["serials"]["recalls"],
+            workload,
+            recall_id,
         )
+        outcome.figures["verify_s"] = round(time.monotonic() - checks_started, 1)
         verify.no_flags(outcome.verdict, await self.trouble(since, run))
         self.services.scale({"recall": 0})
         return outcome
+
+    async def _recalled_visible(
+        self,
+        http: httpx.AsyncClient,
+        serials_url: str,
+        workload: RecallWorkload,
+        recall_id: str,
+        within_s: float,
+    ) -> tuple[float, float]:
+        """When the recall's scope covering every lot was saved (polled by _id in the serial
+        registry's database), and when its HTTP API then showed a unit of every lot recalled
+        by it (`GET /units/...`, which applies the scopes as the lot pages do; a lot page
+        costs a pass over the lot, so polling them would time the reads, not the recall:
+        every lot page is checked afterwards)."""
+        recalls = self.mongo["serials"]["recalls"]
+        deadline = time.monotonic() + within_s
+        while not verify.scope_of(
+            await recalls.find_one({"_id": workload.sku}), recall_id, workload.lot_codes
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the scope of {recall_id} was not saved within {within_s} s")
+            await asyncio.sleep(self.poll_s)
+        scope_saved = time.monotonic()
+        pending = {code: workload.sample_serial(code) for code in workload.lot_codes}
+        gate = asyncio.Semaphore(verify.READ_CONCURRENCY)
+
+        async def shows(code: str, serial: str) -> bool:
+            async with gate:
+                unit = await verify.get_json(http, f"{serials_url}/units/{workload.sku}/{serial}")
+            return bool(unit["recalled"]) and recall_id in unit["recall_ids"]
+
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"lots {sorted(pending)[:5]} not shown recalled by the API")
+            answers = await asyncio.gather(*(shows(c, s) for c, s in pending.items()))
+            pending = {c: s for (c, s), ok in zip(pending.items(), answers, strict=True) if not ok}
+            if pending:
+                await asyncio.sleep(self.poll_s)
+        return scope_saved, time.monotonic()
+
+    async def _contact_list_complete(
+        self,
+        http: httpx.AsyncClient,
+        recall_url: str,
+        workload: RecallWorkload,
+        recall_id: str,
+        within_s: float,
+    ) -> float:
+        """When the recall service had the serial registry's whole answer for the recall
+        (its progress: `units_answer.complete`), so its customers to contact are all known.
+        Polled through the list of the SKU's recalls, which carries the progress without the
+        detail's lists, every 100 ms: one request at a time, not to load what it measures."""
+        deadline = time.monotonic() + within_s
+        interval = max(self.poll_s, 0.1)
+        url = f"{recall_url}/recalls"
+        while time.monotonic() < deadline:
+            response = await http.get(url, params={"sku": workload.sku, "limit": 10})
+            if response.status_code == 200 and any(
+                item["recall_id"] == recall_id and item["progress"]["units_answer"]["complete"]
+                for item in response.json()["items"]
+            ):
+                return time.monotonic()
+            await asyncio.sleep(interval)
+        raise TimeoutError(f"the contact list of {recall_id} was not complete within {within_s} s")
 
     async def _new_records(self, topic: str, before: Offsets, within_s: float) -> Offsets:
         """The end offsets once something new landed on the topic (the recall's broadcast)."""
@@ -455,28 +570,21 @@ class Bench:
         raise TimeoutError(f"nothing was published on {topic} within {within_s:.0f} s")
 
 
-async def issue_recall(bench: Bench, workload: RecallWorkload, recall_id: str) -> str:
-    """Issue the recall as an operator would (POST /recalls); if this recall service wants
-    credentials the bench does not have, broadcast `batch-recalled` as the recall service
-    would. Returns which way it went."""
-    body = {
-        "recall_id": recall_id,
-        "sku": workload.sku,
-        "lot_codes": workload.lot_codes,
-        "reason": "Benchmark: every lot of the product",
-        "classification": "I",
-        "issued_by": "lotline-bench",
-    }
-    headers = {"X-Operator": "lotline-bench", "Idempotency-Key": recall_id}
-    async with httpx.AsyncClient(timeout=60) as http:
-        response = await http.post(
-            f"{bench.services.url('recall')}/recalls", json=body, headers=headers
-        )
-    if response.status_code in (401, 403):
-        await publish(bench.producer, encode_all([workload.recall(recall_id)]))
-        return "batch-recalled published directly (POST /recalls wants credentials)"
-    response.raise_for_status()
-    return "POST /recalls"
+async def issue_recall(
+    http: httpx.AsyncClient,
+    recall_url: str,
+    operator_token: str,
+    workload: RecallWorkload,
+    recall_id: str,
+) -> None:
+    """Issue the recall as an operator does: POST /recalls with the operator's token (the
+    recall service names the operator from it) and an idempotency key."""
+    headers = {"Authorization": f"Bearer {operator_token}", "Idempotency-Key": recall_id}
+    response = await http.post(
+        f"{recall_url}/recalls", json=workload.recall_request(recall_id), headers=headers
+    )
+    if response.status_code != 201:
+        raise RuntimeError(f"POST /recalls answered {response.status_code}: {response.text[:500]}")
 
 
 def _cumulative(times: Sequence[float]) -> list[tuple[float, float]]:

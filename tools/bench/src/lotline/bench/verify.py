@@ -1,9 +1,9 @@
 """Whether Lotline ended in exactly the state the events call for: nothing lost, nothing doubled.
 
-Stock is read through its HTTP API (one call per location). The serial registry's units
-are read from its database by _id (the one indexed lookup FerretDB has) or, for a whole
-product, streamed in one pass: its HTTP API pages a lot at a time, and every page would
-be a scan of the collection.
+Stock is read through its HTTP API (one call per location). The serial registry's sold units
+are read from its database by _id (the one indexed lookup FerretDB has). A recall is checked
+through the serial registry's HTTP API, since a lot recall is no longer written to each unit:
+its scope is saved once and every reader applies it, so only the readers show the result.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from pymongo.asynchronous.collection import AsyncCollection
 
+from lotline.bench.infra import OPERATOR
 from lotline.bench.workload import LevelExpectation, RecallWorkload, SalesWorkload
 
 MAX_PROBLEMS = 10
@@ -48,7 +49,7 @@ class Verdict:
         }
 
 
-async def _get(http: httpx.AsyncClient, url: str) -> Any:
+async def get_json(http: httpx.AsyncClient, url: str) -> Any:
     for attempt in range(5):
         try:
             response = await http.get(url)
@@ -68,7 +69,7 @@ async def stock_levels(verdict: Verdict, stock_url: str, expected: list[LevelExp
         by_location.setdefault(level.location, {})[level.sku] = level
     async with httpx.AsyncClient(timeout=120) as http:
         for location, levels in by_location.items():
-            body = await _get(http, f"{stock_url}/locations/{location}/stock")
+            body = await get_json(http, f"{stock_url}/locations/{location}/stock")
             found = {line["sku"]: line for line in body["skus"]}
             verdict.check(
                 set(found) == set(levels),
@@ -125,56 +126,117 @@ async def registered_receipt(
     verdict: Verdict, serials_url: str, stock_url: str, sku: str, lot: str, quantity: int
 ) -> None:
     async with httpx.AsyncClient(timeout=600) as http:
-        page = await _get(http, f"{serials_url}/lots/{sku}/{lot}/units?limit=1")
+        page = await get_json(http, f"{serials_url}/lots/{sku}/{lot}/units?limit=1")
         verdict.check(
             page["total"] == quantity and page["counts"].get("in_stock") == quantity,
             f"lot {lot} of {sku}: {page['total']} units {page['counts']}, expected "
             f"{quantity} in stock",
         )
-        stock = await _get(http, f"{stock_url}/stock/{sku}")
+        stock = await get_json(http, f"{stock_url}/stock/{sku}")
         verdict.check(
             stock["on_hand"] == quantity,
             f"stock of {sku}: {stock['on_hand']} on hand, expected {quantity}",
         )
 
 
+def scope_of(doc: dict[str, Any] | None, recall_id: str, lot_codes: list[str]) -> bool:
+    """Whether the serial registry's recall document of a SKU holds a scope of this recall
+    covering every lot."""
+    return any(
+        scope.get("recall_id") == recall_id and set(scope.get("lot_codes") or ()) >= set(lot_codes)
+        for scope in (doc or {}).get("scopes", [])
+    )
+
+
 async def recalled(
     verdict: Verdict,
     stock_url: str,
-    units: AsyncCollection[Any],
+    serials_url: str,
+    recall_url: str,
+    recall_scopes: AsyncCollection[Any],
     workload: RecallWorkload,
     recall_id: str,
 ) -> None:
-    """Every lot at every store quarantined whole; every unit flagged by this recall."""
+    """Every lot at every store quarantined whole; the recall's scope saved over every lot;
+    every lot page of the serial registry counting all its units recalled; a sample of units
+    recalled by this recall; and the recall service's contact list complete and exact."""
     per_level = workload.units_per_receipt
-    async with httpx.AsyncClient(timeout=120) as http:
-        stock = await _get(http, f"{stock_url}/stock/{workload.sku}")
-    lots = {(lot["location"], lot["lot_code"]): lot for lot in stock["lots"]}
-    for store in workload.stores:
-        for code in workload.lot_codes:
-            lot = lots.get((store, code))
-            verdict.check(
-                lot is not None
-                and lot["quarantined"] == per_level
-                and lot["on_hand"] == 0
-                and lot["recall_id"] == recall_id,
-                f"lot {code} at {store}: {lot}, expected {per_level} quarantined by {recall_id}",
-            )
-    counted: Counter[str] = Counter()
-    flagged: Counter[str] = Counter()
-    cursor = units.find({"sku": workload.sku}, {"lot_code": 1, "recall_ids": 1}, batch_size=10_000)
-    async for doc in cursor:
-        counted[doc.get("lot_code")] += 1
-        flagged[doc.get("lot_code")] += recall_id in (doc.get("recall_ids") or ())
-    for code in workload.lot_codes:
-        expected = per_level * len(workload.stores)
+    per_lot = per_level * len(workload.stores)
+    async with httpx.AsyncClient(timeout=600) as http:
+        stock = await get_json(http, f"{stock_url}/stock/{workload.sku}")
+        lots = {(lot["location"], lot["lot_code"]): lot for lot in stock["lots"]}
+        for store in workload.stores:
+            for code in workload.lot_codes:
+                lot = lots.get((store, code))
+                verdict.check(
+                    lot is not None
+                    and lot["quarantined"] == per_level
+                    and lot["on_hand"] == 0
+                    and lot["recall_id"] == recall_id,
+                    f"lot {code} at {store}: {lot}, expected {per_level} quarantined by "
+                    f"{recall_id}",
+                )
+
+        doc = await recall_scopes.find_one({"_id": workload.sku})
         verdict.check(
-            counted[code] == expected and flagged[code] == expected,
-            f"lot {code}: {counted[code]} units, {flagged[code]} flagged; expected {expected}",
+            scope_of(doc, recall_id, workload.lot_codes),
+            f"serial registry: no scope of {recall_id} over all {len(workload.lot_codes)} lots "
+            f"of {workload.sku} ({len((doc or {}).get('scopes', []))} scopes saved)",
         )
+
+        # Each lot page is a pass over the lot: a few at a time, not to swamp the database.
+        gate = asyncio.Semaphore(4)
+
+        async def lot_page(code: str) -> None:
+            async with gate:
+                page = await get_json(
+                    http, f"{serials_url}/lots/{workload.sku}/{code}/units?limit=1"
+                )
+            verdict.check(
+                page["total"] == per_lot
+                and page["recalled"] == page["total"]
+                and page["counts"].get("in_stock") == per_lot,
+                f"lot page {code}: {page['total']} units, {page['recalled']} recalled, "
+                f"{page['counts']}; expected {per_lot} in stock, all recalled",
+            )
+
+        await asyncio.gather(*(lot_page(code) for code in workload.lot_codes))
+
+        units = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def unit(serial: str) -> None:
+            async with units:
+                found = await get_json(http, f"{serials_url}/units/{workload.sku}/{serial}")
+            verdict.check(
+                found["recalled"] is True
+                and recall_id in found["recall_ids"]
+                and found["status"] == "in_stock",
+                f"unit {serial}: recalled {found['recalled']} by {found['recall_ids']}, "
+                f"{found['status']}; expected in stock, recalled by {recall_id}",
+            )
+
+        await asyncio.gather(
+            *(unit(s) for code in workload.lot_codes for s in workload.sample_serials(code))
+        )
+
+        detail = await get_json(http, f"{recall_url}/recalls/{recall_id}")
+    progress = detail["progress"]
+    answer = progress["units_answer"]
+    counts = {status: n for status, n in answer["counts"].items() if n}
     verdict.check(
-        sum(counted.values()) == workload.units,
-        f"{sum(counted.values())} units of {workload.sku}, expected {workload.units}",
+        detail["published"] and detail["issued_by"] == OPERATOR,
+        f"recall {recall_id}: published {detail['published']}, issued by "
+        f"{detail['issued_by']!r}; expected published, by {OPERATOR!r}",
+    )
+    verdict.check(
+        answer["complete"]
+        and counts == {"in_stock": workload.units}
+        and answer["unknown_serials"] == 0
+        and progress["units_to_contact"] == 0
+        and not detail["contacts"],
+        f"recall {recall_id}: answer complete {answer['complete']}, units {counts}, "
+        f"{progress['units_to_contact']} to contact; expected {workload.units} in stock, "
+        "none sold, so no one to contact",
     )
 
 

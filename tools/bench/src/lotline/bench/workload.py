@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from lotline.events import (
-    BatchRecalled,
     Classification,
     ItemReceived,
     ItemSold,
@@ -241,22 +240,40 @@ class RecallWorkload:
                 location=store,
                 quantity=self.units_per_receipt,
                 lot=Lot(code=lot, expires_on=today + timedelta(days=3650)),
-                serials=[f"{lot}-{store[-2:]}-{k:06d}" for k in range(self.units_per_receipt)],
+                serials=[self.serial(lot, store, k) for k in range(self.units_per_receipt)],
             )
             for lot in self.lot_codes
             for store in self.stores
         )
 
-    def recall(self, recall_id: str, issued_at: datetime | None = None) -> BatchRecalled:
-        return BatchRecalled(
-            sku=self.sku,
-            recall_id=recall_id,
-            lot_codes=self.lot_codes,
-            reason="Benchmark: every lot of the product",
-            classification=Classification.I,
-            issued_by="lotline-bench",
-            issued_at=issued_at or datetime.now(UTC),
+    def serial(self, lot: str, store: str, index: int) -> str:
+        return f"{lot}-{store[-2:]}-{index:06d}"
+
+    def sample_serial(self, lot: str) -> str:
+        """One unit of the lot (the first of the first store)."""
+        return self.serial(lot, self.stores[0], 0)
+
+    def sample_serials(self, lot: str) -> list[str]:
+        """A few units of the lot, at its first and last store."""
+        last = self.units_per_receipt - 1
+        return sorted(
+            {
+                self.serial(lot, self.stores[0], 0),
+                self.serial(lot, self.stores[-1], last),
+                self.serial(lot, self.stores[len(self.stores) // 2], last // 2),
+            }
         )
+
+    def recall_request(self, recall_id: str) -> dict[str, object]:
+        """The body of POST /recalls for every lot of the product (the operator who issues
+        it is the one the token names, not a field)."""
+        return {
+            "recall_id": recall_id,
+            "sku": self.sku,
+            "lot_codes": self.lot_codes,
+            "reason": "Benchmark: every lot of the product",
+            "classification": Classification.I.value,
+        }
 
 
 def recall_workload(run: str, units: int, lots: int, stores: int) -> RecallWorkload:
