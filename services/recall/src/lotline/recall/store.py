@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -49,7 +49,7 @@ from lotline.recall.domain import (
     UnitsAnswer,
     UnitsChunk,
 )
-from lotline.runtime.mongo import bulk_write_in_parts
+from lotline.runtime.mongo import bulk_write_in_parts, find_by_ids
 
 
 def now() -> datetime:
@@ -299,21 +299,30 @@ class RecallStore:
 
     async def record_quarantine(self, lines: Sequence[QuarantinedStock]) -> None:
         """The latest total per recall/location/lot. A stale redelivery (an older offset of
-        the same stream) cannot overwrite a newer total."""
-        operations: list[UpdateOne] = []
+        the same stream) cannot overwrite a newer total.
+
+        Read by _id, decided here, written by _id: a guard in the filter (`_id` plus
+        `$or`) makes FerretDB read the whole collection for every line. A line's document
+        has one writer: stock-quarantined is keyed by SKU, so one instance owns its stream."""
+        stored = await find_by_ids(self.quarantine, {line.key for line in lines})
+        latest: dict[str, QuarantinedStock] = {}
         for line in lines:
-            fields = asdict(line)
-            operations.append(UpdateOne({"_id": line.key}, {"$setOnInsert": fields}, upsert=True))
-            operations.append(
-                UpdateOne(
-                    {
-                        "_id": line.key,
-                        "$or": [{"stream": {"$ne": line.stream}}, {"offset": {"$lt": line.offset}}],
-                    },
-                    {"$set": fields},
-                )
+            newest: Any = latest.get(line.key) or stored.get(line.key)
+            if newest is None:
+                latest[line.key] = line
+                continue
+            stream, offset = (
+                (newest.stream, newest.offset)
+                if isinstance(newest, QuarantinedStock)
+                else (newest.get("stream"), newest.get("offset", -1))
             )
-        await bulk_write_in_parts(self.quarantine, operations, ordered=True)
+            if stream != line.stream or offset < line.offset:
+                latest[line.key] = line
+        operations = [
+            ReplaceOne({"_id": key}, {"_id": key, **asdict(line)}, upsert=True)
+            for key, line in latest.items()
+        ]
+        await bulk_write_in_parts(self.quarantine, operations, ordered=False)
 
     async def record_chunks(self, chunks: Sequence[UnitsChunk]) -> None:
         await self._upsert(self.unit_chunks, chunks, "$set", received_at=now())

@@ -208,7 +208,9 @@ class StockHandlers:
             for key in targets:
                 stored = levels.get(key)
                 if stored is None:
-                    stored = levels[key] = self.store.new_level(key, Level(data.sku, data.location))
+                    stored = levels[key] = self.store.new_level(
+                        key, Level(data.sku, data.location), delivery.partition
+                    )
                 if stored.applied(delivery.stream, delivery.offset):
                     continue
                 if recognise_copies and (

@@ -33,6 +33,8 @@ from lotline.stock.domain import Level, Recall
 from lotline.stock.ledger import Movement
 
 DUPLICATE_KEY = 11000
+# Partitions a location's index may be spread over (topics have 6 by default).
+MAX_PARTITIONS = 64
 INSERT_PART = 1000
 
 
@@ -60,6 +62,8 @@ class StoredLevel:
     streams: dict[str, int] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     recent: RecentEvents = field(default_factory=RecentEvents)
+    # The Kafka partition of its SKU, known for a level created in this batch.
+    partition: int | None = None
     changed: bool = False
 
     def applied(self, stream: str, offset: int) -> bool:
@@ -146,29 +150,36 @@ class StockStore:
         return await self.load_levels(await self._level_ids("sku", sku))
 
     async def _level_ids(self, kind: str, value: str) -> list[str]:
-        doc = await self.places.find_one({"_id": f"{kind} {value}"})
-        if doc is None:
-            return []
         if kind == "sku":
-            return [level_id(value, location) for location in doc["members"]]
-        return [level_id(sku, value) for sku in doc["members"]]
+            doc = await self.places.find_one({"_id": f"sku {value}"})
+            return [level_id(value, location) for location in (doc or {}).get("members", [])]
+        # A location's SKUs sit on every partition: one document per partition, each
+        # written only by that partition's owner (FerretDB does not isolate two writers).
+        shards = [f"location {value} {partition}" for partition in range(MAX_PARTITIONS)]
+        found = await find_by_ids(self.places, shards)
+        return [level_id(sku, value) for doc in found.values() for sku in doc["members"]]
 
     async def _index_new_levels(self, levels: list[StoredLevel]) -> None:
         """Record new levels in `places` before they are written, so no level is ever
-        missing from it (an entry whose write then failed is harmless: it is skipped)."""
+        missing from it (an entry whose write then failed is harmless: it is skipped).
+        The SKU's document and the location's document of the SKU's partition have one
+        writer, this instance, like the level itself."""
         operations = [
             UpdateOne({"_id": place}, {"$addToSet": {"members": member}}, upsert=True)
             for stored in levels
             for place, member in (
                 (f"sku {stored.level.sku}", stored.level.location),
-                (f"location {stored.level.location}", stored.level.sku),
+                (f"location {stored.level.location} {stored.partition}", stored.level.sku),
             )
         ]
         await bulk_write_in_parts(self.places, operations, ordered=False)
 
-    def new_level(self, key: str, level: Level) -> StoredLevel:
-        """A level not in the database yet; it is written (and kept) with the batch."""
-        stored = self._levels[key] = StoredLevel(level)
+    def new_level(self, key: str, level: Level, partition: int) -> StoredLevel:
+        """A level not in the database yet, created by an event of `partition`; it is
+        written (and kept) with the batch."""
+        if partition >= MAX_PARTITIONS:
+            raise ValueError(f"partition {partition}: the location index spans {MAX_PARTITIONS}")
+        stored = self._levels[key] = StoredLevel(level, partition=partition)
         return stored
 
     async def save_levels(

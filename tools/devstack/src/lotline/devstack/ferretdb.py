@@ -54,7 +54,11 @@ def build(layout: FerretDBLayout) -> None:
     the build vendors the module and writes that file into the vendored copy. It also patches
     one line there: see patch_sqlite_id_lookup.
     """
-    if layout.built_marker.exists() and layout.binary.exists():
+    if (
+        layout.built_marker.exists()
+        and layout.binary.exists()
+        and layout.built_marker.read_text() == BUILT_MARKER
+    ):
         return
     go = shutil.which("go")
     if go is None:
@@ -73,13 +77,18 @@ def build(layout: FerretDBLayout) -> None:
     version_file = build_dir / "vendor/github.com/FerretDB/FerretDB/build/version/version.txt"
     version_file.write_text(f"v{FERRETDB_VERSION}\n")
     patch_sqlite_id_lookup(build_dir / "vendor")
+    patch_update_connection_release(build_dir / "vendor")
     partial = layout.home / "ferretdb.partial"
     _go(build_dir, env, [go, "build", "-mod=vendor", "-o", str(partial), FERRETDB_PACKAGE])
     partial.replace(layout.binary)
     shutil.rmtree(build_dir)
-    layout.built_marker.write_text(f"ferretdb {FERRETDB_VERSION}\n")
+    layout.built_marker.write_text(BUILT_MARKER)
 
 
+# What the cached binary was built from: a change of version or of the patches rebuilds it.
+BUILT_MARKER = f"ferretdb {FERRETDB_VERSION} patches: sqlite-id-lookup, update-releases\n"
+UPDATE_HANDLER = "github.com/FerretDB/FerretDB/internal/handler/msg_update.go"
+UPDATE_STATEMENT = '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n'
 SQLITE_METADATA = "github.com/FerretDB/FerretDB/internal/backends/sqlite/metadata/metadata.go"
 SQLITE_ID_COLUMN = "IDColumn = DefaultColumn + \"->'$._id'\""
 SQLITE_ID_COLUMN_INDEXED = 'IDColumn = DefaultColumn + `->"_id"`'
@@ -99,6 +108,24 @@ def patch_sqlite_id_lookup(vendor: Path) -> None:
         raise StackError(f"FerretDB's {source} changed; the _id lookup patch no longer applies")
     source.chmod(0o644)
     source.write_text(text.replace(SQLITE_ID_COLUMN, SQLITE_ID_COLUMN_INDEXED))
+
+
+def patch_update_connection_release(vendor: Path) -> None:
+    """Make each statement of an update command give its database connection back.
+
+    In 1.24.2 the update handler closes each statement's query with a `defer` inside its
+    loop, so the connections (a pool of 100 per database) are only released when the whole
+    command ends: a command of 100 statements, or a few concurrent ones adding up to 100 --
+    two service instances writing at once -- wait forever for a connection, and every
+    client of that database hangs with them. Closing the query once the statement is done
+    (closing twice is harmless) releases it at once.
+    """
+    source = vendor / UPDATE_HANDLER
+    text = source.read_text()
+    if text.count(UPDATE_STATEMENT) != 1:
+        raise StackError(f"FerretDB's {source} changed; the update patch no longer applies")
+    source.chmod(0o644)
+    source.write_text(text.replace(UPDATE_STATEMENT, UPDATE_STATEMENT + "\t\tcloser.Close()\n"))
 
 
 def _go(build_dir: Path, env: dict[str, str], command: list[str]) -> None:
