@@ -67,6 +67,9 @@ class Sizes:
     recall_units: int = 1_000_000
     recall_lots: int = 100
     recall_stores: int = 20
+    # Lot pages checked after a recall (each is a pass over every unit: at a million
+    # units, all 100 would take over an hour); spread over the lots.
+    recall_pages_checked: int = 100
     kafka_records: int = 200_000
     db_levels: int = 10_000
     db_units: int = 100_000
@@ -489,6 +492,10 @@ class Bench:
             self.mongo["serials"]["recalls"],
             workload,
             recall_id,
+            pages=sizes.recall_pages_checked,
+        )
+        outcome.figures["lot_pages_checked"] = min(
+            sizes.recall_pages_checked, len(workload.lot_codes)
         )
         outcome.figures["verify_s"] = round(time.monotonic() - checks_started, 1)
         verify.no_flags(outcome.verdict, await self.trouble(since, run))

@@ -156,10 +156,12 @@ async def recalled(
     recall_scopes: AsyncCollection[Any],
     workload: RecallWorkload,
     recall_id: str,
+    pages: int,
 ) -> None:
     """Every lot at every store quarantined whole; the recall's scope saved over every lot;
-    every lot page of the serial registry counting all its units recalled; a sample of units
-    recalled by this recall; and the recall service's contact list complete and exact."""
+    the serial registry's lot pages (`pages` of them, spread over the lots) counting all
+    their units recalled; a sample of units of every lot recalled by this recall; and the
+    recall service's contact list complete and exact."""
     per_level = workload.units_per_receipt
     per_lot = per_level * len(workload.stores)
     async with httpx.AsyncClient(timeout=600) as http:
@@ -200,7 +202,9 @@ async def recalled(
                 f"{page['counts']}; expected {per_lot} in stock, all recalled",
             )
 
-        await asyncio.gather(*(lot_page(code) for code in workload.lot_codes))
+        codes = workload.lot_codes
+        step = max(1, -(-len(codes) // max(1, pages)))
+        await asyncio.gather(*(lot_page(code) for code in codes[::step][:pages]))
 
         units = asyncio.Semaphore(READ_CONCURRENCY)
 
