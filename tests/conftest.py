@@ -16,7 +16,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
 
-from lotline.devstack import ADMIN, LocalStack, StackSecrets
+from lotline.devstack import ADMIN, SERVICE_MODULES, LocalStack, StackSecrets, free_port
 from lotline.events import EventData, OutgoingMessage, encode
 from lotline.events.topics import CONSUMED_BY, DLQ_SUFFIX, PUBLISHED_BY
 from lotline.runtime.settings import Settings
@@ -235,12 +234,6 @@ async def bus(infra: Infra) -> AsyncIterator[EventBus]:
     await events.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class ServiceProcess:
     """One Lotline service running as its own OS process, as it would in production."""
@@ -249,7 +242,7 @@ class ServiceProcess:
     module: str
     env: dict[str, str]
     log_path: Path
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -300,14 +293,6 @@ class ServiceProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-
-SERVICE_MODULES = {
-    "catalog": "lotline.catalog",
-    "stock": "lotline.stock",
-    "serial-registry": "lotline.serials",
-    "recall": "lotline.recall",
-}
 
 
 @pytest.fixture

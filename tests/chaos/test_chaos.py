@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 from workload import Shop
 
-from lotline.devstack import LocalStack
+from lotline.devstack import SERVICE_MODULES, LocalStack
 from lotline.events import (
     EventData,
     ItemReceived,
@@ -65,7 +65,7 @@ SCALES = {
     "full": Scale(4, 4, 3, 25, 0.2, 400, 3, 2, ("stock", "serial-registry"), 1800),
 }
 CHAOS = SCALES[SCALE]
-SERVICES = ("catalog", "stock", "serial-registry", "recall")
+SERVICES = tuple(SERVICE_MODULES)
 # Small batches, so a kill lands between the effects of one batch and its commit.
 SERVICE_ENV = {"CONSUMER_MAX_RECORDS": "100", "LOG_LEVEL": "INFO", **OPERATOR_ENV}
 LAG_DEADLINE_S = 60.0

@@ -15,13 +15,15 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from lotline.devstack import SERVICE_MODULES
+
 from support import OPERATOR_ENV
 
 pytestmark = pytest.mark.infra
 
 # Examples per operation and mode; FUZZ_EXAMPLES raises it for a longer local run.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
-SERVICES = ("catalog", "stock", "serial-registry", "recall")
+SERVICES = tuple(SERVICE_MODULES)
 
 
 def fuzz_operation(operation: Any, base_url: str, session: requests.Session) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,24 +21,12 @@ from typing import Any
 
 import httpx
 
-from lotline.devstack import LocalStack, StackSecrets, StackSettings
+from lotline.devstack import SERVICE_MODULES, LocalStack, StackSecrets, StackSettings, free_port
 from lotline.devstack.kafka import KafkaLayout
 from lotline.runtime.settings import Settings
 
-MODULES = {
-    "catalog": "lotline.catalog",
-    "stock": "lotline.stock",
-    "serial-registry": "lotline.serials",
-    "recall": "lotline.recall",
-}
 # The name the bench's recalls are issued by (the recall service takes it from the token).
 OPERATOR = "lotline-bench"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -157,7 +144,10 @@ class Instance:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", MODULES[self.service]], env=env, stdout=log, stderr=log
+                [sys.executable, "-m", SERVICE_MODULES[self.service]],
+                env=env,
+                stdout=log,
+                stderr=log,
             )
 
     def wait_ready(self, timeout: float = 90.0) -> None:

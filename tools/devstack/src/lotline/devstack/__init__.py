@@ -1,7 +1,8 @@
 """Lotline's local Kafka and FerretDB, started without Docker, for development and tests."""
 
-from lotline.devstack.process import StackError
+from lotline.devstack.process import StackError, free_port
 from lotline.devstack.security import ADMIN, Credentials, StackSecrets, grants, principals
+from lotline.devstack.services import SERVICE_MODULES
 from lotline.devstack.stack import (
     LocalStack,
     ServiceName,
@@ -13,6 +14,7 @@ from lotline.devstack.stack import (
 
 __all__ = [
     "ADMIN",
+    "SERVICE_MODULES",
     "Credentials",
     "LocalStack",
     "ServiceName",
@@ -22,6 +24,7 @@ __all__ = [
     "StackSecrets",
     "StackSettings",
     "ensure_topics",
+    "free_port",
     "grants",
     "principals",
 ]

@@ -220,6 +220,13 @@ def wait_ready(spec: ProcessSpec, pid: int, is_ready: Callable[[], bool], timeou
         time.sleep(0.25)
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (the kernel picks it), for a process started next."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def port_accepts(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)

@@ -40,6 +40,8 @@ SERVICES = (
     LotlineService("serial-registry", "lotline.serials", 8003),
     LotlineService("recall", "lotline.recall", 8004),
 )
+# Each service's Python module, by service name (what `python -m` runs).
+SERVICE_MODULES = {service.name: service.module for service in SERVICES}
 
 
 DEV_OPERATOR = "dev-operator"
