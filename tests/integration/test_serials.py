@@ -43,8 +43,7 @@ async def registry(
     run_id: str,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The registry as its own process; afterwards, this run's units are removed again: the
-    stack is shared and lasting, and FerretDB reads a whole collection for every query that
-    is not by _id, so what runs leave behind slows every later run."""
+    stack is shared and lasting, and what runs leave behind grows every later one's files."""
     service = start_service("serial-registry")
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
         yield http
@@ -52,6 +51,7 @@ async def registry(
     ours = {"$regex": f"-{run_id}$"}
     db = mongo["serials"]
     await db["units"].delete_many({"sku": ours})
+    await db["lot_units"].delete_many({"key": {"$regex": f"-{run_id} "}})
     await db["products"].delete_many({"_id": ours})
     await db["recalls"].delete_many({"_id": ours})
     await db["receipts"].delete_many({"_id": {"$regex": f"-{run_id} "}})

@@ -15,7 +15,6 @@ service = Service(
 store = SerialStore(service.db, service.owned)
 handlers = SerialHandlers(store, service.publisher)
 
-service.on_startup(store.create_indexes)
 # The product topic is compacted and replayed in full by a new group: revisions make a
 # replay harmless, so its events need no seen-events bookkeeping.
 service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=Dedupe.NONE)

@@ -48,6 +48,11 @@ def unit_id(sku: str, serial: str) -> str:
     return f"{sku} {serial}"
 
 
+def lot_key(sku: str, lot_code: str) -> str:
+    """A lot's key: neither a SKU nor a lot code can contain a space."""
+    return f"{sku} {lot_code}"
+
+
 def digital_link(gtin: str, serial: str) -> str:
     """The GS1 Digital Link URI of one unit (AI 01 GTIN + AI 21 serial)."""
     return f"https://id.gs1.org/01/{gtin}/21/{quote(serial, safe='')}"

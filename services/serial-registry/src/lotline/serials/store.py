@@ -1,6 +1,8 @@
 """The serial registry's MongoDB collections; the only module that speaks Mongo.
 
 serials.units           one document per unit, `_id` = "<sku> <serial>"
+serials.lot_units       which units each lot holds, "<sku> <lot>" -> serials, in insert-only
+                        pages (lotline.runtime.pages): a lot is read without a collection scan
 serials.products        the registry's read model of `product-registered`, `_id` = sku
 serials.recalls         per SKU, what each recall named (lots, serials), for late receipts
 serials.recall_answers  the `units-recalled` chunks of each recall, kept so a redelivered
@@ -27,7 +29,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
 
-from pymongo import ASCENDING, InsertOne, UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -41,13 +43,16 @@ from lotline.events import (
     Tracking,
     UnitStatus,
 )
+from lotline.runtime.mongo import find_by_ids
 from lotline.runtime.owned import OwnedState
+from lotline.runtime.pages import PagedLists
 from lotline.serials.domain import (
     Flag,
     HistoryEntry,
     Product,
     RecallScope,
     Unit,
+    lot_key,
     received_what,
     unit_id,
 )
@@ -58,8 +63,6 @@ INSERT_CHUNK = 10_000
 INSERT_CONCURRENCY = 2
 # Below FerretDB's limit of 100 matching statements per update command (see above).
 BULK_UPDATES = 50
-# Concurrent `find_one`s by _id (the connection pool holds 100).
-READ_CONCURRENCY = 32
 # Duplicates listed in one receipt's ledger document (well under 16 MB).
 RECEIPT_LEDGER_MAX = 200_000
 # Reads and redecisions before giving up on units other consumers keep creating.
@@ -81,21 +84,6 @@ def _duplicate_indexes(exc: BulkWriteError) -> list[int]:
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-async def _by_ids(
-    collection: AsyncCollection[Doc], ids: Iterable[str], projection: Doc | None = None
-) -> dict[str, Doc]:
-    """Documents by _id, one indexed lookup each (an `$in` would scan on FerretDB)."""
-    gate = asyncio.Semaphore(READ_CONCURRENCY)
-
-    async def one(doc_id: str) -> Doc | None:
-        async with gate:
-            return await collection.find_one({"_id": doc_id}, projection)
-
-    wanted = sorted(set(ids))
-    found = await asyncio.gather(*(one(doc_id) for doc_id in wanted))
-    return {doc["_id"]: doc for doc in found if doc is not None}
 
 
 # ------------------------------------------------------------------------------ documents
@@ -284,32 +272,25 @@ class RecalledUnits:
 
 class SerialStore:
     def __init__(self, db: AsyncDatabase[Doc], owned: OwnedState | None = None) -> None:
+        owned = owned or OwnedState()
         self.units: AsyncCollection[Doc] = db["units"]
+        self.lot_units = PagedLists(db["lot_units"], owned.cache())
         self.products: AsyncCollection[Doc] = db["products"]
         self.recalls: AsyncCollection[Doc] = db["recalls"]
         # Products and recall scopes of the SKUs this instance owns, between batches: it is
         # their only writer (lotline.runtime.owned). Units are too many to keep.
-        owned = owned or OwnedState()
         self._products: dict[str, Product] = owned.cache()
         self._scopes: dict[str, list[RecallScope]] = owned.cache()
         self.recall_answers: AsyncCollection[Doc] = db["recall_answers"]
         self.published: AsyncCollection[Doc] = db["published"]
         self.receipts: AsyncCollection[Doc] = db["receipts"]
 
-    async def create_indexes(self) -> None:
-        # A recall flags by (sku, lot); the lot page filters by status. The unit's _id already
-        # makes (sku, serial) unique; every extra index slows the 100,000-serial receipt.
-        await self.units.create_index(
-            [("sku", ASCENDING), ("lot_code", ASCENDING), ("status", ASCENDING)],
-            name="sku_lot_status",
-        )
-
     # ------------------------------------------------------------------------- products
 
     async def products_of(self, skus: Iterable[str]) -> dict[str, Product]:
         wanted = set(skus)
         found = {sku: self._products[sku] for sku in wanted if sku in self._products}
-        for sku, doc in (await _by_ids(self.products, wanted - found.keys())).items():
+        for sku, doc in (await find_by_ids(self.products, wanted - found.keys())).items():
             found[sku] = self._products[sku] = Product(
                 sku=sku,
                 tracking=Tracking(doc["tracking"]),
@@ -331,7 +312,7 @@ class SerialStore:
             known = latest.get(product.sku)
             if known is None or product.revision > known.revision:
                 latest[product.sku] = product
-        stored = await _by_ids(self.products, latest, {"revision": 1})
+        stored = await find_by_ids(self.products, latest, {"revision": 1})
         writes: list[UpdateOne] = [
             UpdateOne(
                 {"_id": sku},
@@ -354,7 +335,8 @@ class SerialStore:
     # ---------------------------------------------------------------------------- units
 
     async def units_by_id(self, ids: Iterable[str]) -> dict[str, Unit]:
-        return {uid: unit_from_doc(doc) for uid, doc in (await _by_ids(self.units, ids)).items()}
+        found = await find_by_ids(self.units, ids)
+        return {uid: unit_from_doc(doc) for uid, doc in found.items()}
 
     async def unit(self, sku: str, serial: str) -> Unit | None:
         doc = await self.units.find_one({"_id": unit_id(sku, serial)})
@@ -364,6 +346,7 @@ class SerialStore:
         """Insert new units, unordered, in slices (two at a time: the database encodes one
         while the next is built and sent); returns the ids that already existed (left
         untouched: a unit is never overwritten by an insert)."""
+        await self._join_lots((None, unit) for unit in units)
         gate = asyncio.Semaphore(INSERT_CONCURRENCY)
 
         async def insert(part: Sequence[Unit]) -> list[str]:
@@ -381,6 +364,7 @@ class SerialStore:
     async def apply_changes(self, changes: Sequence[UnitChange]) -> bool:
         """Write the changes in order. False if a unit thought new already existed (another
         consumer registered it meanwhile): the caller reads again and redecides."""
+        await self._join_lots((change.before, change.after) for change in changes)
         ops: list[InsertOne[Doc] | UpdateOne] = []
         for change in changes:
             if change.before is None:
@@ -395,38 +379,44 @@ class SerialStore:
                 return False
         return True
 
+    async def _join_lots(self, changes: Iterable[tuple[Unit | None, Unit]]) -> None:
+        """List units in the lot they enter (a unit's lot, once known, never changes),
+        before the units are written: no unit is ever missing from its lot's list."""
+        joining: dict[str, list[str]] = {}
+        for before, after in changes:
+            if after.lot_code is not None and (before is None or before.lot_code is None):
+                joining.setdefault(lot_key(after.sku, after.lot_code), []).append(after.serial)
+        await self.lot_units.append(joining)
+
+    async def units_of_lot(self, sku: str, lot_code: str) -> list[Unit]:
+        """Every unit of one lot, by serial: its list, then each unit by _id."""
+        serials = await self.lot_units.read(lot_key(sku, lot_code))
+        found = await self.units_by_id(unit_id(sku, serial) for serial in serials)
+        units = (unit for unit in found.values() if unit.lot_code == lot_code)
+        return sorted(units, key=lambda unit: unit.serial)
+
     async def recalled_units(self, sku: str, scope: RecallScope) -> RecalledUnits:
-        """Every unit under a recall (of its lots, or named and flagged), counted by status,
-        with the sold ones listed; one pass."""
+        """Every unit under a recall (of its lots, or named), counted by status, with the
+        sold ones listed."""
         counts = {status: 0 for status in UnitStatus}
         sold: list[SoldUnit] = []
-        under: list[Doc] = [{"recall_ids": scope.recall_id}]
-        if scope.lot_codes:
-            under.append({"lot_code": {"$in": sorted(scope.lot_codes)}})
-        cursor = self.units.find(
-            {"sku": sku, "$or": under},
-            {
-                "serial": 1,
-                "status": 1,
-                "lot_code": 1,
-                "sale_id": 1,
-                "customer_ref": 1,
-                "location": 1,
-                "sold_at": 1,
-            },
-        )
-        async for doc in cursor:
-            status = UnitStatus(doc["status"])
-            counts[status] += 1
-            if status is UnitStatus.SOLD:
+        ids = {unit_id(sku, serial) for serial in scope.serials}
+        for lot_code in sorted(scope.lot_codes):
+            ids.update(unit_id(sku, s) for s in await self.lot_units.read(lot_key(sku, lot_code)))
+        found = await self.units_by_id(ids)
+        for unit in sorted(found.values(), key=lambda unit: unit.serial):
+            if not scope.covers(unit.serial, unit.lot_code):
+                continue
+            counts[unit.status] += 1
+            if unit.status is UnitStatus.SOLD:
                 sold.append(
                     SoldUnit(
-                        serial=doc["serial"],
-                        lot_code=doc.get("lot_code"),
-                        sale_id=doc.get("sale_id"),
-                        customer_ref=doc.get("customer_ref"),
-                        location=doc.get("location"),
-                        sold_at=doc.get("sold_at"),
+                        serial=unit.serial,
+                        lot_code=unit.lot_code,
+                        sale_id=unit.sale_id,
+                        customer_ref=unit.customer_ref,
+                        location=unit.location,
+                        sold_at=unit.sold_at,
                     )
                 )
         return RecalledUnits(counts, sold)
@@ -482,7 +472,7 @@ class SerialStore:
     async def recall_scopes(self, skus: Iterable[str]) -> dict[str, list[RecallScope]]:
         wanted = set(skus)
         cached = {sku: self._scopes[sku] for sku in wanted if sku in self._scopes}
-        found = await _by_ids(self.recalls, wanted - cached.keys())
+        found = await find_by_ids(self.recalls, wanted - cached.keys())
         loaded = {
             sku: [
                 RecallScope(
@@ -506,7 +496,7 @@ class SerialStore:
         if header is None:
             return None
         ids = [f"{key} {chunk:06d}" for chunk in range(1, header["chunks"] + 1)]
-        found = await _by_ids(self.recall_answers, ids)
+        found = await find_by_ids(self.recall_answers, ids)
         if len(found) != len(ids):
             return None
         return [found[doc_id]["data"] for doc_id in ids]
@@ -527,7 +517,7 @@ class SerialStore:
 
     async def unpublished(self, event_ids: Iterable[str]) -> set[str]:
         wanted = set(event_ids)
-        return wanted - set(await _by_ids(self.published, wanted, {"_id": 1}))
+        return wanted - set(await find_by_ids(self.published, wanted, {"_id": 1}))
 
     async def mark_published(self, sent: Iterable[tuple[str, str]], at: datetime) -> None:
         """Remember (event id, event type) pairs as sent."""
@@ -550,27 +540,17 @@ class SerialStore:
         skip: int,
         lot_recalled: bool = False,
     ) -> LotPage:
-        """One pass over the lot for the counts, one for the page. A recalled lot
-        (`lot_recalled`) has every unit recalled, flagged in its record or not."""
-        lot = {"sku": sku, "lot_code": lot_code}
+        """The lot's units filtered and paged, with counts over the whole lot. A recalled
+        lot (`lot_recalled`) has every unit recalled, flagged in its record or not."""
         counts = {status_: 0 for status_ in UnitStatus}
-        recalled_count = matched = 0
-        async for doc in self.units.find(lot, {"status": 1, "recalled": 1}):
-            unit_status = UnitStatus(doc["status"])
-            unit_recalled = lot_recalled or bool(doc.get("recalled"))
-            counts[unit_status] += 1
+        recalled_count = 0
+        matching: list[Unit] = []
+        for unit in await self.units_of_lot(sku, lot_code):
+            unit_recalled = lot_recalled or unit.recalled
+            counts[unit.status] += 1
             recalled_count += unit_recalled
-            if (status is None or unit_status is status) and (
+            if (status is None or unit.status is status) and (
                 recalled is None or unit_recalled is recalled
             ):
-                matched += 1
-        query: Doc = dict(lot)
-        if status is not None:
-            query["status"] = status.value
-        if recalled is not None and not lot_recalled:
-            query["recalled"] = True if recalled else {"$ne": True}
-        elif recalled is False:  # every unit of a recalled lot is recalled
-            return LotPage([], counts, recalled_count, matched)
-        page = self.units.find(query).sort("_id", ASCENDING).skip(skip).limit(limit)
-        units = [unit_from_doc(doc) async for doc in page]
-        return LotPage(units, counts, recalled_count, matched)
+                matching.append(unit)
+        return LotPage(matching[skip : skip + limit], counts, recalled_count, len(matching))

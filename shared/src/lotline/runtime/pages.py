@@ -1,0 +1,139 @@
+"""Append-only lists kept in pages found by `_id`: what a lot holds, read in time that
+grows with the lot, not with the collection.
+
+FerretDB v1 serves only `{_id: <value>}` from an index; a filter on any other field (a lot's
+units by `sku` and `lot_code`, its movements) reads every document of the collection, so
+each lot trace and each lot page cost a pass over everything ever received or moved. A
+list kept here grows by whole pages instead, each an insert of
+`{"_id": "<key> #<n>", "key": <key>, "items": [...]}` with n counting from 0, and is read
+back by `_id` lookups alone, on FerretDB and MongoDB alike.
+
+Pages are never changed or deleted, and page n is written only once pages 0..n-1 exist, so
+the pages of a key are numbered without gaps and a reader finds how many there are by
+probing (doubling, then halving). A writer appends before it writes the data its items
+describe, so nothing written is ever missing from its list; a batch replayed after a crash
+appends the same items again, and a reader keeps each item once (the first). Two writers
+of one key (a rebalance overlap) cannot overwrite each other: the loser of a page number
+gets a duplicate key error and takes the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
+
+from lotline.runtime.mongo import Doc, find_by_ids
+
+DUPLICATE_KEY = 11000
+# Items per page: a page of stock movements stays well under 1 MB.
+PAGE_ITEMS = 2000
+# Rounds of "page taken, probe again" before giving up on a key other writers keep growing.
+MAX_ROUNDS = 5
+
+
+class PagesContended(RuntimeError):
+    """Another writer kept taking the page numbers this one tried."""
+
+
+def page_id(key: str, number: int) -> str:
+    return f"{key} #{number}"
+
+
+class PagedLists:
+    """Lists of items under string keys, appended to in pages of at most `page_items`.
+
+    `tails` remembers the next free page of each key this writer appended to; pass a cache
+    dropped on rebalance (lotline.runtime.owned): a stale tail costs one duplicate key
+    error and a probe, never a lost or overwritten page.
+    """
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Doc],
+        tails: MutableMapping[str, int] | None = None,
+        page_items: int = PAGE_ITEMS,
+    ) -> None:
+        self.collection = collection
+        self._tails: MutableMapping[str, int] = {} if tails is None else tails
+        self.page_items = page_items
+
+    async def append(self, items_by_key: Mapping[str, Sequence[Any]]) -> None:
+        """Append each key's items after what the key holds, in one insert command."""
+        pending: dict[str, list[Sequence[Any]]] = {
+            key: [items[i : i + self.page_items] for i in range(0, len(items), self.page_items)]
+            for key, items in items_by_key.items()
+            if items
+        }
+        for _ in range(MAX_ROUNDS):
+            if not pending:
+                return
+            docs: list[Doc] = []
+            for key, pages in pending.items():
+                first = await self._tail(key)
+                docs.extend(
+                    {"_id": page_id(key, first + offset), "key": key, "items": list(items)}
+                    for offset, items in enumerate(pages)
+                )
+                self._tails[key] = first + len(pages)
+            pending = {}
+            try:
+                await self.collection.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if exc.details.get("writeConcernErrors") or any(
+                    error.get("code") != DUPLICATE_KEY for error in errors
+                ):
+                    raise
+                # Page numbers another writer took: probe those keys again and append the
+                # refused pages after whatever they hold now.
+                for error in sorted(errors, key=lambda e: e["index"]):
+                    doc = docs[error["index"]]
+                    self._tails.pop(doc["key"], None)
+                    pending.setdefault(doc["key"], []).append(doc["items"])
+        if pending:
+            raise PagesContended(f"pages of {sorted(pending)} kept being taken by another writer")
+
+    async def read(
+        self, key: str, id_of: Callable[[Any], Hashable] = lambda item: item
+    ) -> list[Any]:
+        """Every item of `key`, each (by `id_of`) once: in the order appended, but for pages
+        that lost a race with another writer (appended after it); readers that need an
+        order sort."""
+        count = await self._count(key)
+        ids = [page_id(key, number) for number in range(count)]
+        found = await find_by_ids(self.collection, ids)
+        seen: dict[Hashable, Any] = {}
+        for doc_id in ids:
+            for item in found.get(doc_id, {}).get("items", ()):
+                seen.setdefault(id_of(item), item)
+        return list(seen.values())
+
+    async def _tail(self, key: str) -> int:
+        if key not in self._tails:
+            self._tails[key] = await self._count(key)
+        return self._tails[key]
+
+    async def _count(self, key: str) -> int:
+        """How many pages `key` has: pages are numbered without gaps, so probe 1, 2, 4, ...
+        past the last one, then halve the interval between the last found and the first
+        missing."""
+
+        async def exists(number: int) -> bool:
+            found = await self.collection.find_one({"_id": page_id(key, number)}, {"_id": 1})
+            return found is not None
+
+        if not await exists(0):
+            return 0
+        present, missing = 0, 1
+        while await exists(missing):
+            present, missing = missing, missing * 2
+        while missing - present > 1:
+            middle = (present + missing) // 2
+            if await exists(middle):
+                present = middle
+            else:
+                missing = middle
+        return missing
