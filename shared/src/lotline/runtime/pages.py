@@ -12,14 +12,15 @@ Pages are never changed or deleted, and page n is written only once pages 0..n-1
 the pages of a key are numbered without gaps and a reader finds how many there are by
 probing (doubling, then halving). A writer appends before it writes the data its items
 describe, so nothing written is ever missing from its list; a batch replayed after a crash
-appends the same items again, and a reader keeps each item once (the first). Two writers
+appends its items again, so a reader keeps each item once, or the last word on each thing.
+Two writers
 of one key (a rebalance overlap) cannot overwrite each other: the loser of a page number
 gets a duplicate key error and takes the next one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -96,20 +97,13 @@ class PagedLists:
         if pending:
             raise PagesContended(f"pages of {sorted(pending)} kept being taken by another writer")
 
-    async def read(
-        self, key: str, id_of: Callable[[Any], Hashable] = lambda item: item
-    ) -> list[Any]:
-        """Every item of `key`, each (by `id_of`) once: in the order appended, but for pages
-        that lost a race with another writer (appended after it); readers that need an
-        order sort."""
+    async def read(self, key: str) -> list[Any]:
+        """Every item appended to `key`, replays included, in the order appended (but for
+        pages that lost a race with another writer: those come after it)."""
         count = await self._count(key)
         ids = [page_id(key, number) for number in range(count)]
         found = await find_by_ids(self.collection, ids)
-        seen: dict[Hashable, Any] = {}
-        for doc_id in ids:
-            for item in found.get(doc_id, {}).get("items", ()):
-                seen.setdefault(id_of(item), item)
-        return list(seen.values())
+        return [item for doc_id in ids for item in found.get(doc_id, {}).get("items", ())]
 
     async def _tail(self, key: str) -> int:
         if key not in self._tails:

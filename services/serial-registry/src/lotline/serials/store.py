@@ -1,8 +1,10 @@
 """The serial registry's MongoDB collections; the only module that speaks Mongo.
 
 serials.units           one document per unit, `_id` = "<sku> <serial>"
-serials.lot_units       which units each lot holds, "<sku> <lot>" -> serials, in insert-only
-                        pages (lotline.runtime.pages): a lot is read without a collection scan
+serials.lot_units       each lot's journal, "<sku> <lot>": the state of a unit of the lot
+                        (status, recall flag, sale) appended whenever it changes, in
+                        insert-only pages (lotline.runtime.pages): a lot's counts and contact
+                        list are read in time that grows with the lot, not the registry
 serials.products        the registry's read model of `product-registered`, `_id` = sku
 serials.recalls         per SKU, what each recall named (lots, serials), for late receipts
 serials.recall_answers  the `units-recalled` chunks of each recall, kept so a redelivered
@@ -173,6 +175,29 @@ def unit_doc(unit: Unit) -> Doc:
     if history := _stored_history(unit):
         doc["history"] = history
     return doc
+
+
+def lot_entry(unit: Unit) -> Doc:
+    """A unit's line in its lot's journal: what a lot's counts and contact list need."""
+    entry: Doc = {
+        "serial": unit.serial,
+        "lot_code": unit.lot_code,
+        "status": unit.status.value,
+        "location": unit.location,
+    }
+    if unit.recall_ids:
+        entry["recalled"] = True
+    for name in ("sale_id", "customer_ref", "sold_at"):
+        if (value := getattr(unit, name)) is not None:
+            entry[name] = value
+    return entry
+
+
+# The fields of a unit document that its lot's journal entry holds.
+_ENTRY_PROJECTION = dict.fromkeys(
+    ["serial", "lot_code", "status", "location", "recalled", "sale_id", "customer_ref", "sold_at"],
+    1,
+)
 
 
 def unit_from_doc(doc: Doc) -> Unit:
@@ -346,7 +371,7 @@ class SerialStore:
         """Insert new units, unordered, in slices (two at a time: the database encodes one
         while the next is built and sent); returns the ids that already existed (left
         untouched: a unit is never overwritten by an insert)."""
-        await self._join_lots((None, unit) for unit in units)
+        await self._journal(units)
         gate = asyncio.Semaphore(INSERT_CONCURRENCY)
 
         async def insert(part: Sequence[Unit]) -> list[str]:
@@ -359,12 +384,14 @@ class SerialStore:
             return []
 
         found = await asyncio.gather(*(insert(part) for part in _chunks(units, INSERT_CHUNK)))
-        return [unit_id for part in found for unit_id in part]
+        existing = [unit_id for part in found for unit_id in part]
+        await self._journal_again(existing)
+        return existing
 
     async def apply_changes(self, changes: Sequence[UnitChange]) -> bool:
         """Write the changes in order. False if a unit thought new already existed (another
         consumer registered it meanwhile): the caller reads again and redecides."""
-        await self._join_lots((change.before, change.after) for change in changes)
+        await self._journal(change.after for change in changes)
         ops: list[InsertOne[Doc] | UpdateOne] = []
         for change in changes:
             if change.before is None:
@@ -376,47 +403,58 @@ class SerialStore:
                 await self.units.bulk_write(list(part), ordered=True)
             except BulkWriteError as exc:
                 _duplicate_indexes(exc)
+                await self._journal_again(change.after.id for change in changes)
                 return False
         return True
 
-    async def _join_lots(self, changes: Iterable[tuple[Unit | None, Unit]]) -> None:
-        """List units in the lot they enter (a unit's lot, once known, never changes),
-        before the units are written: no unit is ever missing from its lot's list."""
-        joining: dict[str, list[str]] = {}
-        for before, after in changes:
-            if after.lot_code is not None and (before is None or before.lot_code is None):
-                joining.setdefault(lot_key(after.sku, after.lot_code), []).append(after.serial)
-        await self.lot_units.append(joining)
+    async def _journal(self, units: Iterable[Unit]) -> None:
+        """Append each unit's new state to its lot's journal, before the unit is written:
+        a lot's journal never lags its units. Written twice (a replay), the last one wins."""
+        entries: dict[str, list[Doc]] = {}
+        for unit in units:
+            if unit.lot_code is not None:
+                entries.setdefault(lot_key(unit.sku, unit.lot_code), []).append(lot_entry(unit))
+        await self.lot_units.append(entries)
 
-    async def units_of_lot(self, sku: str, lot_code: str) -> list[Unit]:
-        """Every unit of one lot, by serial: its list, then each unit by _id."""
-        serials = await self.lot_units.read(lot_key(sku, lot_code))
-        found = await self.units_by_id(unit_id(sku, serial) for serial in serials)
-        units = (unit for unit in found.values() if unit.lot_code == lot_code)
-        return sorted(units, key=lambda unit: unit.serial)
+    async def _journal_again(self, ids: Iterable[str]) -> None:
+        """Units whose journalled state was not written after all (another writer had the
+        unit): their state as stored goes last again."""
+        wanted = list(ids)
+        if wanted:
+            await self._journal((await self.units_by_id(wanted)).values())
+
+    async def lot_states(self, sku: str, lot_code: str) -> dict[str, Doc]:
+        """Each unit of one lot as its latest journal entry leaves it, by serial."""
+        latest: dict[str, Doc] = {}
+        for entry in await self.lot_units.read(lot_key(sku, lot_code)):
+            latest[entry["serial"]] = entry
+        return dict(sorted(latest.items()))
 
     async def recalled_units(self, sku: str, scope: RecallScope) -> RecalledUnits:
         """Every unit under a recall (of its lots, or named), counted by status, with the
         sold ones listed."""
         counts = {status: 0 for status in UnitStatus}
         sold: list[SoldUnit] = []
-        ids = {unit_id(sku, serial) for serial in scope.serials}
+        states: dict[str, Doc] = {}
         for lot_code in sorted(scope.lot_codes):
-            ids.update(unit_id(sku, s) for s in await self.lot_units.read(lot_key(sku, lot_code)))
-        found = await self.units_by_id(ids)
-        for unit in sorted(found.values(), key=lambda unit: unit.serial):
-            if not scope.covers(unit.serial, unit.lot_code):
+            states.update(await self.lot_states(sku, lot_code))
+        named = [unit_id(sku, serial) for serial in scope.serials if serial not in states]
+        for doc in (await find_by_ids(self.units, named, _ENTRY_PROJECTION)).values():
+            states[doc["serial"]] = doc
+        for doc in (states[serial] for serial in sorted(states)):
+            if not scope.covers(doc["serial"], doc.get("lot_code")):
                 continue
-            counts[unit.status] += 1
-            if unit.status is UnitStatus.SOLD:
+            status = UnitStatus(doc["status"])
+            counts[status] += 1
+            if status is UnitStatus.SOLD:
                 sold.append(
                     SoldUnit(
-                        serial=unit.serial,
-                        lot_code=unit.lot_code,
-                        sale_id=unit.sale_id,
-                        customer_ref=unit.customer_ref,
-                        location=unit.location,
-                        sold_at=unit.sold_at,
+                        serial=doc["serial"],
+                        lot_code=doc.get("lot_code"),
+                        sale_id=doc.get("sale_id"),
+                        customer_ref=doc.get("customer_ref"),
+                        location=doc.get("location"),
+                        sold_at=doc.get("sold_at"),
                     )
                 )
         return RecalledUnits(counts, sold)
@@ -544,13 +582,16 @@ class SerialStore:
         lot (`lot_recalled`) has every unit recalled, flagged in its record or not."""
         counts = {status_: 0 for status_ in UnitStatus}
         recalled_count = 0
-        matching: list[Unit] = []
-        for unit in await self.units_of_lot(sku, lot_code):
-            unit_recalled = lot_recalled or unit.recalled
-            counts[unit.status] += 1
+        matching: list[str] = []
+        for doc in (await self.lot_states(sku, lot_code)).values():
+            unit_status = UnitStatus(doc["status"])
+            unit_recalled = lot_recalled or bool(doc.get("recalled"))
+            counts[unit_status] += 1
             recalled_count += unit_recalled
-            if (status is None or unit.status is status) and (
+            if (status is None or unit_status is status) and (
                 recalled is None or unit_recalled is recalled
             ):
-                matching.append(unit)
-        return LotPage(matching[skip : skip + limit], counts, recalled_count, len(matching))
+                matching.append(unit_id(sku, doc["serial"]))
+        page = await self.units_by_id(matching[skip : skip + limit])
+        units = sorted(page.values(), key=lambda unit: unit.serial)
+        return LotPage(units, counts, recalled_count, len(matching))

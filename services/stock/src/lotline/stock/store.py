@@ -265,8 +265,8 @@ class StockStore:
 
     async def lot_movements(self, sku: str, lot_code: str) -> list[dict[str, Any]]:
         """Every movement of one lot, in the order things happened."""
-        docs = await self.ledger.read(ledger_key(sku, lot_code), id_of=lambda doc: doc["_id"])
-        return sorted(docs, key=lambda doc: (doc["at"], doc["_id"]))
+        docs = {doc["_id"]: doc for doc in await self.ledger.read(ledger_key(sku, lot_code))}
+        return sorted(docs.values(), key=lambda doc: (doc["at"], doc["_id"]))
 
     async def expiring_lots(self, until: date, location: str | None = None) -> list[dict[str, Any]]:
         """Lots with stock on hand that expire on or before `until`, soonest first."""
