@@ -67,8 +67,8 @@ class Sizes:
     recall_units: int = 1_000_000
     recall_lots: int = 100
     recall_stores: int = 20
-    # Lot pages checked after a recall (each is a pass over every unit: at a million
-    # units, all 100 would take over an hour); spread over the lots.
+    # Lot pages checked after a recall, spread over the lots (each reads its lot's journal
+    # and the units of the page).
     recall_pages_checked: int = 100
     kafka_records: int = 200_000
     db_levels: int = 10_000
@@ -83,8 +83,8 @@ QUICK = Sizes(
     latency_seconds=10.0,
     receipt_serials=2_000,
     recall_units=20_000,
-    # Each lot page checked is a pass over all units, and each quarantined lot at a store
-    # is a line the recall service records: 20 lots keep the smoke test short.
+    # Each quarantined lot at a store is a line the recall service records: 20 lots keep
+    # the smoke test short.
     recall_lots=20,
     kafka_records=20_000,
     db_levels=1_000,
@@ -478,7 +478,8 @@ class Bench:
         database = self.ceilings.get("database")
         if isinstance(database, DatabaseCeiling):
             # A lot recall writes one document now: no write ceiling bounds it. The contact
-            # list is a read of every recalled unit, bounded by the raw streamed read.
+            # list reads every recalled unit's journal entry; the raw streamed read of unit
+            # documents is the reference.
             outcome.figures["contact_list_read_ceiling_per_s"] = round(database.unit_reads_per_s)
             outcome.figures["contact_list_ratio_to_read_ceiling"] = round(
                 sizes.recall_units / contact_s / database.unit_reads_per_s, 3
@@ -513,8 +514,8 @@ class Bench:
         """When the recall's scope covering every lot was saved (polled by _id in the serial
         registry's database), and when its HTTP API then showed a unit of every lot recalled
         by it (`GET /units/...`, which applies the scopes as the lot pages do; a lot page
-        costs a pass over the lot, so polling them would time the reads, not the recall:
-        every lot page is checked afterwards)."""
+        reads the whole lot's journal, so polling them would time the reads, not the recall:
+        the lot pages are checked afterwards)."""
         recalls = self.mongo["serials"]["recalls"]
         deadline = time.monotonic() + within_s
         while not verify.scope_of(
