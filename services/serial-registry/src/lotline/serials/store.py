@@ -178,13 +178,9 @@ def unit_doc(unit: Unit) -> Doc:
 
 
 def lot_entry(unit: Unit) -> Doc:
-    """A unit's line in its lot's journal: what a lot's counts and contact list need."""
-    entry: Doc = {
-        "serial": unit.serial,
-        "lot_code": unit.lot_code,
-        "status": unit.status.value,
-        "location": unit.location,
-    }
+    """A unit's line in its lot's journal: what a lot's counts and contact list need (the
+    lot is the journal's)."""
+    entry: Doc = {"serial": unit.serial, "status": unit.status.value, "location": unit.location}
     if unit.recall_ids:
         entry["recalled"] = True
     for name in ("sale_id", "customer_ref", "sold_at"):
@@ -428,7 +424,7 @@ class SerialStore:
         latest: dict[str, Doc] = {}
         for entry in await self.lot_units.read(lot_key(sku, lot_code)):
             latest[entry["serial"]] = entry
-        return dict(sorted(latest.items()))
+        return {serial: latest[serial] | {"lot_code": lot_code} for serial in sorted(latest)}
 
     async def recalled_units(self, sku: str, scope: RecallScope) -> RecalledUnits:
         """Every unit under a recall (of its lots, or named), counted by status, with the
