@@ -35,9 +35,13 @@ class Settings(BaseSettings):
         SecretStr("mongodb://127.0.0.1:27017/"), description="MongoDB (or FerretDB) URL"
     )
 
-    # Consumer tuning: one bulk write and one offset commit per batch.
+    # Consumer tuning: one bulk write and one offset commit per batch. A batch only fills up
+    # under a backlog; the bigger it may grow, the more lines share one level write and the
+    # fewer commits there are (sales, 200,000 lines: 532 lines/s at 500, 1,045 at 5,000).
     consumer_max_records: int = Field(
-        500, ge=1, description="Events per batch: one bulk write and one offset commit each"
+        5000,
+        ge=1,
+        description="Events per batch at most: one bulk write and one offset commit each",
     )
     consumer_batch_timeout_ms: int = Field(
         50, ge=1, description="How long a batch waits to fill up"
