@@ -1,0 +1,54 @@
+"""Rebuild the lot journals from the units as stored: `python -m lotline.serials.rebuild`.
+
+For a registry whose units were written before lot journals existed (or to repair one): each
+unit with a lot gets its stored state appended to its lot's journal, so lot pages, counts and
+recall answers see it. One pass over `serials.units`.
+
+Run it with every serial-registry instance stopped. A journal's last entry per unit wins, and
+an instance writing meanwhile could journal a newer state that this older one then follows.
+Running it twice is harmless: the second pass appends the same states again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from lotline.serials.domain import lot_key
+from lotline.serials.store import Doc, SerialStore, lot_entry, unit_from_doc
+
+# Units journalled per append (one insert command of pages).
+FLUSH_EVERY = 20_000
+
+
+async def rebuild(store: SerialStore) -> int:
+    """Journal every unit that has a lot; returns how many."""
+    pending: dict[str, list[Doc]] = {}
+    held = journalled = 0
+    async for doc in store.units.find({}):
+        unit = unit_from_doc(doc)
+        if unit.lot_code is None:
+            continue
+        pending.setdefault(lot_key(unit.sku, unit.lot_code), []).append(lot_entry(unit))
+        held += 1
+        if held >= FLUSH_EVERY:
+            await store.lot_units.append(pending)
+            journalled, held, pending = journalled + held, 0, {}
+    await store.lot_units.append(pending)
+    return journalled + held
+
+
+def main() -> None:
+    from lotline.serials.app import service
+
+    async def run() -> None:
+        try:
+            count = await rebuild(SerialStore(service.db))
+        finally:
+            await service.mongo.close()
+        print(f"lot journals: {count:,} units journalled")
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
