@@ -73,3 +73,6 @@ async def test_two_writers_of_one_key_lose_nothing(pages) -> None:  # type: igno
     items = await PagedLists(pages).read("K")
     assert sorted(items) == sorted([*(f"x{n}" for n in range(6)), *(f"y{n}" for n in range(6))])
     assert len(items) == 12
+    # Each writer's items keep the order it appended them in.
+    assert [i for i in items if i.startswith("x")] == [f"x{n}" for n in range(6)]
+    assert [i for i in items if i.startswith("y")] == [f"y{n}" for n in range(6)]

@@ -62,7 +62,8 @@ class PagedLists:
         self.page_items = page_items
 
     async def append(self, items_by_key: Mapping[str, Sequence[Any]]) -> None:
-        """Append each key's items after what the key holds, in one insert command."""
+        """Append each key's items after what the key holds, in one ordered insert command
+        (more only when another writer took a page number meanwhile)."""
         pending: dict[str, list[Sequence[Any]]] = {
             key: [items[i : i + self.page_items] for i in range(0, len(items), self.page_items)]
             for key, items in items_by_key.items()
@@ -81,25 +82,26 @@ class PagedLists:
                 self._tails[key] = first + len(pages)
             pending = {}
             try:
-                await self.collection.insert_many(docs, ordered=False)
+                # In order, stopping at the first refusal: whatever lands (a crash included)
+                # is a prefix of each key's pages, so no key ever has a gap.
+                await self.collection.insert_many(docs, ordered=True)
             except BulkWriteError as exc:
                 errors = exc.details.get("writeErrors", [])
                 if exc.details.get("writeConcernErrors") or any(
                     error.get("code") != DUPLICATE_KEY for error in errors
                 ):
                     raise
-                # Page numbers another writer took: probe those keys again and append the
-                # refused pages after whatever they hold now.
-                for error in sorted(errors, key=lambda e: e["index"]):
-                    doc = docs[error["index"]]
+                # A page number another writer took: everything from it on was not written.
+                # Probe those keys again and append their pages after what they hold now.
+                for doc in docs[min(error["index"] for error in errors) :]:
                     self._tails.pop(doc["key"], None)
                     pending.setdefault(doc["key"], []).append(doc["items"])
         if pending:
             raise PagesContended(f"pages of {sorted(pending)} kept being taken by another writer")
 
     async def read(self, key: str) -> list[Any]:
-        """Every item appended to `key`, replays included, in the order appended (but for
-        pages that lost a race with another writer: those come after it)."""
+        """Every item appended to `key`, replays included, each writer's in the order it
+        appended them (two racing writers' pages interleave)."""
         count = await self._count(key)
         ids = [page_id(key, number) for number in range(count)]
         found = await find_by_ids(self.collection, ids)
