@@ -22,15 +22,23 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
 
-from lotline.devstack import ADMIN, SERVICE_MODULES, LocalStack, StackSecrets, free_port
+from lotline.devstack import (
+    ADMIN,
+    SERVICE_MODULES,
+    LocalStack,
+    StackSecrets,
+    free_port,
+    http_ready,
+    wait_until_ready,
+)
 from lotline.events import EventData, OutgoingMessage, encode
 from lotline.events.topics import CONSUMED_BY, DLQ_SUFFIX, PUBLISHED_BY
 from lotline.runtime.settings import Settings
@@ -259,18 +267,15 @@ class ServiceProcess:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} not ready within {timeout}s:\n{self.log_tail()}")
+        assert self.process is not None
+        process = self.process
+        wait_until_ready(
+            self.name,
+            lambda: process.poll() is None,
+            partial(http_ready, self.url),
+            timeout,
+            self.log_path,
+        )
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

@@ -14,14 +14,20 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from lotline.devstack import SERVICE_MODULES, LocalStack, StackSecrets, StackSettings, free_port
+from lotline.devstack import (
+    SERVICE_MODULES,
+    LocalStack,
+    StackSecrets,
+    StackSettings,
+    free_port,
+    http_ready,
+    wait_until_ready,
+)
 from lotline.devstack.kafka import KafkaLayout
 from lotline.runtime.settings import Settings
 
@@ -151,18 +157,15 @@ class Instance:
             )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.service} exited early:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.service} not ready within {timeout:.0f} s:\n{self.log_tail()}")
+        assert self.process is not None
+        process = self.process
+        wait_until_ready(
+            self.service,
+            lambda: process.poll() is None,
+            partial(http_ready, self.url),
+            timeout,
+            self.log_path,
+        )
 
     @property
     def alive(self) -> bool:

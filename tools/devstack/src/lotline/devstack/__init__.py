@@ -1,8 +1,8 @@
 """Lotline's local Kafka and FerretDB, started without Docker, for development and tests."""
 
-from lotline.devstack.process import StackError, free_port
+from lotline.devstack.process import StackError, free_port, wait_until_ready
 from lotline.devstack.security import ADMIN, Credentials, StackSecrets, grants, principals
-from lotline.devstack.services import SERVICE_MODULES
+from lotline.devstack.services import SERVICE_MODULES, http_ready
 from lotline.devstack.stack import (
     LocalStack,
     ServiceName,
@@ -26,5 +26,7 @@ __all__ = [
     "ensure_topics",
     "free_port",
     "grants",
+    "http_ready",
     "principals",
+    "wait_until_ready",
 ]

@@ -200,24 +200,41 @@ def log_tail(log_file: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def wait_ready(spec: ProcessSpec, pid: int, is_ready: Callable[[], bool], timeout: float) -> None:
+class ProcessDied(StackError):
+    """The process exited while it was being waited for."""
+
+
+def wait_until_ready(
+    name: str,
+    alive: Callable[[], bool],
+    is_ready: Callable[[], bool],
+    timeout: float,
+    log_file: Path,
+) -> None:
     """Poll is_ready until it answers; fail early, with the log, if the process dies."""
     deadline = time.monotonic() + timeout
     while True:
-        if _gone(pid):
-            spec.pid_file.unlink(missing_ok=True)
-            raise StackError(
-                f"{spec.name} exited while starting; last lines of {spec.log_file}:\n"
-                f"{log_tail(spec.log_file)}"
+        if not alive():
+            raise ProcessDied(
+                f"{name} exited while starting; last lines of {log_file}:\n{log_tail(log_file)}"
             )
         if is_ready():
             return
         if time.monotonic() > deadline:
             raise StackError(
-                f"{spec.name} was not ready within {timeout:.0f} s; last lines of "
-                f"{spec.log_file}:\n{log_tail(spec.log_file)}"
+                f"{name} was not ready within {timeout:.0f} s; last lines of "
+                f"{log_file}:\n{log_tail(log_file)}"
             )
         time.sleep(0.25)
+
+
+def wait_ready(spec: ProcessSpec, pid: int, is_ready: Callable[[], bool], timeout: float) -> None:
+    """wait_until_ready for a process of the stack; its pid file goes if it dies."""
+    try:
+        wait_until_ready(spec.name, lambda: not _gone(pid), is_ready, timeout, spec.log_file)
+    except ProcessDied:
+        spec.pid_file.unlink(missing_ok=True)
+        raise
 
 
 def free_port() -> int:

@@ -121,7 +121,7 @@ class LocalServices:
                 state = f"started (pid {pid})"
             else:
                 state = f"already running (pid {pid})"
-            wait_ready(spec, pid, partial(_ready, service), timeout)
+            wait_ready(spec, pid, partial(http_ready, service.url), timeout)
             detail = f"{state}, log {spec.log_file}"
             if service.name == "recall":
                 detail += (
@@ -135,9 +135,10 @@ class LocalServices:
         return [s.name for s in SERVICES if stop(self._spec(s), timeout=30.0)]
 
 
-def _ready(service: LotlineService) -> bool:
+def http_ready(url: str) -> bool:
+    """Whether the Lotline service at `url` answers its readiness check."""
     try:
-        with urllib.request.urlopen(f"{service.url}/health/ready", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
