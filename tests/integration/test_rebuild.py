@@ -12,6 +12,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lotline.events import UnitStatus
+from lotline.runtime import pages
 from lotline.serials import rebuild as serials_rebuild
 from lotline.serials.domain import RecallScope, Unit
 from lotline.serials.store import SerialStore, unit_doc
@@ -34,7 +35,7 @@ async def db(
 
 
 async def test_units_stored_before_journals_are_journalled(db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(serials_rebuild, "FLUSH_EVERY", 7)  # several appends
+    monkeypatch.setattr(pages, "FLUSH_EVERY", 7)  # several appends
     units = [
         Unit(
             sku="PHONE",
@@ -71,7 +72,7 @@ async def test_units_stored_before_journals_are_journalled(db, monkeypatch) -> N
 
 
 async def test_movements_of_the_old_ledger_reach_the_lot_trace(db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(stock_rebuild, "FLUSH_EVERY", 2)
+    monkeypatch.setattr(pages, "FLUSH_EVERY", 2)
     movements = [
         Movement(
             id=f"M{n}",

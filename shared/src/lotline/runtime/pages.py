@@ -20,7 +20,7 @@ gets a duplicate key error and takes the next one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -31,6 +31,8 @@ from lotline.runtime.mongo import Doc, find_by_ids
 DUPLICATE_KEY = 11000
 # Items per page: a page of stock movements stays well under 1 MB.
 PAGE_ITEMS = 2000
+# Items held per append by append_stream.
+FLUSH_EVERY = 20_000
 # Rounds of "page taken, probe again" before giving up on a key other writers keep growing.
 MAX_ROUNDS = 5
 
@@ -98,6 +100,23 @@ class PagedLists:
                     pending.setdefault(doc["key"], []).append(doc["items"])
         if pending:
             raise PagesContended(f"pages of {sorted(pending)} kept being taken by another writer")
+
+    async def append_stream(
+        self, pairs: AsyncIterable[tuple[str, Any]], every: int | None = None
+    ) -> int:
+        """Append `(key, item)` pairs as they come, `every` (FLUSH_EVERY) items an append: a
+        rebuild from a pass over older data. Returns how many."""
+        every = every or FLUSH_EVERY
+        pending: dict[str, list[Any]] = {}
+        held = appended = 0
+        async for key, item in pairs:
+            pending.setdefault(key, []).append(item)
+            held += 1
+            if held >= every:
+                await self.append(pending)
+                appended, held, pending = appended + held, 0, {}
+        await self.append(pending)
+        return appended + held
 
     async def read(self, key: str) -> list[Any]:
         """Every item appended to `key`, replays included, each writer's in the order it

@@ -12,29 +12,22 @@ Running it twice is harmless: the second pass appends the same states again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from lotline.serials.domain import lot_key
 from lotline.serials.store import Doc, SerialStore, lot_entry, unit_from_doc
 
-# Units journalled per append (one insert command of pages).
-FLUSH_EVERY = 20_000
+
+async def _lot_entries(store: SerialStore) -> AsyncIterator[tuple[str, Doc]]:
+    async for doc in store.units.find({}):
+        unit = unit_from_doc(doc)
+        if unit.lot_code is not None:
+            yield lot_key(unit.sku, unit.lot_code), lot_entry(unit)
 
 
 async def rebuild(store: SerialStore) -> int:
     """Journal every unit that has a lot; returns how many."""
-    pending: dict[str, list[Doc]] = {}
-    held = journalled = 0
-    async for doc in store.units.find({}):
-        unit = unit_from_doc(doc)
-        if unit.lot_code is None:
-            continue
-        pending.setdefault(lot_key(unit.sku, unit.lot_code), []).append(lot_entry(unit))
-        held += 1
-        if held >= FLUSH_EVERY:
-            await store.lot_units.append(pending)
-            journalled, held, pending = journalled + held, 0, {}
-    await store.lot_units.append(pending)
-    return journalled + held
+    return await store.lot_units.append_stream(_lot_entries(store))
 
 
 def main() -> None:

@@ -12,28 +12,24 @@ whichever page they are on.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
 from lotline.stock.store import StockStore, ledger_key
 
-# Movements per append (one insert command of pages).
-FLUSH_EVERY = 20_000
+
+async def _movements(
+    old: AsyncCollection[dict[str, Any]],
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async for doc in old.find({}):
+        yield ledger_key(doc["sku"], doc.get("lot_code")), doc
 
 
 async def rebuild(store: StockStore, old: AsyncCollection[dict[str, Any]]) -> int:
     """Append every movement of the old collection `old` to the ledger; returns how many."""
-    pending: dict[str, list[dict[str, Any]]] = {}
-    held = moved = 0
-    async for doc in old.find({}):
-        pending.setdefault(ledger_key(doc["sku"], doc.get("lot_code")), []).append(doc)
-        held += 1
-        if held >= FLUSH_EVERY:
-            await store.ledger.append(pending)
-            moved, held, pending = moved + held, 0, {}
-    await store.ledger.append(pending)
-    return moved + held
+    return await store.ledger.append_stream(_movements(old))
 
 
 def main() -> None:
