@@ -253,15 +253,7 @@ class Bench:
             "poll_ms": round(self.poll_s * 1000, 1),
         }
         self._ratios(outcome, lines / elapsed, serial_share)
-        outcome.series = {
-            "published": _cumulative([s.at - started for s in sent]),
-            **{
-                f"applied by {service}": [
-                    (t - started, n) for t, n in watcher.applied_series(group, base)
-                ]
-                for service, group in zip(WORKERS, GROUPS, strict=True)
-            },
-        }
+        outcome.series = _sales_series(sent, watcher, base, started)
         await self.verify_sales(outcome, workload, since)
         return outcome
 
@@ -322,15 +314,7 @@ class Bench:
             "poll_interval_ms": round(self.poll_s * 1000, 1),
             "mean_poll_round_trip_ms": round(watcher.mean_poll_ms, 2),
         }
-        outcome.series = {
-            "published": _cumulative([s.at - started for s in sent]),
-            **{
-                f"applied by {service}": [
-                    (t - started, n) for t, n in watcher.applied_series(group, base)
-                ]
-                for service, group in zip(WORKERS, GROUPS, strict=True)
-            },
-        }
+        outcome.series = _sales_series(sent, watcher, base, started)
         await self.verify_sales(outcome, workload, since)
         return outcome
 
@@ -597,6 +581,21 @@ async def issue_recall(
 
 def _cumulative(times: Sequence[float]) -> list[tuple[float, float]]:
     return [(t, n + 1) for n, t in enumerate(times)]
+
+
+def _sales_series(
+    sent: Sequence[Sent], watcher: CommitWatcher, base: Offsets, started: float
+) -> dict[str, list[tuple[float, float]]]:
+    """What the chart draws of a sales run: lines published and applied by each worker."""
+    return {
+        "published": _cumulative([s.at - started for s in sent]),
+        **{
+            f"applied by {service}": [
+                (t - started, n) for t, n in watcher.applied_series(group, base)
+            ]
+            for service, group in zip(WORKERS, GROUPS, strict=True)
+        },
+    }
 
 
 def _parts(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
