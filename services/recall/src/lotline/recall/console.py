@@ -267,21 +267,17 @@ CSV_COLUMNS = ("serial", "lot_code", "sale_id", "store", "sold_at", "customer_re
 
 
 def contacts_csv(detail: RecallDetail) -> str:
-    """One row per customer to contact; the csv module quotes what needs quoting."""
+    """One row per customer to contact; the csv module quotes what needs quoting, and every
+    cell goes through `safe_cell`, so no value a till sent runs as a formula."""
+    from lotline.recall.spreadsheet import safe_row
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for c in detail.contacts:
         sold_at = c.sold_at.isoformat() if c.sold_at else ""
         writer.writerow(
-            [
-                c.serial,
-                c.lot_code or "",
-                c.sale_id or "",
-                c.location or "",
-                sold_at,
-                c.customer_ref or "",
-            ]
+            safe_row([c.serial, c.lot_code, c.sale_id, c.location, sold_at, c.customer_ref])
         )
     return out.getvalue()
 

@@ -11,6 +11,7 @@ import csv
 import io
 from datetime import UTC
 
+from lotline.recall.spreadsheet import safe_cell
 from lotline.recall.timeline import ProductInfo, TraceEvent, TraceKind
 
 MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -48,38 +49,37 @@ EVENT_TYPES = {
 }
 
 
-def _text(value: str | None) -> str:
-    """Free text as a cell a spreadsheet will not run as a formula."""
-    if value and value[0] in "=+-@\t\r":
-        return "'" + value
-    return value or ""
-
-
 def rows(product: ProductInfo, events: list[TraceEvent]) -> list[dict[str, str]]:
+    """Every cell of every column through `safe_cell`: lots, locations and ids come from tills
+    and docks as much as free text does."""
     return [
-        {
-            "event_time": event.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "event_type": EVENT_TYPES[event.kind],
-            "traceability_lot_code": event.lot_code or "",
-            "quantity": str(event.quantity),
-            "unit_of_measure": UNIT_OF_MEASURE,
-            "sku": product.sku,
-            "gtin": product.gtin or "",
-            "product_description": _text(product.name),
-            "location": event.location or "",
-            "reference_document_type": event.document_type,
-            "reference_document_number": event.document_id,
-            "line": str(event.line) if event.line is not None else "",
-            "customer_ref": _text(event.customer_ref),
-            "supplier": _text(event.supplier),
-            "sale_id": event.sale_id or "",
-            "recall_id": event.recall_id or "",
-            "return_reason": event.return_reason or "",
-            "serials": " ".join(event.serials),
-            "source_event": event.source_event or "",
-        }
+        {column: safe_cell(value) for column, value in _row(product, event).items()}
         for event in events
     ]
+
+
+def _row(product: ProductInfo, event: TraceEvent) -> dict[str, str]:
+    return {
+        "event_time": event.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "event_type": EVENT_TYPES[event.kind],
+        "traceability_lot_code": event.lot_code or "",
+        "quantity": str(event.quantity),
+        "unit_of_measure": UNIT_OF_MEASURE,
+        "sku": product.sku,
+        "gtin": product.gtin or "",
+        "product_description": product.name or "",
+        "location": event.location or "",
+        "reference_document_type": event.document_type,
+        "reference_document_number": event.document_id,
+        "line": str(event.line) if event.line is not None else "",
+        "customer_ref": event.customer_ref or "",
+        "supplier": event.supplier or "",
+        "sale_id": event.sale_id or "",
+        "recall_id": event.recall_id or "",
+        "return_reason": event.return_reason or "",
+        "serials": " ".join(event.serials),
+        "source_event": event.source_event or "",
+    }
 
 
 def spreadsheet(product: ProductInfo, events: list[TraceEvent]) -> str:
