@@ -11,7 +11,7 @@ from pathlib import Path
 import pymongo
 from pymongo.errors import PyMongoError
 
-from lotline.devstack.process import ProcessSpec, StackError, port_accepts
+from lotline.devstack.process import ProcessSpec, StackError, port_accepts, private_dir
 
 FERRETDB_VERSION = "1.24.2"
 GO_MODULE = Path(__file__).resolve().parents[3] / "ferretdb"
@@ -173,7 +173,8 @@ def process_spec(
 
 def prepare(layout: FerretDBLayout) -> None:
     build(layout)
-    layout.sqlite_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(layout.sqlite_dir.parent)
+    private_dir(layout.sqlite_dir)
 
 
 def is_ready(port: int) -> bool:

@@ -17,7 +17,13 @@ from typing import Any, TypeVar
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from lotline.devstack.process import ProcessSpec, StackError, port_accepts
+from lotline.devstack.process import (
+    PRIVATE_UMASK,
+    ProcessSpec,
+    StackError,
+    port_accepts,
+    private_dir,
+)
 from lotline.devstack.security import (
     ADMIN,
     SCRAM_MECHANISM,
@@ -174,8 +180,8 @@ def write_config(layout: KafkaLayout, secrets: StackSecrets) -> None:
     StandardAuthorizer then denies whatever no ACL allows. SCRAM cannot secure the KRaft
     controller listener (the credentials live in the metadata that listener serves), so it uses
     SASL/PLAIN with the admin alone: no anonymous client is a super user anywhere."""
-    layout.base.mkdir(parents=True, exist_ok=True)
-    layout.data.mkdir(parents=True, exist_ok=True)
+    private_dir(layout.base)
+    private_dir(layout.data)
     admin = secrets.admin
     controller = f"127.0.0.1:{layout.controller_port}"
     client = CLIENT_LISTENER.lower()
@@ -266,7 +272,7 @@ def format_storage(layout: KafkaLayout, secrets: StackSecrets) -> None:
         if layout.users_file.exists():
             return
         shutil.rmtree(layout.data)
-        layout.data.mkdir(parents=True)
+        private_dir(layout.data)
     java = _require("java", "a Java 17+ runtime, to run Kafka")
     scram = [
         argument
@@ -291,7 +297,9 @@ def format_storage(layout: KafkaLayout, secrets: StackSecrets) -> None:
         "--ignore-formatted",
         *scram,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        command, capture_output=True, text=True, umask=PRIVATE_UMASK, check=False
+    )
     if result.returncode != 0:
         output = _without_secrets(result.stdout + result.stderr, secrets)
         raise StackError(f"Kafka's StorageTool could not format {layout.data}:\n{output}")

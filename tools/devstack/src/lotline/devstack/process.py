@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,48 @@ class ProcessSpec:
     cwd: Path | None = None
 
 
+# What the stack writes is its owner's alone: Kafka's log segments and FerretDB's SQLite
+# files hold customer references, the config and secrets files passwords. Processes the
+# stack starts inherit this umask, so the files they create are private from the start.
+PRIVATE_UMASK = 0o077
+
+
+def private_dir(path: Path) -> Path:
+    """Create the directory if missing and make it 0700 either way (an older stack's dir
+    is tightened, not left as it was)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+def make_private(path: Path) -> None:
+    """Tighten a file or a tree the stack wrote: directories 0700, files without any group or
+    other rights. Symbolic links are left alone, never followed; what a running broker
+    deletes meanwhile (a log segment, a deleted topic's dir) is skipped."""
+    try:
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            return
+        if not stat.S_ISDIR(mode):
+            if mode & 0o077:
+                path.chmod(stat.S_IMODE(mode) & 0o700)
+            return
+        path.chmod(0o700)
+        children = [Path(entry.path) for entry in os.scandir(path)]
+    except FileNotFoundError:
+        return
+    for child in children:
+        make_private(child)
+
+
+def open_private_log(path: Path) -> int:
+    """A log file opened for appending, created 0600 (and tightened if it was not)."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 # The shell starts the service in the background and exits, so the service is adopted by
 # init: it survives the command that started it and never lingers as a zombie of a long
 # test session that killed it.
@@ -43,11 +86,10 @@ LAUNCHER = '"$@" </dev/null >>"$0" 2>&1 & echo $!'
 
 def launch(spec: ProcessSpec) -> int:
     """Start the process detached, its output going to its log file; returns its pid."""
-    spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-    spec.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(spec.pid_file.parent)
     if shutil.which(spec.argv[0]) is None:
         raise StackError(f"cannot start {spec.name}: {spec.argv[0]} not found")
-    with spec.log_file.open("a") as log:
+    with os.fdopen(open_private_log(spec.log_file), "a") as log:
         log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {spec.name}\n")
     result = subprocess.run(
         ["/bin/sh", "-c", LAUNCHER, str(spec.log_file), *spec.argv],
@@ -57,6 +99,7 @@ def launch(spec: ProcessSpec) -> int:
         env={**os.environ, **(spec.env or {})},
         cwd=spec.cwd,
         start_new_session=True,
+        umask=PRIVATE_UMASK,
         check=False,
     )
     if result.returncode != 0 or not result.stdout.strip().isdigit():

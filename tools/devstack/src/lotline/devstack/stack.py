@@ -123,6 +123,7 @@ class LocalStack:
         users, topics and ACLs match the contract. Running it again while the stack is up only
         checks it (and applies what the contract added since)."""
         with self._lock():
+            self.make_private()
             started: dict[ServiceName, int | None] = {}
             for name in SERVICES:
                 pid = process.running_pid(self._spec(name))
@@ -168,6 +169,14 @@ class LocalStack:
                     acls.kept,
                 )
             return self.endpoints
+
+    def make_private(self) -> None:
+        """The stack dir and what the stack keeps there (data, logs, config, secrets) are the
+        owner's alone: directories 0700, files without group or other rights. `up` and
+        `start` run it, so a stack made before this rule is tightened too."""
+        process.private_dir(self.dir)
+        for entry in STACK_CONTENTS:
+            process.make_private(self.dir / entry)
 
     @property
     def secrets(self) -> StackSecrets:
@@ -223,6 +232,7 @@ class LocalStack:
     def start(self, name: ServiceName) -> None:
         """Start one service, if it is not running, and wait until it answers (e.g. after kill)."""
         with self._lock():
+            self.make_private()
             launched = None
             pid = process.running_pid(self._spec(name))
             if pid is None:
@@ -352,7 +362,7 @@ class LocalStack:
     @contextmanager
     def _lock(self) -> Iterator[None]:
         """One stack command at a time per stack dir, e.g. for parallel test workers."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        process.private_dir(self.dir)
         with (self.dir / ".lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
