@@ -43,6 +43,7 @@ from lotline.serials.domain import (
     return_unit,
     sale_without_serial,
     sell,
+    sold_under_recall,
     unit_id,
     units_recalled,
     units_recalled_event_id,
@@ -539,3 +540,72 @@ def test_a_sale_reported_after_its_later_return_leaves_the_unit_returned() -> No
     assert outcome.unit.sale_id == "S-1"
     assert outcome.unit.history[-1].what.endswith("so it stays returned")
     assert outcome.flags == ()
+
+
+# ------------------------------------------------------- sales and recalls, in either order
+
+
+def test_the_registry_applies_a_batchs_recalls_before_its_sales_as_stock_does() -> None:
+    # Within a batch, topics are applied in the order they were registered: a recall and a
+    # sale of its unit in one batch must be flagged by both services, whenever it was sold.
+    from lotline.serials.app import service as registry
+    from lotline.stock.app import service as stock
+
+    for service in (registry, stock):
+        order = list(service.consumer.topics)
+        assert order.index(EventType.BATCH_RECALLED.topic) < order.index(
+            EventType.ITEM_SOLD.topic
+        ), (service.name, order)
+
+
+def test_a_sale_of_a_recalled_unit_is_flagged_whichever_is_applied_first() -> None:
+    scope = recall_scope(recall(), "tests#rc1")
+    after = sale(sold_at=scope.issued_at + timedelta(hours=1))
+    recall_first = sell(in_stock(), after, "tests#s1", [scope])
+    sold = sell(in_stock(), after, "tests#s1")
+    assert sold.flags == ()
+    sale_first = sold_under_recall(sold.unit, scope)
+    assert sale_first is not None
+    for outcome in (recall_first, sale_first):
+        assert [(f.reason, f.recall_id) for f in outcome.flags] == [(FlagReason.RECALLED, "RC-1")]
+        assert outcome.flags[0].detail == (
+            "serial A of PHONE is under recall RC-1: contact the customer"
+        )
+        unit = outcome.unit
+        assert (unit.status, unit.recall_ids, unit.sale_id, unit.customer_ref) == (
+            UnitStatus.SOLD,
+            ("RC-1",),
+            "S-1",
+            "CUST-42",
+        )
+        assert unit.history[-1].ref == "S-1#1"
+        assert unit.history[-1].flags == outcome.flags
+    # Both leave the same flag event (one per sale line and reason).
+    assert flag_event_id("PHONE", "S-1", 1, FlagReason.RECALLED) == flag_event_id(
+        after.sku, after.sale_id, after.line, recall_first.flags[0].reason
+    )
+
+
+def test_a_recall_applied_after_the_sale_flags_it_once_and_only_if_sold_under_it() -> None:
+    scope = recall_scope(recall(), "tests#rc1")
+    # Sold before the recall was issued: the recall's answer names the customer, no flag.
+    before = sell(in_stock(), sale(sold_at=scope.issued_at - timedelta(hours=1)), "tests#s1")
+    assert sold_under_recall(before.unit, scope) is None
+    # Not of the recalled lot, or not sold (back in the shop): nothing to flag.
+    other_lot = recall_scope(recall(lot_codes=["L9"]), "tests#rc9")
+    after = sell(in_stock(), sale(sold_at=scope.issued_at), "tests#s1")
+    assert sold_under_recall(after.unit, other_lot) is None
+    back = return_unit(after.unit, a_return(), "tests#rt1", scope.issued_at + timedelta(days=1))
+    assert sold_under_recall(back.unit, scope) is None
+    # Sold at the very moment it was issued counts as under it; flagged once.
+    flagged = sold_under_recall(after.unit, scope)
+    assert flagged is not None
+    assert flagged.changed
+    again = sold_under_recall(flagged.unit, scope)
+    assert again is not None
+    assert (again.changed, again.flags, again.unit) == (False, flagged.flags, flagged.unit)
+    # A sale the sale path flagged already (it saw the recall) is not flagged twice.
+    seen = sell(in_stock(), sale(sold_at=scope.issued_at), "tests#s1", [scope])
+    repeat = sold_under_recall(seen.unit, scope)
+    assert repeat is not None
+    assert (repeat.changed, repeat.flags) == (False, seen.flags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lotline.events import EventType
+from lotline.runtime.auth import Access, TokenConfigError
 from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.service import Service
 from lotline.serials.api import router
@@ -21,6 +22,12 @@ service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, d
 service.consume(
     EventType.ITEM_RECEIVED, handlers.on_items_received, give_up=handlers.on_receipts_given_up
 )
+# Topics are applied in this order within a batch (one consumer for all of them). Recalls
+# before sales, as in stock: a sale in the same batch as its unit's recall is flagged
+# `recalled` by both services, whenever it was made. A sale applied before its recall (in an
+# earlier batch) is still flagged if it was made once the recall was issued: see
+# SerialHandlers._flag_sold_under_recall.
+service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled)
 # A unit's history names every event that changed it (by id and by sale or return line), so
 # a re-sent sale or return is recognised by the unit itself: no seen-events lookup needed.
 service.consume(
@@ -30,10 +37,12 @@ service.consume(
     dedupe=Dedupe.NONE,
 )
 service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.NONE)
-# Topics are applied in this order within a batch (one consumer for all of them); a sale
-# applied before a recall of its unit still gets its flag: see SerialHandlers._recalls_missed.
-service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled)
 service.http.state.serial_store = store
+try:
+    # Who may read a unit's customer (LOTLINE_TOKENS); without tokens, nobody may.
+    service.http.state.access = Access.from_env("serial-registry")
+except TokenConfigError as error:
+    raise SystemExit(f"lotline-serials: {error}") from None
 service.http.include_router(router)
 app = service.http
 

@@ -388,7 +388,7 @@ def sell(
     if unit.recalled:
         # Also when the till sold it before the recall was issued and the sale arrives late:
         # the recall's answer went out without this customer, so the flag is what names them.
-        flags.append(_recalled_flag(sale, unit.recall_ids[-1], unit.recalled_at))
+        flags.append(_recalled_flag(unit, sale.sold_at, unit.recall_ids[-1], unit.recalled_at))
     what = f"sold at {sale.location} in sale {sale.sale_id} line {sale.line}"
     if sale.lot_code is not None and unit.lot_code is not None and sale.lot_code != unit.lot_code:
         what += f" (till scanned lot {sale.lot_code}, unit is of lot {unit.lot_code})"
@@ -416,15 +416,17 @@ def sell(
     return Outcome(sold, tuple(flags))
 
 
-def _recalled_flag(sale: ItemSold, recall_id: str, recalled_at: datetime | None) -> Flag:
+def _recalled_flag(
+    unit: Unit, sold_at: datetime, recall_id: str, recalled_at: datetime | None
+) -> Flag:
     when = (
         f"sold before recall {recall_id} was issued but reported after it"
-        if recalled_at is not None and sale.sold_at < recalled_at
+        if recalled_at is not None and sold_at < recalled_at
         else f"under recall {recall_id}"
     )
     return Flag(
         FlagReason.RECALLED,
-        f"serial {sale.serial} of {sale.sku} is {when}: contact the customer",
+        f"serial {unit.serial} of {unit.sku} is {when}: contact the customer",
         recall_id=recall_id,
     )
 
@@ -443,7 +445,7 @@ def recalled_while_selling(
     recalled = _with_recalls(unit, recalls)
     if flagged or not recalled.recalled:
         return None
-    flag = _recalled_flag(sale, recalled.recall_ids[-1], recalled.recalled_at)
+    flag = _recalled_flag(unit, sale.sold_at, recalled.recall_ids[-1], recalled.recalled_at)
     entry = HistoryEntry(
         EventType.ITEM_SOLD,
         event_id,
@@ -453,6 +455,43 @@ def recalled_while_selling(
         sale_ref(sale),
         (flag,),
         sale.location,
+    )
+    return Outcome(recalled.with_entry(entry), (flag,))
+
+
+def sold_under_recall(unit: Unit, scope: RecallScope) -> Outcome | None:
+    """A recall applied after the sale of a unit it covers, sold when the recall was already
+    issued: the sale is flagged now, as it would have been had the recall been applied first.
+    Which topic is applied first must not decide whether a recalled unit left unnoticed.
+
+    A unit sold before the recall was issued gets no flag here: the recall's answer names
+    its customer (sold units to contact). None if the unit is not sold under this recall;
+    unchanged, with the flags it has, if its sale is already flagged for a recall."""
+    if (
+        unit.status is not UnitStatus.SOLD
+        or unit.sale_id is None
+        or unit.line is None
+        or unit.sold_at is None
+        or unit.sold_at < scope.issued_at
+        or not scope.covers(unit.serial, unit.lot_code)
+    ):
+        return None
+    ref = f"{unit.sale_id}#{unit.line}"
+    sales = [e for e in unit.history if e.type is EventType.ITEM_SOLD and e.ref == ref]
+    flagged = tuple(f for e in sales for f in e.flags if f.reason is FlagReason.RECALLED)
+    if flagged:
+        return Outcome(unit, flagged, changed=False)
+    recalled = as_recalled(unit, [scope])
+    flag = _recalled_flag(unit, unit.sold_at, scope.recall_id, scope.issued_at)
+    entry = HistoryEntry(
+        EventType.ITEM_SOLD,
+        sales[-1].event_id if sales else scope.event_id,
+        unit.sold_at,
+        f"sale {unit.sale_id} line {unit.line} flagged: recall {scope.recall_id}, issued before "
+        "the sale, was applied after it",
+        ref,
+        (flag,),
+        unit.location,
     )
     return Outcome(recalled.with_entry(entry), (flag,))
 

@@ -59,6 +59,7 @@ from lotline.serials.domain import (
     return_unit,
     sale_without_serial,
     sell,
+    sold_under_recall,
     unit_id,
     units_recalled,
     units_recalled_event_id,
@@ -152,7 +153,9 @@ class SerialHandlers:
             )
         # A recall saved while the units were being inserted did not see them: flag them now.
         # (The recall handler saves its scope before it flags, so one of the two sees both.)
-        later = await self.store.recall_scopes(skus)
+        # Read from the database: memory holds what the first read found, and a recall saved
+        # meanwhile was saved by another writer (see _recalls_missed), never through it.
+        later = await self.store.recall_scopes(skus, stored=True)
         for sku in skus:
             for scope in later[sku]:
                 if scope in scopes[sku]:
@@ -263,15 +266,19 @@ class SerialHandlers:
         outcomes: list[tuple[Delivery, Outcome]],
         seen: dict[str, list[RecallScope]],
     ) -> list[tuple[Delivery, Flag, str | None]]:
-        """Recalls are applied by another consumer: one issued between this batch reading the
-        recall scopes and writing its sales may have reached a unit the sales did not see as
-        recalled. A recall saves its scope before it flags any unit, so reading the scopes
-        again after the write (one lookup per SKU) finds every such recall; the sales of the
-        units it covers are flagged now (at worst a customer is named twice, never missed)."""
+        """A SKU's events normally have one writer, but not always: after a rebalance the
+        instance that lost the partitions may still be applying its batch (one that outlasted
+        max.poll.interval: a million-unit recall is one), so a recall can be saved by another
+        instance between this batch reading the recall scopes and writing its sales, and
+        answered from units that did not show these sales yet. A recall saves its scope before
+        it reads any unit, so reading the scopes again after the write finds every such recall,
+        provided that read goes to the database (by _id, one lookup per SKU): memory holds only
+        what the first read found. The sales of the units it covers are flagged now (at worst
+        a customer is named twice, never missed)."""
         applied = [(d, o) for d, o in outcomes if o.changed]
         if not applied:
             return []
-        now = await self.store.recall_scopes(d.data.sku for d, _ in applied)
+        now = await self.store.recall_scopes((d.data.sku for d, _ in applied), stored=True)
         new = {sku: [s for s in scopes if s not in seen[sku]] for sku, scopes in now.items()}
         missed: list[tuple[Delivery, Flag, str | None]] = []
         changes: list[UnitChange] = []
@@ -354,23 +361,56 @@ class SerialHandlers:
             answer = units_recalled(recall, found.counts, unknown, found.sold)
             chunks = [chunk.model_dump(mode="json") for chunk in answer]
             await self.store.save_recall_answer(key, chunks)
+        answers = [UnitsRecalled.model_validate(data) for data in chunks]
+        late_flags = await self._flag_sold_under_recall(recall.sku, scope, answers)
         log.info(
             "recall_applied",
             sku=recall.sku,
             recall_id=recall.recall_id,
             flagged_now=flagged,
             chunks=len(chunks),
+            sales_flagged=len(late_flags),
             flag_seconds=round(flagged_in, 3),
             seconds=round(time.perf_counter() - started, 3),
         )
         return [
-            Derived(
-                UnitsRecalled.model_validate(data),
-                units_recalled_event_id(key, data["chunk"]),
-                delivery.event.time,
-            )
-            for data in chunks
+            *(
+                Derived(answer, units_recalled_event_id(key, answer.chunk), delivery.event.time)
+                for answer in answers
+            ),
+            *(
+                _unit_sale_flag(unit, flag, delivery.event.time)
+                for unit, flags in late_flags
+                for flag in flags
+            ),
         ]
+
+    async def _flag_sold_under_recall(
+        self, sku: str, scope: RecallScope, answers: Sequence[UnitsRecalled]
+    ) -> list[tuple[Unit, tuple[Flag, ...]]]:
+        """The sales this recall's answer names that were made once it was issued: a sale
+        applied before its recall gets the flag it would have got after (sold_under_recall).
+        Taken from the answer, so a redelivered recall finds them again and resends their
+        flags (the ids make that harmless); few, so each unit is read by _id."""
+        late = [
+            unit_id(sku, sold.serial)
+            for answer in answers
+            for sold in answer.sold_units
+            if sold.sold_at is not None and sold.sold_at >= scope.issued_at
+        ]
+        if not late:
+            return []
+        flagged: list[tuple[Unit, tuple[Flag, ...]]] = []
+        changes: list[UnitChange] = []
+        for unit in (await self.store.units_by_id(late)).values():
+            outcome = sold_under_recall(unit, scope)
+            if outcome is None:
+                continue
+            if outcome.changed:
+                changes.append(UnitChange(unit, outcome.unit))
+            flagged.append((outcome.unit, outcome.flags))
+        await self.store.apply_changes(changes)
+        return flagged
 
     # ---------------------------------------------------------------------------- shared
 
@@ -476,6 +516,31 @@ def _duplicates_rejection(
         f"are already registered for {receipt.sku} and were not booked again: {named}{more}"
     )
     return _rejection(delivery, RejectReason.DUPLICATE_SERIAL, detail, duplicates)
+
+
+def _unit_sale_flag(unit: Unit, flag: Flag, at: datetime) -> Derived:
+    """A flag on a unit's recorded sale, raised by a later event (a recall): the same event,
+    by id, as the sale's own flag would have been."""
+    assert unit.sale_id is not None
+    assert unit.line is not None
+    return Derived(
+        SaleFlagged(
+            sku=unit.sku,
+            sale_id=unit.sale_id,
+            line=unit.line,
+            location=unit.location,
+            reason=flag.reason,
+            detail=clip(flag.detail),
+            quantity=1,
+            serial=unit.serial,
+            lot_code=unit.lot_code,
+            recall_id=flag.recall_id,
+            customer_ref=unit.customer_ref,
+            sold_at=unit.sold_at,
+        ),
+        flag_event_id(unit.sku, unit.sale_id, unit.line, flag.reason),
+        at,
+    )
 
 
 def _sale_flag(delivery: Delivery, flag: Flag, lot_code: str | None) -> Derived:

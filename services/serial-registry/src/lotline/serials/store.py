@@ -503,9 +503,14 @@ class SerialStore:
             upsert=True,
         )
 
-    async def recall_scopes(self, skus: Iterable[str]) -> dict[str, list[RecallScope]]:
+    async def recall_scopes(
+        self, skus: Iterable[str], *, stored: bool = False
+    ) -> dict[str, list[RecallScope]]:
+        """Each SKU's recall scopes, from memory where this instance holds them. `stored`
+        reads the database whatever memory holds (and refreshes it): the look for a recall
+        saved since the last read, which memory cannot have seen if another writer saved it."""
         wanted = set(skus)
-        cached = {sku: self._scopes[sku] for sku in wanted if sku in self._scopes}
+        cached = {} if stored else {sku: self._scopes[sku] for sku in wanted if sku in self._scopes}
         found = await find_by_ids(self.recalls, wanted - cached.keys())
         loaded = {
             sku: [

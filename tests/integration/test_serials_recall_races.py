@@ -1,0 +1,217 @@
+"""The serial registry's handlers on the real FerretDB and broker, where a recall and the sales or
+receipts of its units meet: saved by another instance mid-batch, or applied after the sale."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from itertools import count
+from typing import Any
+
+import pytest
+from conftest import EventBus
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lotline.events import (
+    BatchRecalled,
+    Classification,
+    EventData,
+    FlagReason,
+    ItemReceived,
+    ItemSold,
+    Lot,
+    ProductRegistered,
+    SaleFlagged,
+    UnitStatus,
+    decode,
+    encode,
+)
+from lotline.runtime.consumer import Delivery
+from lotline.serials.domain import Unit
+from lotline.serials.handlers import SerialHandlers
+from lotline.serials.store import SerialStore, UnitChange
+
+pytestmark = pytest.mark.infra
+
+ISSUED_AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+_offsets = count()
+
+
+class SavedMeanwhile(SerialStore):
+    """This instance's store. `meanwhile` runs once, just before the next write of units:
+    what another instance does between this batch reading the recall scopes and writing."""
+
+    meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    async def _before_write(self) -> None:
+        step, self.meanwhile = self.meanwhile, None
+        if step is not None:
+            await step()
+
+    async def insert_units(self, units: Sequence[Unit]) -> list[str]:
+        await self._before_write()
+        return await super().insert_units(units)
+
+    async def apply_changes(self, changes: Sequence[UnitChange]) -> bool:
+        await self._before_write()
+        return await super().apply_changes(changes)
+
+
+@pytest.fixture
+async def db(
+    mongo: AsyncMongoClient[dict[str, Any]], run_id: str
+) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    name = f"lotline_tests_recall_races_{run_id}"
+    yield mongo[name]
+    await mongo.drop_database(name)
+
+
+def delivered(data: EventData) -> Delivery:
+    event = encode(data, source="tests").event
+    return Delivery(event, event.type.topic, 0, next(_offsets))
+
+
+def receipt(sku: str, serials: list[str], receipt_id: str = "R-1") -> ItemReceived:
+    return ItemReceived(
+        sku=sku,
+        receipt_id=receipt_id,
+        location="DC-1",
+        quantity=len(serials),
+        serials=serials,
+        lot=Lot(code="L1", expires_on=date(2028, 1, 31)),
+        received_at=ISSUED_AT - timedelta(days=3),
+    )
+
+
+def sale(sku: str, serial: str, sold_at: datetime, sale_id: str = "S-1") -> ItemSold:
+    return ItemSold(
+        sku=sku,
+        sale_id=sale_id,
+        line=1,
+        location="STORE-7",
+        quantity=1,
+        serial=serial,
+        customer_ref=f"CUST-{sale_id}",
+        sold_at=sold_at,
+    )
+
+
+def recall(sku: str, lots: list[str], serials: list[str] = []) -> BatchRecalled:  # noqa: B006
+    return BatchRecalled(
+        sku=sku,
+        recall_id="RC-1",
+        lot_codes=lots,
+        serials=serials,
+        reason="battery may overheat",
+        classification=Classification.I,
+        issued_by="qa@lotline",
+        issued_at=ISSUED_AT,
+    )
+
+
+async def flags(bus: EventBus, sku: str) -> list[SaleFlagged]:
+    """The sale-flagged events published for one SKU."""
+    return [
+        decode(record.value).data
+        for record in await bus.read_all("sale-flagged")
+        if record.key == sku.encode()
+    ]
+
+
+async def test_a_recall_saved_by_another_instance_mid_batch_still_flags_its_sales(
+    db: AsyncDatabase[dict[str, Any]], bus: EventBus, run_id: str
+) -> None:
+    sku = f"PHONE-{run_id}"
+    mine = SavedMeanwhile(db)
+    handlers = SerialHandlers(mine, bus)
+    other = SerialHandlers(SerialStore(db), bus)
+    await mine.save_products([ProductRegistered(sku=sku, name="Phone", tracking="serial")])
+    await handlers.on_items_received([delivered(receipt(sku, ["A0", "A1"]))])
+
+    # Between this batch reading the (no) recall scopes and writing the sale, the instance
+    # that held the partitions a moment ago applies a recall of the lot: it saves the scope
+    # and answers from units that do not show the sale yet.
+    async def recall_elsewhere() -> None:
+        await other.on_batches_recalled([delivered(recall(sku, ["L1"]))])
+
+    mine.meanwhile = recall_elsewhere
+    await handlers.on_items_sold([delivered(sale(sku, "A0", ISSUED_AT + timedelta(hours=1)))])
+
+    assert mine.meanwhile is None  # the recall did come in between
+    stored = await mine.unit(sku, "A0")
+    assert stored is not None
+    assert (stored.status, stored.recall_ids) == (UnitStatus.SOLD, ("RC-1",))
+    sold = [entry for entry in stored.history if entry.ref == "S-1#1"]
+    assert [f.reason for entry in sold for f in entry.flags] == [FlagReason.RECALLED]
+    assert [(f.sale_id, f.reason, f.recall_id, f.customer_ref) for f in await flags(bus, sku)] == [
+        ("S-1", FlagReason.RECALLED, "RC-1", "CUST-S-1")
+    ]
+
+
+async def test_a_recall_saved_by_another_instance_mid_receipt_flags_the_units_it_names(
+    db: AsyncDatabase[dict[str, Any]], bus: EventBus, run_id: str
+) -> None:
+    sku = f"PHONE-{run_id}"
+    mine = SavedMeanwhile(db)
+    handlers = SerialHandlers(mine, bus)
+    other = SerialHandlers(SerialStore(db), bus)
+    await mine.save_products([ProductRegistered(sku=sku, name="Phone", tracking="serial")])
+    await handlers.on_items_received([delivered(receipt(sku, ["A0"], "R-0"))])
+
+    # A recall naming B1 is applied elsewhere while this receipt inserts B0 and B1: it finds
+    # no B1 to flag, so this batch's second look at the scopes must.
+    async def recall_elsewhere() -> None:
+        await other.on_batches_recalled([delivered(recall(sku, [], ["B1"]))])
+
+    mine.meanwhile = recall_elsewhere
+    await handlers.on_items_received([delivered(receipt(sku, ["B0", "B1"], "R-1"))])
+
+    assert mine.meanwhile is None
+    units = await mine.units_by_id([f"{sku} B0", f"{sku} B1"])
+    assert {unit.serial: unit.recall_ids for unit in units.values()} == {
+        "B0": (),
+        "B1": ("RC-1",),
+    }
+    assert [entry.ref for entry in units[f"{sku} B1"].history] == ["R-1", "RC-1"]
+
+
+async def test_a_recall_applied_after_a_sale_made_under_it_flags_that_sale(
+    db: AsyncDatabase[dict[str, Any]], bus: EventBus, run_id: str
+) -> None:
+    sku = f"PHONE-{run_id}"
+    store = SerialStore(db)
+    handlers = SerialHandlers(store, bus)
+    await store.save_products([ProductRegistered(sku=sku, name="Phone", tracking="serial")])
+    await handlers.on_items_received([delivered(receipt(sku, ["A0", "A1", "A2"]))])
+    # A till sold A1 an hour after the recall was issued, before the registry applied it;
+    # A0 was sold the day before (its customer is named in the recall's answer instead).
+    await handlers.on_items_sold(
+        [
+            delivered(sale(sku, "A0", ISSUED_AT - timedelta(days=1), "S-0")),
+            delivered(sale(sku, "A1", ISSUED_AT + timedelta(hours=1), "S-1")),
+        ]
+    )
+    assert await flags(bus, sku) == []
+    the_recall = delivered(recall(sku, ["L1"]))
+    await handlers.on_batches_recalled([the_recall])
+    # Redelivered: nothing flagged or written twice.
+    await handlers.on_batches_recalled([the_recall])
+
+    found = await flags(bus, sku)
+    assert [(f.sale_id, f.serial, f.reason, f.recall_id, f.location) for f in found] == [
+        ("S-1", "A1", FlagReason.RECALLED, "RC-1", "STORE-7")
+    ]
+    assert found[0].detail == f"serial A1 of {sku} is under recall RC-1: contact the customer"
+    a1 = await store.unit(sku, "A1")
+    assert a1 is not None
+    assert a1.recall_ids == ("RC-1",)
+    assert [(entry.ref, [f.reason for f in entry.flags]) for entry in a1.history] == [
+        ("R-1", []),
+        ("S-1#1", []),
+        ("RC-1", []),
+        ("S-1#1", [FlagReason.RECALLED]),
+    ]
+    a0 = await store.unit(sku, "A0")
+    assert a0 is not None
+    assert [entry.ref for entry in a0.history] == ["R-1", "S-0#1"]
