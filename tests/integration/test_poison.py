@@ -52,6 +52,46 @@ def _other_type(event_type: EventType) -> str:
     return next(t.value for t in EventType if t is not event_type)
 
 
+# Values the schema refuses because the database could not hold them: a time that leaves
+# BSON's range once converted to UTC, and an integer beyond 64 bits. A till with a bad clock
+# sends the first; before the contract bounded them they froze a consumer at write time.
+FAR_FUTURE, FAR_PAST = "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+01:00"
+HUGE = 2**70
+DATA_TIME = {
+    EventType.ITEM_RECEIVED: "received_at",
+    EventType.ITEM_SOLD: "sold_at",
+    EventType.ITEM_RETURNED: "returned_at",
+    EventType.BATCH_RECALLED: "issued_at",
+    EventType.SALE_FLAGGED: "sold_at",
+}
+DATA_INTEGER = {
+    EventType.PRODUCT_REGISTERED: "revision",
+    EventType.ITEM_RECEIVED: "quantity",
+    EventType.ITEM_SOLD: "line",
+    EventType.ITEM_RETURNED: "line",
+    EventType.STOCK_QUARANTINED: "quantity",
+    EventType.UNITS_RECALLED: "chunk",
+    EventType.SALE_FLAGGED: "line",
+}
+
+
+def unstorable(event_type: EventType, good: dict[str, Any]) -> list[tuple[str, bytes, str, str]]:
+    """The kinds of garbage a database cannot store, for one event type."""
+    out = [
+        ("time far in the future", _with(good, time=FAR_FUTURE), "time", "outside 1000..9998"),
+        ("time far in the past", _with(good, time=FAR_PAST), "time", "outside 1000..9998"),
+    ]
+    if event_type in DATA_TIME:
+        name = DATA_TIME[event_type]
+        out.append(("data time", _with_data(good, **{name: FAR_FUTURE}), f"data.{name}", "outside"))
+    if event_type in DATA_INTEGER:
+        name = DATA_INTEGER[event_type]
+        out.append(
+            ("huge integer", _with_data(good, **{name: HUGE}), f"data.{name}", "less than or")
+        )
+    return out
+
+
 def garbage(event_type: EventType, sku: str) -> list[tuple[str, bytes, str, str]]:
     """(kind, message, field named in the DLQ header, words of the reason) of each kind."""
     good = json.loads(encode(sample(event_type, sku), source="poison").value)
@@ -78,6 +118,7 @@ def garbage(event_type: EventType, sku: str) -> list[tuple[str, bytes, str, str]
         ),
         ("wrong type", _with_data(good, sku=12345), "data.sku", "valid string"),
         ("huge value", _with_data(good, sku="X" * 300_000), "data.sku", "at most"),
+        *unstorable(event_type, good),
     ]
 
 
@@ -269,3 +310,7 @@ async def test_garbage_among_good_events_is_dead_lettered_and_nothing_stalls(  #
     for name, service in services.items():
         assert service.process is not None
         assert service.process.poll() is None, f"{name} died:\n{service.log_tail()}"
+        async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+            ready = await client.get("/health/ready")
+        assert ready.status_code == 200, (name, ready.text)
+        assert ready.json()["checks"]["consumer"], (name, ready.text)

@@ -7,9 +7,9 @@ from functools import cache
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lotline.events.models import EVENT_MODELS, EventData
+from lotline.events.models import EVENT_MODELS, EventData, Time
 from lotline.events.topics import EventType
 
 DataT = TypeVar("DataT", bound=EventData)
@@ -27,7 +27,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
     source: str = Field(min_length=1, description="URI-reference of the producer")
     type: EventType
     subject: str = Field(min_length=1, description="The SKU; also the Kafka message key")
-    time: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    time: Time = Field(default_factory=lambda: datetime.now(UTC))
     datacontenttype: Literal["application/json"] = "application/json"
     data: DataT
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
@@ -33,20 +33,30 @@ def _valid_gtin(value: str) -> str:
     return digits.zfill(14)
 
 
-# Identifiers travel as Kafka keys, URL path segments and CSV cells: printable, no spaces.
+# Identifiers travel as Kafka keys, URL path segments and CSV cells: printable ASCII, no
+# spaces, and no "/" (a path segment could not carry it: one rule for every identifier).
+IDENTIFIER_PATTERN = r"^[!-.0-~]+$"
 Identifier = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[!-~]+$"),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN
+    ),
 ]
 Sku = Annotated[Identifier, Field(description="Stock keeping unit, the product's key")]
 Location = Annotated[Identifier, Field(description="Store or warehouse code")]
 # GS1 AI (10) allows up to 20 characters; a serial (AI 21) up to 20, an IMEI 15 digits.
 # Both get a little room for retailers' own codes.
 LotCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=r"^[!-~]+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=40, pattern=IDENTIFIER_PATTERN
+    ),
 ]
 Serial = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[!-~]+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN
+    ),
 ]
 Gtin = Annotated[str, AfterValidator(_valid_gtin), Field(description="GTIN, check digit valid")]
 # At most a billion: more is a typo or an attack, and beyond 2**63 no database stores it.
@@ -55,6 +65,41 @@ Quantity = Annotated[
     int, Field(gt=0, le=MAX_QUANTITY, description="Units, more than zero, at most a billion")
 ]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+# Every integer is stored, and BSON's integers have 64 bits: a bigger one would be accepted
+# here and then fail at write time, batch after batch.
+MAX_INT64 = 2**63 - 1
+Int64 = Annotated[int, Field(le=MAX_INT64)]
+
+# Times and dates are stored as BSON dates, which (through Python) hold years 1 to 9999 in
+# UTC. A time at either end leaves that range once converted to UTC (9999-12-31T23:59:59-14:00
+# is in year 10000), so years 1000 to 9998 are what the contract accepts: every offset stays
+# inside, and the schema can say it with a pattern.
+FIRST_YEAR, LAST_YEAR = 1000, 9998
+YEAR_PATTERN = r"^(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
+
+
+def _storable_year(value: date) -> date:
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(
+            f"year {value.year} is outside {FIRST_YEAR}..{LAST_YEAR}, the years Lotline stores"
+        )
+    return value
+
+
+def _storable_time(value: datetime) -> datetime:
+    _storable_year(value)
+    return value
+
+
+Time = Annotated[
+    AwareDatetime,
+    AfterValidator(_storable_time),
+    Field(json_schema_extra={"pattern": YEAR_PATTERN}),
+]
+Date = Annotated[
+    date, AfterValidator(_storable_year), Field(json_schema_extra={"pattern": YEAR_PATTERN})
+]
 
 
 class Tracking(StrEnum):
@@ -133,15 +178,15 @@ class ProductRegistered(EventData):
     tracking: Tracking
     gtin: Gtin | None = None
     shelf_life_days: int | None = Field(None, ge=0, le=36500)
-    revision: int = Field(1, ge=1, description="Increases with every change of the product")
+    revision: Int64 = Field(1, ge=1, description="Increases with every change of the product")
 
 
 class Lot(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     code: LotCode
-    expires_on: date | None = None
-    produced_on: date | None = None
+    expires_on: Date | None = None
+    produced_on: Date | None = None
 
     @model_validator(mode="after")
     def _produced_before_expiry(self) -> Lot:
@@ -165,7 +210,7 @@ class ItemReceived(EventData):
         None, description="Serial items only: exactly `quantity` distinct serials"
     )
     supplier: Text | None = None
-    received_at: AwareDatetime | None = None
+    received_at: Time | None = None
 
     @model_validator(mode="after")
     def _serials_match_quantity(self) -> ItemReceived:
@@ -197,13 +242,13 @@ class ItemSold(EventData):
     event_type: ClassVar[EventType] = EventType.ITEM_SOLD
 
     sale_id: Identifier
-    line: int = Field(ge=1)
+    line: Int64 = Field(ge=1)
     location: Location
     quantity: Quantity
     serial: Serial | None = Field(None, description="Serial items: the unit sold")
     lot_code: LotCode | None = Field(None, description="The lot, if the till scanned it")
     customer_ref: Text | None = Field(None, description="Opaque reference to the customer")
-    sold_at: AwareDatetime
+    sold_at: Time
 
     @model_validator(mode="after")
     def _one_unit_per_serial(self) -> ItemSold:
@@ -218,14 +263,14 @@ class ItemReturned(EventData):
     event_type: ClassVar[EventType] = EventType.ITEM_RETURNED
 
     return_id: Identifier
-    line: int = Field(1, ge=1)
+    line: Int64 = Field(1, ge=1)
     sale_id: Identifier | None = None
     location: Location
     quantity: Quantity
     serial: Serial | None = None
     lot_code: LotCode | None = None
     reason: ReturnReason
-    returned_at: AwareDatetime | None = None
+    returned_at: Time | None = None
 
     @model_validator(mode="after")
     def _one_unit_per_serial(self) -> ItemReturned:
@@ -245,7 +290,7 @@ class BatchRecalled(EventData):
     reason: Text
     classification: Classification
     issued_by: Text
-    issued_at: AwareDatetime
+    issued_at: Time
 
     @model_validator(mode="after")
     def _names_something(self) -> BatchRecalled:
@@ -262,7 +307,7 @@ class StockQuarantined(EventData):
     recall_id: Identifier
     location: Location
     lot_code: LotCode | None = Field(None, description="None for stock without a lot")
-    quantity: int = Field(ge=0, description="Units now in quarantine for this lot here")
+    quantity: Int64 = Field(ge=0, description="Units now in quarantine for this lot here")
 
 
 class SoldUnit(BaseModel):
@@ -273,7 +318,7 @@ class SoldUnit(BaseModel):
     sale_id: Identifier | None = None
     customer_ref: Text | None = None
     location: Location | None = None
-    sold_at: AwareDatetime | None = None
+    sold_at: Time | None = None
 
 
 class UnitsRecalled(EventData):
@@ -282,9 +327,11 @@ class UnitsRecalled(EventData):
     event_type: ClassVar[EventType] = EventType.UNITS_RECALLED
 
     recall_id: Identifier
-    chunk: int = Field(ge=1)
-    chunks: int = Field(ge=1)
-    counts: dict[UnitStatus, int] = Field(description="Recalled units by physical status")
+    chunk: Int64 = Field(ge=1)
+    chunks: Int64 = Field(ge=1)
+    counts: dict[UnitStatus, Annotated[Int64, Field(ge=0)]] = Field(
+        description="Recalled units by physical status"
+    )
     unknown_serials: list[Serial] = Field(default_factory=list)
     sold_units: list[SoldUnit] = Field(default_factory=list, max_length=1000)
 
@@ -301,16 +348,16 @@ class SaleFlagged(EventData):
     event_type: ClassVar[EventType] = EventType.SALE_FLAGGED
 
     sale_id: Identifier
-    line: int = Field(ge=1)
+    line: Int64 = Field(ge=1)
     location: Location
     reason: FlagReason
     detail: Text
-    quantity: int = Field(1, ge=1)
+    quantity: Int64 = Field(1, ge=1)
     serial: Serial | None = None
     lot_code: LotCode | None = None
     recall_id: Identifier | None = Field(None, description="The recall, when reason=recalled")
     customer_ref: Text | None = None
-    sold_at: AwareDatetime | None = None
+    sold_at: Time | None = None
 
 
 class ReceiptRejected(EventData):
@@ -335,9 +382,9 @@ class LotExpiring(EventData):
 
     location: Location
     lot_code: LotCode
-    expires_on: date = Field(description="Last day the lot may be sold")
-    days_left: int = Field(ge=0, description="Days from the check to expires_on")
-    threshold_days: int = Field(ge=0, description="The warning threshold this lot reached")
+    expires_on: Date = Field(description="Last day the lot may be sold")
+    days_left: Int64 = Field(ge=0, description="Days from the check to expires_on")
+    threshold_days: Int64 = Field(ge=0, description="The warning threshold this lot reached")
     quantity_on_hand: Quantity = Field(description="Sellable units at the location at the check")
 
     @model_validator(mode="after")
