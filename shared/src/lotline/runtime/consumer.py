@@ -51,6 +51,44 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+@dataclass
+class Progress:
+    """Whether a service's consumer is getting anywhere, for readiness and for the log.
+
+    Trouble is any retry or failed batch since the last commit. Trouble that lasts longer
+    than `stall_after_s` is a stall: the consumer has lag it cannot work off, so the instance
+    says it is not ready (an orchestrator stops routing to it and an operator is paged)
+    rather than look healthy while its offsets stand still.
+    """
+
+    stall_after_s: float
+    trouble_since: float | None = None
+    trouble: str = ""
+    _reported: bool = False
+
+    def troubled(self, what: str) -> None:
+        if self.trouble_since is None:
+            self.trouble_since = time.monotonic()
+        self.trouble = what
+
+    def committed(self) -> None:
+        if self._reported:
+            log.info("consumer_recovered")
+        self.trouble_since, self.trouble, self._reported = None, "", False
+
+    def stalled(self) -> str | None:
+        """What the consumer is stuck on, once it has been stuck for `stall_after_s`."""
+        if self.trouble_since is None:
+            return None
+        stuck_s = time.monotonic() - self.trouble_since
+        if stuck_s < self.stall_after_s:
+            return None
+        if not self._reported:
+            log.error("consumer_stalled", stuck_s=round(stuck_s, 1), on=self.trouble)
+            self._reported = True
+        return self.trouble
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One decoded event and where it sat in Kafka (its position guards redelivery)."""
@@ -69,6 +107,13 @@ class Delivery:
         """Topic and partition: one ordered stream, whose offsets only grow."""
         return f"{self.topic}:{self.partition}"
 
+    def describe(self) -> str:
+        """Where the event sat and which it is, for a log line a person can act on."""
+        return (
+            f"{self.topic}:{self.partition}@{self.offset} "
+            f"(id {self.event.id}, source {self.event.source})"
+        )
+
 
 @dataclass
 class Deferred:
@@ -81,6 +126,9 @@ class Deferred:
 @dataclass
 class BatchResult:
     deferred: list[Deferred] = field(default_factory=list)
+    # Isolated as poison and dead-lettered: not applied, so not remembered as applied (a
+    # replay from the DLQ once the cause is fixed must not be taken for a copy).
+    dead_lettered: list[Delivery] = field(default_factory=list)
 
     def defer(self, delivery: Delivery, reason: str) -> None:
         self.deferred.append(Deferred(delivery, reason))
@@ -131,6 +179,7 @@ class EventConsumer:
     seen: SeenEvents
     settings: Settings
     owned: OwnedState
+    progress: Progress
     dedupe: Dedupe = Dedupe.LOOKUP
     give_up: GiveUp | None = None
     stats: dict[str, int] = field(
@@ -148,6 +197,10 @@ class EventConsumer:
                 await self.dead_letter(record, exc.problem, exc.field)
                 continue
             deliveries.append(Delivery(event, record.topic, record.partition, record.offset))
+        return await self.process_deliveries(deliveries)
+
+    async def process_deliveries(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Apply decoded events once each; returns those to read again later (deferred)."""
         seen = self.seen
         if self.dedupe is Dedupe.LOOKUP:
             fresh = await self._until_done(partial(seen.unseen, deliveries))
@@ -155,21 +208,41 @@ class EventConsumer:
             deliveries = fresh
         revisit: list[Delivery] = []
         if deliveries:
-            revisit = await self.apply(deliveries)
+            revisit, dead = await self.apply(deliveries)
             if self.dedupe is not Dedupe.NONE:
-                waiting = {id(d) for d in revisit}
+                waiting = {id(d) for d in revisit} | {id(d) for d in dead}
                 done = [d for d in deliveries if id(d) not in waiting]
-                await self._until_done(partial(seen.remember, done))
+                await self._remember(done)
         self.stats["batches"] += 1
         return revisit
 
-    async def apply(self, deliveries: list[Delivery]) -> list[Delivery]:
+    async def _remember(self, deliveries: list[Delivery]) -> None:
+        """Record the applied events; one that cannot be recorded is isolated by halving the
+        batch and dead-lettered, so it never holds back its neighbours' commit. (The
+        contract bounds every value to what the database holds; this is the last line.)"""
+        if not deliveries:
+            return
+        try:
+            await self._until_done(partial(self.seen.remember, deliveries))
+        except Exception as exc:
+            if len(deliveries) == 1:
+                log.error("unrecordable_event", on=deliveries[0].describe(), error=repr(exc))
+                await self.dead_letter_delivery(
+                    deliveries[0], f"applied but could not be recorded: {exc!r}"
+                )
+                return
+            middle = len(deliveries) // 2
+            await self._remember(deliveries[:middle])
+            await self._remember(deliveries[middle:])
+
+    async def apply(self, deliveries: list[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
         """Hand the batch to the handler. What it defers is read again in a later batch
         (when, say, the product's registration has arrived), until it has waited
-        `consumer_defer_max_s`; then it goes to the DLQ and the `give_up` hook."""
+        `consumer_defer_max_s`; then it goes to the DLQ and the `give_up` hook.
+        Returns the events to read again, and those dead-lettered as poison."""
         result = await self._run_handler(deliveries)
-        deferred = result.deferred if result else []
-        self.stats["applied"] += len(deliveries) - len(deferred)
+        deferred = result.deferred
+        self.stats["applied"] += len(deliveries) - len(deferred) - len(result.dead_lettered)
         now = time.monotonic()
         expired: list[Deferred] = []
         revisit: list[Delivery] = []
@@ -190,34 +263,40 @@ class EventConsumer:
         }
         for position in applied:
             self._deferred_since.pop(position, None)
-        return revisit
+        return revisit, result.dead_lettered
 
-    async def _run_handler(self, deliveries: list[Delivery]) -> BatchResult | None:
+    async def _run_handler(self, deliveries: list[Delivery]) -> BatchResult:
         """Run the handler; a batch that keeps failing is split to isolate the poison."""
         attempt = 1
         while True:
             try:
-                return await self._call_handler(deliveries)
+                return await self._call_handler(deliveries) or BatchResult()
             except INFRASTRUCTURE_ERRORS as exc:
                 # Not the message's fault: wait for the database or broker to come back.
                 log.warning("infrastructure_unavailable", error=repr(exc), attempt=attempt)
+                self.progress.troubled(f"infrastructure unavailable: {exc!r}")
                 await asyncio.sleep(self._backoff(attempt))
                 attempt += 1
             except Exception as exc:
+                self.progress.troubled(
+                    f"handler failed on {len(deliveries)} events from "
+                    f"{deliveries[0].describe()}: {exc!r}"
+                )
                 if attempt < self.settings.consumer_retry_attempts:
                     log.warning("handler_failed", error=repr(exc), attempt=attempt)
                     await asyncio.sleep(self._backoff(attempt))
                     attempt += 1
                     continue
                 if len(deliveries) == 1:
+                    log.error("poison_event", on=deliveries[0].describe(), error=repr(exc))
                     await self.dead_letter_delivery(deliveries[0], f"handler failed: {exc!r}")
-                    return None
+                    return BatchResult(dead_lettered=list(deliveries))
                 merged = BatchResult()
                 middle = len(deliveries) // 2
                 for half in (deliveries[:middle], deliveries[middle:]):
                     result = await self._run_handler(half)
-                    if result:
-                        merged.deferred.extend(result.deferred)
+                    merged.deferred.extend(result.deferred)
+                    merged.dead_lettered.extend(result.dead_lettered)
                 return merged
 
     async def _call_handler(self, deliveries: list[Delivery]) -> BatchResult | None:
@@ -235,6 +314,7 @@ class EventConsumer:
                 return await step()
             except INFRASTRUCTURE_ERRORS as exc:
                 log.warning("infrastructure_unavailable", error=repr(exc), attempt=attempt)
+                self.progress.troubled(f"infrastructure unavailable: {exc!r}")
                 await asyncio.sleep(self._backoff(attempt))
                 attempt += 1
 
@@ -303,10 +383,13 @@ class ServiceConsumer:
     concurrent updates of one document, and even on MongoDB it spares optimistic retries.
     """
 
-    def __init__(self, service: str, settings: Settings, owned: OwnedState) -> None:
+    def __init__(
+        self, service: str, settings: Settings, owned: OwnedState, progress: Progress
+    ) -> None:
         self.service = service
         self.settings = settings
         self.owned = owned
+        self.progress = progress
         self.topics: dict[str, EventConsumer] = {}
 
     def add(self, consumer: EventConsumer) -> None:
@@ -359,11 +442,15 @@ class ServiceConsumer:
             self.owned.forget("batch cancelled")
             await message.nack()
             raise
-        except Exception:
+        except Exception as exc:
             # A failure outside the handlers' own retries (they dead-letter what they cannot
-            # apply): say so loudly, and read the batch again rather than skip it.
+            # apply): say so loudly, and read the batch again rather than skip it. Readiness
+            # turns not-ready if it goes on (`Progress`).
             self.owned.forget("batch failed")
-            log.exception("batch_failed", topics=sorted(by_topic))
+            first = records[0]
+            where = f"{first.topic}:{first.partition}@{first.offset}"
+            self.progress.troubled(f"batch of {len(records)} from {where} failed: {exc!r}")
+            log.exception("batch_failed", topics=sorted(by_topic), first=where)
             await message.nack()
             raise
         if revisit:
@@ -381,6 +468,8 @@ class ServiceConsumer:
             # A rebalance took the partitions away; the new owner redelivers the batch
             # and the effects' guards make that harmless.
             log.warning("commit_failed", error=str(exc))
+        else:
+            self.progress.committed()
         if revisit:
             await asyncio.sleep(self.settings.consumer_retry_backoff_s)
 

@@ -23,6 +23,7 @@ from lotline.runtime.consumer import (
     BatchHandler,
     EventConsumer,
     GiveUp,
+    Progress,
     Publisher,
     ServiceConsumer,
 )
@@ -121,7 +122,9 @@ class Service:
         self.seen = SeenEvents(self.db["seen_events"])
         # What this instance may keep in memory while it owns its partitions.
         self.owned = OwnedState()
-        self.consumer = ServiceConsumer(name, self.settings, self.owned)
+        # Whether the consumer commits: a stall turns readiness off.
+        self.progress = Progress(self.settings.consumer_stall_after_s)
+        self.consumer = ServiceConsumer(name, self.settings, self.owned, self.progress)
         self._startup: list[Hook] = []
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -146,6 +149,7 @@ class Service:
             seen=self.seen,
             settings=self.settings,
             owned=self.owned,
+            progress=self.progress,
             dedupe=dedupe,
             give_up=give_up,
         )
@@ -201,9 +205,16 @@ class Service:
         return {"status": "live"}
 
     async def _ready(self) -> JSONResponse:
-        checks = {"database": await self._database_ok(), "broker": await self.broker.ping(2.0)}
+        stalled = self.progress.stalled()
+        checks = {
+            "database": await self._database_ok(),
+            "broker": await self.broker.ping(2.0),
+            "consumer": stalled is None,
+        }
         ok = all(checks.values())
-        body = {"status": "ready" if ok else "not ready", "checks": checks}
+        body: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": checks}
+        if stalled is not None:
+            body["stalled_on"] = stalled
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def _database_ok(self) -> bool:

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     consumer_defer_max_s: float = Field(
         15.0, gt=0, description="How long an event may wait (e.g. for its product) before the DLQ"
     )
+    consumer_stall_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long a consumer may fail or retry without committing before "
+        "`/health/ready` says not ready",
+    )
     # Re-sent copies: documents remember the events they applied within this window
     # (and at most this many each); older events are looked up in `seen_events`.
     dedupe_window_hours: float = Field(
