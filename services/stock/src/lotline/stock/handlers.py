@@ -113,15 +113,16 @@ class StockHandlers:
         products = await self.store.load_products(d.data.sku for d in deliveries)
         for delivery in deliveries:
             recall: BatchRecalled = delivery.data
-            if recall.sku not in products:
-                result.defer(delivery, f"sku {recall.sku!r} is not known to stock yet")
-                continue
             if not recall.lot_codes:
                 continue  # A recall of serials only: the serial registry finds the units.
+            # Kept even for a product not registered yet: recall wins, whatever the order,
+            # so its lots are quarantined on arrival and their sales flagged.
             await self.store.add_recalls(
                 recall.sku,
                 [Recall(recall.recall_id, code, recall.issued_at) for code in recall.lot_codes],
             )
+            if recall.sku not in products:
+                continue  # no stock of it can exist before its registration
 
             def quarantine(
                 delivery: Delivery, level: Level, product: Product

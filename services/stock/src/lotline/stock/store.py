@@ -118,6 +118,8 @@ class StockStore:
         wanted = set(skus)
         found = {sku: self._products[sku] for sku in wanted if sku in self._products}
         for doc in (await find_by_ids(self.products, wanted - found.keys())).values():
+            if "tracking" not in doc:
+                continue  # only recalls so far: the product is not registered yet
             found[doc["_id"]] = Product(
                 sku=doc["_id"],
                 tracking=Tracking(doc["tracking"]) if doc.get("tracking") else Tracking.QUANTITY,
@@ -133,13 +135,21 @@ class StockStore:
         return found
 
     async def add_recalls(self, sku: str, recalls: list[Recall]) -> None:
-        """Remember recalled lots, so later receipts, sales and returns know (idempotent)."""
+        """Remember recalled lots, so later receipts, sales and returns know (idempotent).
+
+        A recall may name a product stock has not heard of yet: it is kept all the same, in
+        a product document with no tracking (revision 0, so the registration's own write
+        finds and completes it), and applies the moment the product and its lot arrive."""
         entries = [
             {"lot_code": r.lot_code, "recall_id": r.recall_id, "issued_at": r.issued_at}
             for r in recalls
         ]
         self._products.pop(sku, None)
-        await self.products.update_one({"_id": sku}, {"$addToSet": {"recalls": {"$each": entries}}})
+        await self.products.update_one(
+            {"_id": sku},
+            {"$addToSet": {"recalls": {"$each": entries}}, "$setOnInsert": {"revision": 0}},
+            upsert=True,
+        )
 
     # Levels.
 
