@@ -1,5 +1,5 @@
-"""The serial registry's handlers on the real FerretDB and broker, where a recall and the sales or
-receipts of its units meet: saved by another instance mid-batch, or applied after the sale."""
+"""The serial registry on the real FerretDB and broker where a recall and the sales or receipts of
+its units meet: in one batch, saved by another instance mid-batch, or applied after the sale."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import count
 from typing import Any
 
+import httpx
 import pytest
-from conftest import EventBus
+from conftest import EventBus, ServiceProcess
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -32,8 +33,11 @@ from lotline.serials.domain import Unit
 from lotline.serials.handlers import SerialHandlers
 from lotline.serials.store import SerialStore, UnitChange
 
+from support import eventually
+
 pytestmark = pytest.mark.infra
 
+SOURCE = "lotline/serial-registry"
 ISSUED_AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 _offsets = count()
 
@@ -111,12 +115,13 @@ def recall(sku: str, lots: list[str], serials: list[str] = []) -> BatchRecalled:
 
 
 async def flags(bus: EventBus, sku: str) -> list[SaleFlagged]:
-    """The sale-flagged events published for one SKU."""
-    return [
-        decode(record.value).data
+    """The sale-flagged events the registry published for one SKU (stock's share the topic)."""
+    events = (
+        decode(record.value)
         for record in await bus.read_all("sale-flagged")
         if record.key == sku.encode()
-    ]
+    )
+    return [event.data for event in events if event.source == SOURCE]
 
 
 async def test_a_recall_saved_by_another_instance_mid_batch_still_flags_its_sales(
@@ -215,3 +220,99 @@ async def test_a_recall_applied_after_a_sale_made_under_it_flags_that_sale(
     a0 = await store.unit(sku, "A0")
     assert a0 is not None
     assert [entry.ref for entry in a0.history] == ["R-1", "S-0#1"]
+
+
+@pytest.fixture
+async def registry_cleanup(
+    mongo: AsyncMongoClient[dict[str, Any]], run_id: str
+) -> AsyncIterator[None]:
+    """Afterwards, remove this run's documents from the registry's shared database."""
+    yield
+    db = mongo["serials"]
+    ours, prefix = {"$regex": f"-{run_id}$"}, {"$regex": f"-{run_id} "}
+    await db["units"].delete_many({"sku": ours})
+    await db["lot_units"].delete_many({"key": prefix})
+    await db["products"].delete_many({"_id": ours})
+    await db["recalls"].delete_many({"_id": ours})
+    await db["receipts"].delete_many({"_id": prefix})
+    await db["recall_answers"].delete_many({"_id": prefix})
+
+
+async def unit_view(http: httpx.AsyncClient, sku: str, serial: str) -> dict[str, Any]:
+    response = await http.get(f"/units/{sku}/{serial}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_recall_and_the_sales_of_its_units_in_one_batch_flag_the_sales(
+    bus: EventBus,
+    start_service: Callable[..., ServiceProcess],
+    registry_cleanup: None,
+    run_id: str,
+) -> None:
+    sku = f"WATCH-{run_id}"
+    first = start_service("serial-registry")
+    async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+        await bus.publish(
+            ProductRegistered(sku=sku, name="Watch", tracking="serial"),
+            receipt(sku, ["A0", "A1", "A2"]),
+        )
+        await eventually(lambda: unit_view(http, sku, "A2"))
+    first.stop()
+    # Published while no registry runs, so the next one reads them in one batch: a recall of
+    # the lot, a sale made before it was issued and one made after.
+    await bus.publish(recall(sku, ["L1"]))
+    await bus.publish(
+        sale(sku, "A0", ISSUED_AT - timedelta(hours=1), "S-1"),
+        sale(sku, "A1", ISSUED_AT + timedelta(minutes=30), "S-2"),
+    )
+    second = start_service("serial-registry", CONSUMER_MAX_RECORDS="10000")
+
+    async def flagged() -> dict[str, tuple[FlagReason, str | None, str | None, str]]:
+        found = {
+            f.sale_id: (f.reason, f.recall_id, f.customer_ref, f.detail)
+            for f in await flags(bus, sku)
+        }
+        assert set(found) == {"S-1", "S-2"}
+        return found
+
+    assert await eventually(flagged) == {
+        "S-1": (
+            FlagReason.RECALLED,
+            "RC-1",
+            "CUST-S-1",
+            f"serial A0 of {sku} is sold before recall RC-1 was issued but reported after it: "
+            "contact the customer",
+        ),
+        "S-2": (
+            FlagReason.RECALLED,
+            "RC-1",
+            "CUST-S-2",
+            f"serial A1 of {sku} is under recall RC-1: contact the customer",
+        ),
+    }
+    async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
+        # History reads in time order: A0 was sold before the recall was issued, A1 after.
+        recalled = ("batch-recalled", "RC-1", [])
+        for serial, sale_id, before, after in (
+            ("A0", "S-1", [], [recalled]),
+            ("A1", "S-2", [recalled], []),
+        ):
+            sold = await unit_view(http, sku, serial)
+            assert (sold["status"], sold["recalled"], sold["recall_ids"]) == (
+                "sold",
+                True,
+                ["RC-1"],
+            ), serial
+            assert (sold["sale_id"], sold["location"]) == (sale_id, "STORE-7")
+            assert [
+                (h["type"], h["ref"], [f["reason"] for f in h["flags"]]) for h in sold["history"]
+            ] == [
+                ("item-received", "R-1", []),
+                *before,
+                ("item-sold", f"{sale_id}#1", ["recalled"]),
+                *after,
+            ]
+        kept = await unit_view(http, sku, "A2")
+        assert (kept["status"], kept["recalled"]) == ("in_stock", True)
