@@ -43,6 +43,8 @@ from lotline.events import EventData, OutgoingMessage, encode
 from lotline.events.topics import CONSUMED_BY, DLQ_SUFFIX, PUBLISHED_BY
 from lotline.runtime.settings import Settings
 
+from support import OPERATOR_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -306,11 +308,12 @@ def start_service(infra: Infra, tmp_path: Path) -> Iterator[Callable[..., Servic
     started: list[ServiceProcess] = []
 
     def start(name: str, **env: str) -> ServiceProcess:
-        # The service logs in to Kafka as itself, as `lotline-devstack services up` runs it.
+        # The service logs in to Kafka as itself, as `lotline-devstack services up` runs it,
+        # and knows the tests' people (support.OPERATOR_ENV) unless the test names others.
         service = ServiceProcess(
             name=name,
             module=SERVICE_MODULES[name],
-            env={**infra.env(), **infra.login_env(name), **env},
+            env={**infra.env(), **infra.login_env(name), **OPERATOR_ENV, **env},
             log_path=tmp_path / f"{name}-{len(started)}.log",
         )
         started.append(service)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -31,10 +32,24 @@ async def eventually(
             await asyncio.sleep(interval)
 
 
-# The operator the tests' recall services know (RECALL_OPERATOR_TOKENS), and how to act as it.
+# The people every service a test starts knows (LOTLINE_TOKENS, given by `start_service`
+# unless a test passes its own), and how to act as each: the operator may change recalls and
+# products and read customers, staff may read customers only.
 OPERATOR_TOKEN = "tests-operator-" + "0" * 24
-OPERATOR_ENV = {"RECALL_OPERATOR_TOKENS": f"tests:operator:{OPERATOR_TOKEN}"}
+STAFF_TOKEN = "tests-staff-" + "0" * 24
+TEST_TOKENS = f"tests:operator:{OPERATOR_TOKEN},tests-staff:staff:{STAFF_TOKEN}"
+OPERATOR_ENV = {"LOTLINE_TOKENS": TEST_TOKENS}
 AS_OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+AS_STAFF = {"Authorization": f"Bearer {STAFF_TOKEN}"}
+
+
+def unique_gtin() -> str:
+    """A GTIN (14 digits) in the restricted-circulation range, new at every call: a GTIN
+    belongs to one product, and the database keeps earlier runs' products."""
+    from stdnum import ean
+
+    body = "2" + f"{uuid.uuid4().int % 10**11:011d}"
+    return "0" + body + ean.calc_check_digit(body)
 
 
 async def consumer_lag(bootstrap: str, service: str, client_options: dict[str, Any]) -> int:

@@ -17,7 +17,6 @@ from fastapi import (
     Request,
     Response,
 )
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from lotline.events.models import Classification, Identifier, LotCode, Serial, Sku, Text
@@ -33,6 +32,13 @@ from lotline.recall.domain import (
 )
 from lotline.recall.outbox import RecallOutbox
 from lotline.recall.store import RecallFacts, RecallRecord, RecallStore, now
+from lotline.runtime.auth import (
+    NO_STORE,
+    Access,
+    Caller,
+    access_of,
+    may_read_personal_data,
+)
 from lotline.runtime.http import field_error
 
 # MongoDB takes a skip as a 64-bit integer: a larger one is a 422 here, not a 500 there.
@@ -51,54 +57,26 @@ class Operator:
     name: str
 
 
-NO_TOKENS = (
-    "changes are refused: the recall service has no operator tokens configured "
-    "(set RECALL_OPERATOR_TOKENS or RECALL_OPERATOR_TOKENS_FILE)"
-)
-_bearer = HTTPBearer(auto_error=False, description="An operator's token")
-
-
 def operators_of(request: Request) -> Operators:
-    operators: Operators = request.app.state.operators
-    return operators
+    return access_of(request).people
 
 
-def allowed_to_change(operators: Operators, credential: Credential | None, how: str) -> Operator:
+def allowed_to_change(access: Access, credential: Credential | None, how: str) -> Operator:
     """The rule the API and the console share: only an operator changes recalls."""
-    if not operators.configured:
-        raise HTTPException(503, NO_TOKENS)
-    if credential is None:
-        raise HTTPException(
-            401,
-            f"an operator must log in to change recalls: {how}",
-            headers={"WWW-Authenticate": 'Bearer realm="lotline-recall"'},
-        )
-    if not credential.may_change_recalls:
-        raise HTTPException(
-            403,
-            f"{credential.name!r} may read recalls but not change them "
-            f"(role {credential.role.value}; an operator token is needed)",
-        )
-    return Operator(credential.name)
+    allowed = access.allowed(
+        credential,
+        lambda c: c.may_change_recalls,
+        "change recalls",
+        "an operator token",
+        how,
+    )
+    return Operator(allowed.name)
 
 
-async def operator(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Operator:
-    operators = operators_of(request)
-    credential = None
-    if operators.configured and bearer is not None:
-        credential = operators.authenticate(bearer.credentials)
-        if credential is None:
-            raise HTTPException(
-                401,
-                "the operator token is not valid",
-                headers={
-                    "WWW-Authenticate": 'Bearer realm="lotline-recall", error="invalid_token"'
-                },
-            )
-    return allowed_to_change(operators, credential, "send Authorization: Bearer <operator token>")
+async def operator(request: Request, caller: Caller) -> Operator:
+    return allowed_to_change(
+        access_of(request), caller, "send Authorization: Bearer <operator token>"
+    )
 
 
 Acting = Annotated[Operator, Depends(operator)]
@@ -284,9 +262,18 @@ class RecallDetail(RecallView):
     returns: list[ReturnView]
     flagged_sales: list[FlaggedSaleView]
     unknown_serials: list[str] = Field(description="Recalled serials the registry never saw")
+    customers_shown: bool = Field(
+        True,
+        description="False for a reader who is not logged in as staff or operator: contacts "
+        "and flagged_sales are then left out (their counts are in progress)",
+    )
 
     @classmethod
-    def detail_of(cls, record: RecallRecord, facts: RecallFacts) -> RecallDetail:
+    def detail_of(
+        cls, record: RecallRecord, facts: RecallFacts, customers: bool = True
+    ) -> RecallDetail:
+        """The recall's detail; without `customers`, nothing that names a customer's purchase
+        (who may see it: `Credential.may_read_personal_data`)."""
         progress = facts.progress()
         by_location: dict[str, int] = {}
         for line in facts.quarantine:
@@ -306,12 +293,17 @@ class RecallDetail(RecallView):
                 LocationQuarantineView(location=location, quantity=quantity)
                 for location, quantity in sorted(by_location.items())
             ],
-            contacts=[ContactView.model_validate(c, from_attributes=True) for c in facts.contacts],
+            contacts=[ContactView.model_validate(c, from_attributes=True) for c in facts.contacts]
+            if customers
+            else [],
             returns=[ReturnView.model_validate(r, from_attributes=True) for r in facts.returns],
             flagged_sales=[
                 FlaggedSaleView.model_validate(f, from_attributes=True) for f in facts.flagged
-            ],
+            ]
+            if customers
+            else [],
             unknown_serials=list(progress.units.unknown_serials),
+            customers_shown=customers,
         )
 
 
@@ -413,12 +405,18 @@ async def list_recalls(
 
 
 @router.get("/recalls/{recall_id:path}", response_model=RecallDetail)
-async def get_recall(recall_id: RecallIdPath, store: Store) -> RecallDetail:
-    """A recall with its full progress: quarantine, customers to contact, returns, sales."""
+async def get_recall(
+    recall_id: RecallIdPath, store: Store, caller: Caller, response: Response
+) -> RecallDetail:
+    """A recall with its full progress: quarantine, customers to contact, returns, sales.
+    The customers (contacts, flagged sales) only with a staff or operator token."""
+    response.headers.update(NO_STORE)
     record = await store.load(recall_id)
     if record is None:
         raise HTTPException(404, f"no recall with recall_id {recall_id!r}")
-    return RecallDetail.detail_of(record, await store.facts(recall_id))
+    return RecallDetail.detail_of(
+        record, await store.facts(recall_id), may_read_personal_data(caller)
+    )
 
 
 @router.post("/recalls/{recall_id:path}/close", response_model=RecallView)

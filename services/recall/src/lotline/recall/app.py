@@ -8,7 +8,7 @@ from functools import partial
 
 from lotline.events import EventType
 from lotline.recall import api, console, trace
-from lotline.recall.auth import AuthSettings, Operators, SessionSigner, TokenConfigError
+from lotline.recall.auth import AuthSettings, SessionSigner, TokenConfigError, own_tokens
 from lotline.recall.handlers import (
     on_item_returned,
     on_sale_flagged,
@@ -17,6 +17,7 @@ from lotline.recall.handlers import (
 )
 from lotline.recall.outbox import RecallOutbox
 from lotline.recall.store import RecallStore
+from lotline.runtime.auth import Access
 from lotline.runtime.service import Service
 
 service = Service("recall", database="recall", http_port=8004, title="Lotline recall console")
@@ -39,15 +40,17 @@ service.http.state.recall_outbox = outbox
 
 auth = AuthSettings()
 try:
-    service.http.state.operators = Operators.from_settings(auth)
+    access = Access.from_env("recall", [own_tokens(auth)])
 except TokenConfigError as error:
     raise SystemExit(f"lotline-recall: {error}") from None
+service.http.state.access = access
 session_secret = (
     auth.session_secret.get_secret_value().encode()
     if auth.session_secret
     else secrets.token_bytes(32)
 )
 service.http.state.sessions = SessionSigner(session_secret, auth.session_max_age_s)
+service.http.state.session_idle_s = auth.session_idle_s
 service.http.state.cookie_secure = auth.cookie_secure
 api.install(service.http)
 console.install(service.http)
@@ -55,8 +58,8 @@ service.http.include_router(trace.router)
 
 
 async def _say_how_changes_are_authorized() -> None:
-    if not service.http.state.operators.configured:
-        service.log.warning("no_operator_tokens", detail=api.NO_TOKENS)
+    if not access.people.configured:
+        service.log.warning("no_operator_tokens", detail=access.no_tokens)
     if auth.session_secret is None:
         service.log.info(
             "console_sessions_per_process",

@@ -1,10 +1,9 @@
-"""Who may change recalls: operator tokens, the console's signed session and its CSRF token.
+"""The recall console's login: its signed session cookie, the session kept server-side,
+and the CSRF token; who may change recalls is the shared token model (`lotline.runtime.auth`).
 
-Plain Python, no I/O but reading the tokens file. Tokens are configured as entries
-`name:role:token` (role `operator` may issue and close recalls, `staff` may only read),
-separated by commas or new lines; instead of the token an entry may give its hash,
-`sha256:<64 hex>`, so a tokens file need not hold the secrets themselves. Only hashes are
-kept in memory, and a presented token is compared with every one by `hmac.compare_digest`.
+Plain Python, no I/O. A cookie names its session by a random nonce; the service keeps the
+logged-in session under the nonce's hash (`RecallStore.sessions`), so logging out ends it on
+every instance, and a session unused for `session_idle_s` ends too.
 """
 
 from __future__ import annotations
@@ -13,29 +12,45 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import secrets
 import time
 from dataclasses import dataclass
-from enum import StrEnum
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MIN_TOKEN_LENGTH = 16
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-_HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
+from lotline.runtime.auth import (
+    MIN_TOKEN_LENGTH,
+    Credential,
+    Operators,
+    Role,
+    TokenConfigError,
+    TokenSettings,
+    TokenSource,
+    hash_token,
+    lotline_tokens,
+    parse_credentials,
+    same_text,
+)
 
-
-class Role(StrEnum):
-    OPERATOR = "operator"  # issues and closes recalls
-    STAFF = "staff"  # reads them
-
-
-class TokenConfigError(ValueError):
-    """The operator tokens are misconfigured; the message names the entry, never a secret."""
+__all__ = [
+    "MIN_TOKEN_LENGTH",
+    "AuthSettings",
+    "Credential",
+    "LoginRecord",
+    "Operators",
+    "Role",
+    "Session",
+    "SessionSigner",
+    "TokenConfigError",
+    "hash_token",
+    "own_tokens",
+    "parse_credentials",
+    "recall_operators",
+]
 
 
 class AuthSettings(BaseSettings):
@@ -50,7 +65,9 @@ class AuthSettings(BaseSettings):
     )
 
     operator_tokens: SecretStr | None = Field(
-        None, description="Entries name:role:token (or name:role:sha256:<hex>), comma-separated"
+        None,
+        description="More entries name:role:token for this service only (LOTLINE_TOKENS is "
+        "read too), comma-separated",
     )
     operator_tokens_file: Path | None = Field(
         None, description="A file of such entries, one a line (# starts a comment)"
@@ -61,117 +78,26 @@ class AuthSettings(BaseSettings):
         "(sessions then end when the service restarts, and differ between instances)",
     )
     session_max_age_s: int = Field(8 * 3600, ge=60, description="How long a console login lasts")
+    session_idle_s: int = Field(
+        30 * 60, ge=1, description="A console login unused this long ends (within a minute)"
+    )
     cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only")
 
 
-def hash_token(token: str) -> str:
-    """What a tokens file may hold instead of the token: `sha256:<hex>`."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+def own_tokens(settings: AuthSettings) -> TokenSource:
+    """RECALL_OPERATOR_TOKENS(_FILE): the recall service's variables from before the model
+    was shared, read after LOTLINE_TOKENS(_FILE)."""
+    return TokenSource(
+        "RECALL_OPERATOR_TOKENS",
+        settings.operator_tokens,
+        "RECALL_OPERATOR_TOKENS_FILE",
+        settings.operator_tokens_file,
+    )
 
 
-@dataclass(frozen=True)
-class Credential:
-    name: str
-    role: Role
-    digest: bytes  # sha256 of the token
-
-    def __repr__(self) -> str:  # the digest is a secret's stand-in: keep it out of logs
-        return f"Credential(name={self.name!r}, role={self.role.value!r})"
-
-    @property
-    def may_change_recalls(self) -> bool:
-        return self.role is Role.OPERATOR
-
-
-def parse_credentials(text: str, source: str) -> list[Credential]:
-    """Entries `name:role:token` or `name:role:sha256:<hex>`, by comma or line."""
-    found: list[Credential] = []
-    names: set[str] = set()
-    entries = [
-        entry.strip()
-        for line in text.splitlines()
-        for entry in line.split("#", 1)[0].split(",")
-        if entry.strip()
-    ]
-    for number, entry in enumerate(entries, start=1):
-        name, _, rest = entry.partition(":")
-        role_text, _, secret = rest.partition(":")
-        where = f"{source}, entry {number}"
-        if not _NAME.match(name):
-            raise TokenConfigError(
-                f"{where}: operator name {name!r} must be 1-64 letters, digits or ._@-"
-            )
-        try:
-            role = Role(role_text)
-        except ValueError:
-            raise TokenConfigError(
-                f"{where} ({name}): role {role_text!r} is not one of 'operator', 'staff'"
-            ) from None
-        if (hashed := _HASH.match(secret)) is not None:
-            digest = bytes.fromhex(hashed.group(1))
-        elif secret.startswith("sha256:"):
-            raise TokenConfigError(f"{where} ({name}): a hash must be sha256: and 64 hex digits")
-        elif len(secret) < MIN_TOKEN_LENGTH or any(c.isspace() for c in secret):
-            raise TokenConfigError(
-                f"{where} ({name}): the token must be at least {MIN_TOKEN_LENGTH} characters "
-                "without spaces"
-            )
-        else:
-            digest = hashlib.sha256(secret.encode()).digest()
-        if name in names:
-            raise TokenConfigError(f"{where}: operator {name!r} is configured twice")
-        names.add(name)
-        found.append(Credential(name, role, digest))
-    return found
-
-
-class Operators:
-    """The configured credentials; empty means nobody may change recalls."""
-
-    def __init__(self, credentials: list[Credential]) -> None:
-        self._credentials = list(credentials)
-
-    @classmethod
-    def from_settings(cls, settings: AuthSettings) -> Operators:
-        credentials: list[Credential] = []
-        if settings.operator_tokens is not None:
-            credentials += parse_credentials(
-                settings.operator_tokens.get_secret_value(), "RECALL_OPERATOR_TOKENS"
-            )
-        if settings.operator_tokens_file is not None:
-            path = settings.operator_tokens_file.expanduser()
-            try:
-                text = path.read_text()
-            except OSError as error:
-                raise TokenConfigError(
-                    f"RECALL_OPERATOR_TOKENS_FILE: cannot read {path}: {error.strerror}"
-                ) from None
-            credentials += parse_credentials(text, f"RECALL_OPERATOR_TOKENS_FILE {path}")
-        names = [c.name for c in credentials]
-        if duplicated := sorted({n for n in names if names.count(n) > 1}):
-            raise TokenConfigError(f"operator {duplicated[0]!r} is configured twice")
-        return cls(credentials)
-
-    @property
-    def configured(self) -> bool:
-        return bool(self._credentials)
-
-    def authenticate(self, token: str, name: str | None = None) -> Credential | None:
-        """The credential whose token this is (and, if given, whose name), else None.
-
-        Every credential is compared, in constant time each, so how long it takes does not
-        tell how close a guess came."""
-        digest = hashlib.sha256(token.encode()).digest()
-        found = None
-        for credential in self._credentials:
-            if hmac.compare_digest(credential.digest, digest):
-                found = credential
-        if found is None or (name is not None and not _same(found.name, name)):
-            return None
-        return found
-
-    def by_name(self, name: str) -> Credential | None:
-        return next((c for c in self._credentials if c.name == name), None)
+def recall_operators(settings: AuthSettings, shared: TokenSettings | None = None) -> Operators:
+    """Everyone the recall service knows: LOTLINE_TOKENS(_FILE), then its own variables."""
+    return Operators.from_sources([lotline_tokens(shared or TokenSettings()), own_tokens(settings)])
 
 
 # --- the console's session ---------------------------------------------------------------
@@ -189,6 +115,32 @@ class Session:
     @classmethod
     def anonymous(cls, max_age_s: int) -> Session:
         return cls(secrets.token_urlsafe(18), expires=int(time.time()) + max_age_s)
+
+    @property
+    def key(self) -> str:
+        """What the server keeps the login under: the nonce's hash, so the database does not
+        hold what a cookie needs (its signature needs the secret too)."""
+        return hashlib.sha256(b"lotline-console-session:" + self.nonce.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LoginRecord:
+    """A logged-in session as the recall database keeps it; deleted at logout."""
+
+    key: str
+    operator: str
+    started_at: datetime
+    seen_at: datetime
+
+    def idle(self, at: datetime, idle_s: float) -> bool:
+        """Unused for `idle_s`: the login has ended."""
+        return at - self.seen_at >= timedelta(seconds=idle_s)
+
+    def needs_touch(self, at: datetime, idle_s: float) -> bool:
+        """Whether to write the new last-seen time: not on every request (the console polls
+        every 2 s), but often enough that idleness is measured within a quarter of idle_s or
+        a minute, whichever is less."""
+        return at - self.seen_at >= timedelta(seconds=min(60.0, idle_s / 4))
 
 
 class SessionSigner:
@@ -221,7 +173,7 @@ class SessionSigner:
         if not value or value.count(".") != 1:
             return None
         payload, mac = value.split(".")
-        if not _same(mac, self._mac("session", payload.encode())):
+        if not same_text(mac, self._mac("session", payload.encode())):
             return None
         try:
             fields: dict[str, Any] = json.loads(_unb64(payload))
@@ -242,22 +194,16 @@ class SessionSigner:
         return self._mac("csrf", session.nonce.encode())
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
-        return token is not None and _same(token, self.csrf_token(session))
+        return token is not None and same_text(token, self.csrf_token(session))
 
     def who(self, session: Session, operators: Operators) -> Credential | None:
         """The logged-in credential, if it is still configured with the same token."""
         if session.operator is None or session.token_mark is None:
             return None
         credential = operators.by_name(session.operator)
-        if credential is None or not _same(self.token_mark(credential), session.token_mark):
+        if credential is None or not same_text(self.token_mark(credential), session.token_mark):
             return None
         return credential
-
-
-def _same(given: str, expected: str) -> bool:
-    """Constant-time equality of text from outside (any characters, unlike compare_digest's
-    str form, which refuses non-ASCII)."""
-    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _b64(data: bytes) -> str:

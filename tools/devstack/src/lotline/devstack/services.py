@@ -65,13 +65,15 @@ class LocalServices:
 
     @property
     def operator_token_file(self) -> Path:
-        """The dev operator's token, which `lotline recall` and the console login use."""
+        """The dev operator's token, which the `lotline` command and the console login use."""
         return self.dir / "run" / "operator-token"
 
     @property
     def operator_tokens_file(self) -> Path:
-        """What the recall service is given: the token's hash, never the token."""
-        return self.dir / "run" / "recall-operator-tokens"
+        """What every service is given (LOTLINE_TOKENS_FILE): the token's hash, never the
+        token. The dev operator's role, `operator`, may change recalls and products and read
+        customer references."""
+        return self.dir / "run" / "tokens"
 
     def ensure_operator_token(self) -> str:
         """The dev operator's token, made once (random) and kept across restarts."""
@@ -95,8 +97,7 @@ class LocalServices:
             "HTTP_PORT": str(service.port),
             **(stack.credentials(service.name).env() if stack else {}),
         }
-        if service.name == "recall":
-            env["RECALL_OPERATOR_TOKENS_FILE"] = str(self.operator_tokens_file)
+        env["LOTLINE_TOKENS_FILE"] = str(self.operator_tokens_file)
         return ProcessSpec(
             name=service.name,
             argv=(sys.executable, "-m", service.module),
