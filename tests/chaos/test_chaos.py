@@ -385,6 +385,7 @@ async def test_every_acknowledged_event_is_applied_exactly_once_through_faults( 
                     "name": f"Chaos {product.sku}",
                     "tracking": product.tracking.value,
                 },
+                headers=AS_OPERATOR,
             )
             assert response.status_code == 201, response.text
 

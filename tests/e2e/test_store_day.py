@@ -15,12 +15,12 @@ import pytest
 
 from lotline.events import ItemReceived, ItemSold, Lot
 
-from support import eventually
+from support import AS_OPERATOR, eventually, unique_gtin
 
 pytestmark = pytest.mark.infra
 
 TODAY = datetime.now(UTC).date()
-PHONE_GTIN = "09521234543213"
+PHONE_GTIN = unique_gtin()  # new every run: a GTIN belongs to one product
 
 
 def receipt(sku: str, receipt_id: str, location: str, quantity: int, **extra: Any) -> ItemReceived:
@@ -53,7 +53,8 @@ async def test_a_store_day_with_a_recall(bus, start_service, run_id) -> None:  #
     serials = start_service("serial-registry")
     token = "qa-lead-token-" + "4" * 16
     recall = start_service("recall", RECALL_OPERATOR_TOKENS=f"qa-lead:operator:{token}")
-    http = httpx.AsyncClient(timeout=10)
+    # The operator of the tests' services: registers products, reads customer references.
+    http = httpx.AsyncClient(timeout=10, headers=AS_OPERATOR)
     milk, phone = f"MILK-{run_id}", f"PHONE-{run_id}"
     imei = [f"IMEI-{run_id}-{n:04d}" for n in range(1000)]
 

@@ -26,12 +26,13 @@ import pytest
 
 from lotline.events import ItemReceived, ItemReturned, ItemSold, Lot, ReturnReason
 
-from support import eventually
+from support import AS_OPERATOR, eventually, unique_gtin
 
 pytestmark = pytest.mark.infra
 
-MILK_GTIN = "04006381333931"
-PHONE_GTIN = "09521234543213"
+# New every run: a GTIN belongs to one product, and earlier runs' products are still there.
+MILK_GTIN = unique_gtin()
+PHONE_GTIN = unique_gtin()
 # Every fact happened yesterday, an hour apart, so the timeline's order is known.
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 
@@ -114,7 +115,8 @@ async def test_a_lot_received_sold_returned_and_recalled_traces_exactly(  # type
         SERIALS_URL=serials.url,
         RECALL_OPERATOR_TOKENS=f"qa-lead:operator:{OPERATOR_TOKEN}",
     )
-    http = httpx.AsyncClient(timeout=30)
+    # The operator of the tests' services: registers products, reads customer references.
+    http = httpx.AsyncClient(timeout=30, headers=AS_OPERATOR)
     milk = f"TMILK-{run_id}"
     lot = "L-TRACE-1"
     receipts = [f"TR1-{run_id}", f"TR2-{run_id}"]
@@ -342,7 +344,8 @@ async def test_a_serial_units_life_is_traced_with_every_event(  # type: ignore[n
         SERIALS_URL=serials.url,
         RECALL_OPERATOR_TOKENS=f"qa-lead:operator:{OPERATOR_TOKEN}",
     )
-    http = httpx.AsyncClient(timeout=30)
+    # The operator of the tests' services: registers products, reads customer references.
+    http = httpx.AsyncClient(timeout=30, headers=AS_OPERATOR)
     phone = f"TPHONE-{run_id}"
     imei = [f"IMEI-{run_id}-{n}" for n in range(3)]
     created = await http.post(

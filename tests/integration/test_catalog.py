@@ -11,19 +11,28 @@ from lotline.catalog.domain import ProductDetails, revise
 from lotline.catalog.store import ProductStore
 from lotline.events import ItemReceived, Lot, Tracking, decode
 
-from support import eventually
+from support import AS_OPERATOR, eventually, unique_gtin
 
 pytestmark = pytest.mark.infra
 
+# Each SKU's own GTIN, new every run: a GTIN belongs to one product.
+GTINS: dict[str, str] = {}
 
-GTIN_13 = "4006381333931"
+
+def gtin_of(sku: str) -> str:
+    return GTINS.setdefault(sku, unique_gtin())
 
 
 def milk(sku: str, **overrides: Any) -> dict[str, Any]:
-    body = {"sku": sku, "name": "Milk 1L", "tracking": "batch", "gtin": GTIN_13}
+    body = {"sku": sku, "name": "Milk 1L", "tracking": "batch", "gtin": gtin_of(sku)}
     body["shelf_life_days"] = 10
     body.update(overrides)
     return body
+
+
+def catalog_client(catalog: Any, **headers: str) -> httpx.AsyncClient:
+    """As the tests' operator, who may change products."""
+    return httpx.AsyncClient(base_url=catalog.url, timeout=20, headers=headers or AS_OPERATOR)
 
 
 async def revisions_on_topic(bus: Any, sku: str) -> list[int]:
@@ -34,13 +43,13 @@ async def revisions_on_topic(bus: Any, sku: str) -> list[int]:
 async def test_register_update_and_each_revision_is_published(start_service, bus, run_id) -> None:  # type: ignore[no-untyped-def]
     catalog = start_service("catalog")
     sku, other = f"MILK-{run_id}", f"MILK-{run_id}-B"
-    async with httpx.AsyncClient(base_url=catalog.url, timeout=20) as http:
+    async with catalog_client(catalog) as http:
         created = await http.post("/products", json=milk(sku))
         assert created.status_code == 201, created.text
         assert {k: created.json()[k] for k in ("sku", "revision", "gtin", "published")} == {
             "sku": sku,
             "revision": 1,
-            "gtin": "0" + GTIN_13,
+            "gtin": gtin_of(sku),
             "published": True,
         }
         again = await http.post("/products", json=milk(sku))
@@ -87,7 +96,7 @@ async def test_register_update_and_each_revision_is_published(start_service, bus
 async def test_bad_input_is_refused_naming_the_field(start_service, run_id) -> None:  # type: ignore[no-untyped-def]
     catalog = start_service("catalog")
     sku = f"BAD-{run_id}"
-    async with httpx.AsyncClient(base_url=catalog.url, timeout=20) as http:
+    async with catalog_client(catalog) as http:
         bad_gtin = await http.post("/products", json=milk(sku, gtin="4006381333932"))
         assert bad_gtin.status_code == 422
         assert [p["field"] for p in bad_gtin.json()["detail"]] == ["gtin"]
@@ -112,7 +121,7 @@ async def test_tracking_cannot_change_once_stock_was_received(  # type: ignore[n
 ) -> None:
     catalog = start_service("catalog")
     sku, late = f"YOG-{run_id}", f"LATE-{run_id}"
-    async with httpx.AsyncClient(base_url=catalog.url, timeout=20) as http:
+    async with catalog_client(catalog) as http:
         assert (await http.post("/products", json=milk(sku))).status_code == 201
         # Before any stock, the tracking mode may change (and change back).
         assert (await http.put(f"/products/{sku}", json=milk(sku, tracking="serial"))).json()[
@@ -186,3 +195,78 @@ async def test_a_change_saved_before_a_crash_is_published_by_the_relay(  # type:
             assert (await http.get(f"/products/{sku}")).json()["published"] is True
 
     await eventually(relayed, timeout=30)
+
+
+async def test_changing_products_needs_a_token_of_a_role_that_may(  # type: ignore[no-untyped-def]
+    start_service, run_id
+) -> None:
+    catalog = start_service(
+        "catalog",
+        LOTLINE_TOKENS=f"cat:catalog:{'c' * 20},desk:staff:{'d' * 20}",
+    )
+    sku = f"AUTH-{run_id}"
+    async with httpx.AsyncClient(base_url=catalog.url, timeout=20) as anonymous:
+        refused = await anonymous.post("/products", json=milk(sku))
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "log in to change products" in refused.json()["detail"]
+        put = await anonymous.put(f"/products/{sku}", json=milk(sku))
+        assert put.status_code == 401
+        wrong = await anonymous.post(
+            "/products", json=milk(sku), headers={"Authorization": "Bearer " + "x" * 20}
+        )
+        assert (wrong.status_code, wrong.json()["detail"]) == (401, "the token is not valid")
+        staff = await anonymous.put(
+            f"/products/{sku}", json=milk(sku), headers={"Authorization": "Bearer " + "d" * 20}
+        )
+        assert staff.status_code == 403
+        assert staff.json()["detail"] == (
+            "'desk' may not change products (role staff; an operator or catalog token is needed)"
+        )
+        assert (await anonymous.get(f"/products/{sku}")).status_code == 404  # nothing changed
+    async with catalog_client(catalog, Authorization="Bearer " + "c" * 20) as http:
+        assert (await http.post("/products", json=milk(sku))).status_code == 201
+        assert (await http.get(f"/products/{sku}")).status_code == 200
+
+    unconfigured = start_service("catalog", LOTLINE_TOKENS="", LOTLINE_TOKENS_FILE="")
+    async with catalog_client(unconfigured) as http:
+        nobody = await http.post("/products", json=milk(f"{sku}-2"))
+        assert nobody.status_code == 503
+        assert (
+            "no tokens configured (set LOTLINE_TOKENS or LOTLINE_TOKENS_FILE)"
+            in (nobody.json()["detail"])
+        )
+        assert (await http.get(f"/products/{sku}")).status_code == 200  # reading needs none
+
+
+async def test_a_gtin_belongs_to_one_product(start_service, run_id) -> None:  # type: ignore[no-untyped-def]
+    catalog = start_service("catalog")
+    first, second, gtin = f"GT-{run_id}-A", f"GT-{run_id}-B", unique_gtin()
+    async with catalog_client(catalog) as http:
+        assert (await http.post("/products", json=milk(first, gtin=gtin))).status_code == 201
+        for attempt in (
+            http.post("/products", json=milk(second, gtin=gtin)),
+            http.put(f"/products/{second}", json=milk(second, gtin=gtin)),
+        ):
+            taken = await attempt
+            assert taken.status_code == 409, taken.text
+            assert taken.json()["detail"].startswith(
+                f"gtin {gtin} belongs to product {first}: a GTIN names one product"
+            )
+        assert (await http.get(f"/products/{second}")).status_code == 404
+        # The second product registers with a GTIN of its own, and may not take the first's.
+        assert (await http.post("/products", json=milk(second))).status_code == 201
+        moved = await http.put(f"/products/{second}", json=milk(second, gtin=gtin))
+        assert moved.status_code == 409
+        assert (await http.get(f"/products/{second}")).json()["gtin"] == gtin_of(second)
+        # Once the first product gives its GTIN up, the second may have it; the first may
+        # keep being changed meanwhile (an unchanged GTIN is its own).
+        kept = await http.put(f"/products/{first}", json=milk(first, gtin=gtin, name="A"))
+        assert (kept.status_code, kept.json()["revision"]) == (200, 2)
+        released = await http.put(f"/products/{first}", json=milk(first, gtin=None))
+        assert (released.status_code, released.json()["gtin"]) == (200, None)
+        taken_over = await http.put(f"/products/{second}", json=milk(second, gtin=gtin))
+        assert (taken_over.status_code, taken_over.json()["gtin"]) == (200, gtin)
+        back = await http.put(f"/products/{first}", json=milk(first, gtin=gtin))
+        assert back.status_code == 409
+        assert f"belongs to product {second}" in back.json()["detail"]

@@ -1,4 +1,8 @@
-"""The catalog's HTTP side: register, update, get and list products."""
+"""The catalog's HTTP side: register, update, get and list products.
+
+Anyone may read products; registering or changing one takes a Bearer token whose role may
+change products (`operator` or `catalog`, from LOTLINE_TOKENS), and a GTIN names one product.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from lotline.catalog.domain import (
 from lotline.catalog.outbox import ProductOutbox
 from lotline.catalog.store import ProductRecord, ProductStore
 from lotline.events.models import Gtin, ProductRegistered, Sku, Text, Tracking
+from lotline.runtime.auth import Caller, Credential, access_of
 from lotline.runtime.http import field_error
 
 router = APIRouter(tags=["products"])
@@ -102,23 +107,44 @@ def product_outbox(request: Request) -> ProductOutbox:
     return outbox
 
 
+def product_editor(request: Request, caller: Caller) -> Credential:
+    """The authenticated person changing a product: 401 anonymous, 403 a read-only role,
+    503 when the catalog has no tokens configured."""
+    return access_of(request).allowed(
+        caller,
+        lambda c: c.may_change_products,
+        "change products",
+        "an operator or catalog token",
+        "send Authorization: Bearer <token>",
+    )
+
+
 Store = Annotated[ProductStore, Depends(product_store)]
 Outbox = Annotated[ProductOutbox, Depends(product_outbox)]
+Editor = Annotated[Credential, Depends(product_editor)]
 SkuPath = Annotated[Sku, Path(description="The product's SKU")]
 
 
 @router.post("/products", status_code=201, response_model=ProductView)
-async def register_product(body: NewProduct, store: Store, outbox: Outbox) -> ProductView:
-    """Register a new product; 409 if the SKU exists."""
+async def register_product(
+    body: NewProduct, store: Store, outbox: Outbox, editor: Editor
+) -> ProductView:
+    """Register a new product; 409 if the SKU exists or another product has the GTIN."""
     record, _ = await _apply(store, body.sku, body.details(), register)
     return await _published(store, outbox, record)
 
 
 @router.put("/products/{sku:path}", response_model=ProductView)
 async def put_product(
-    sku: SkuPath, body: ProductUpdate, response: Response, store: Store, outbox: Outbox
+    sku: SkuPath,
+    body: ProductUpdate,
+    response: Response,
+    store: Store,
+    outbox: Outbox,
+    editor: Editor,
 ) -> ProductView:
-    """Create or replace a product. An unchanged product keeps its revision and emits nothing."""
+    """Create or replace a product. An unchanged product keeps its revision and emits nothing;
+    409 if another product has the GTIN."""
     if body.sku is not None and body.sku != sku:
         raise field_error(("body", "sku"), f"sku {body.sku!r} differs from the path's {sku!r}")
     record, created = await _apply(store, sku, body.details(), revise)
@@ -168,8 +194,20 @@ async def _apply(
             if change is None:
                 assert record is not None
                 return record, False
+            gtin = change.product.details.gtin
+            before = current.details.gtin if current else None
+            if gtin is not None and gtin != before:
+                holder = await store.claim_gtin(gtin, sku)
+                if holder is not None:
+                    raise HTTPException(
+                        409,
+                        f"gtin {gtin} belongs to product {holder}: a GTIN names one product "
+                        f"(change or remove {holder}'s GTIN first)",
+                    )
             saved = await store.save(change)
             if saved is not None:
+                if before is not None and before != gtin:
+                    await store.release_gtin(before, sku)
                 return saved, record is None
     raise HTTPException(409, f"sku {sku} is being changed by someone else; try again")
 

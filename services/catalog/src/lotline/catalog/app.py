@@ -14,6 +14,7 @@ from lotline.catalog.handlers import on_item_received
 from lotline.catalog.outbox import ProductOutbox
 from lotline.catalog.store import ProductStore
 from lotline.events import EventType
+from lotline.runtime.auth import Access, TokenConfigError
 from lotline.runtime.service import Service
 
 service = Service("catalog", database="catalog", http_port=8001, title="Lotline catalog")
@@ -29,7 +30,20 @@ service.consume(EventType.ITEM_RECEIVED, partial(on_item_received, store))
 service.periodically(outbox.relay, settings.outbox_relay_interval_s, "product_relay")
 service.http.state.product_store = store
 service.http.state.product_outbox = outbox
+try:
+    # Who may change products (LOTLINE_TOKENS); without tokens, nobody may.
+    service.http.state.access = Access.from_env("catalog")
+except TokenConfigError as error:
+    raise SystemExit(f"lotline-catalog: {error}") from None
 api.install(service.http)
+
+
+async def _say_how_changes_are_authorized() -> None:
+    if not service.http.state.access.people.configured:
+        service.log.warning("no_tokens", detail=service.http.state.access.no_tokens)
+
+
+service.on_startup(_say_how_changes_are_authorized)
 
 
 def main() -> None:

@@ -10,13 +10,19 @@ as read-modify-write of the whole document without isolation, so two concurrent 
 one document can undo each other (even on different fields). An insert, enforced by the
 unique `_id`, is atomic everywhere. For the same reason the writers of one product in this
 process take turns (`writing(sku)`).
+
+`gtins`: which product each GTIN belongs to (`_id` = the GTIN), claimed by an insert before
+a product is saved with it and released after the product no longer has it, so two products
+never share one (a unique index on `products.gtin` would not be served by FerretDB, and an
+insert is atomic everywhere). A claim whose product does not have the GTIN (a change that
+stopped between its two writes) is released by the next product that asks for the GTIN.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +36,8 @@ from lotline.catalog.domain import Change, Product, ProductDetails
 from lotline.events import Tracking
 
 DUPLICATE_KEY = 11000
+# A claim younger than this may be a change still on its way to saving its product.
+CLAIM_SETTLE = timedelta(seconds=60)
 
 
 def now() -> datetime:
@@ -106,11 +114,49 @@ class ProductStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.products: AsyncCollection[dict[str, Any]] = db["products"]
         self.stock_receipts: AsyncCollection[dict[str, Any]] = db["stock_receipts"]
+        self.gtins: AsyncCollection[dict[str, Any]] = db["gtins"]
         self._writers = WriterLocks()
 
     async def create_indexes(self) -> None:
         await self.products.create_index([("tracking", ASCENDING), ("_id", ASCENDING)])
         await self.products.create_index("pending_since", sparse=True)
+        await self.claim_existing_gtins()
+
+    async def claim_existing_gtins(self) -> None:
+        """Claims for products saved before GTINs were claimed (idempotent; where two such
+        products share a GTIN, the first one in SKU order keeps it)."""
+        cursor = self.products.find({"gtin": {"$ne": None}}, {"gtin": 1}).sort("_id", ASCENDING)
+        docs = [{"_id": doc["gtin"], "sku": doc["_id"], "at": now()} async for doc in cursor]
+        if not docs:
+            return
+        try:
+            await self.gtins.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+
+    async def claim_gtin(self, gtin: str, sku: str) -> str | None:
+        """Claim the GTIN for `sku`; the other product that has it, if one does."""
+        holder: str | None = None
+        for _ in range(3):
+            with suppress(DuplicateKeyError):
+                await self.gtins.insert_one({"_id": gtin, "sku": sku, "at": now()})
+                return None
+            claim = await self.gtins.find_one({"_id": gtin})
+            if claim is None:
+                continue  # released meanwhile: claim it again
+            holder = str(claim["sku"])
+            if holder == sku:
+                return None
+            product = await self.products.find_one({"_id": holder}, {"gtin": 1})
+            has_it = product is not None and product.get("gtin") == gtin
+            if has_it or claim.get("at", now()) > now() - CLAIM_SETTLE:
+                return holder
+            await self.release_gtin(gtin, holder)  # a change that never finished: stale
+        return holder
+
+    async def release_gtin(self, gtin: str, sku: str) -> None:
+        await self.gtins.delete_one({"_id": gtin, "sku": sku})
 
     def writing(self, sku: str) -> Any:
         """Hold while reading-deciding-writing a product, or publishing it."""

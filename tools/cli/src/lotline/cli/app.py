@@ -232,6 +232,17 @@ def _send(event: EventData, event_id: uuid.UUID) -> None:
 
 # --- products -------------------------------------------------------------------------------
 
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="LOTLINE_OPERATOR_TOKEN",
+        help="The operator's token (else $LOTLINE_OPERATOR_TOKEN, else the token file "
+        "$LOTLINE_OPERATOR_TOKEN_FILE or the one `make run` writes); it says who is acting",
+        show_default=False,
+    ),
+]
+
 
 @products_app.command("add", **_help("Register a new product in the catalog."))
 def products_add(
@@ -255,13 +266,16 @@ def products_add(
     shelf_life_days: Annotated[
         int | None, typer.Option("--shelf-life-days", min=0, help="Days it keeps, if it expires")
     ] = None,
+    token: TokenOpt = None,
 ) -> None:
     body: dict[str, Any] = {"sku": sku, "name": name, "tracking": tracking.value}
     if gtin is not None:
         body["gtin"] = gtin
     if shelf_life_days is not None:
         body["shelf_life_days"] = shelf_life_days
-    views.product(Services().catalog.call("POST", "/products", json=body))
+    services = Services()
+    headers = services.endpoints.operator_auth(token, "adding a product")
+    views.product(services.catalog.call("POST", "/products", json=body, headers=headers))
 
 
 @products_app.command("list", **_help("List the catalog's products."))
@@ -514,17 +528,6 @@ def unit(
 
 
 # --- recalls --------------------------------------------------------------------------------
-
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="LOTLINE_OPERATOR_TOKEN",
-        help="The recall operator's token (else $LOTLINE_OPERATOR_TOKEN, else the token file "
-        "$LOTLINE_OPERATOR_TOKEN_FILE or the one `make run` writes); it says who is acting",
-        show_default=False,
-    ),
-]
 
 
 @recall_app.command(

@@ -37,7 +37,9 @@ class Endpoints(BaseSettings):
     stock_url: str = Field("http://127.0.0.1:8002", description="The stock service")
     serials_url: str = Field("http://127.0.0.1:8003", description="The serial registry")
     recall_url: str = Field("http://127.0.0.1:8004", description="The recall service")
-    operator_token: SecretStr | None = Field(None, description="The recall operator's token")
+    operator_token: SecretStr | None = Field(
+        None, description="The operator's token (recalls, products, customer references)"
+    )
     operator_token_file: Path | None = Field(None, description="A file holding that token")
     # Where `make run` (lotline-devstack services up) writes the dev operator's token.
     stack_dir: Path | None = None
@@ -49,9 +51,11 @@ class Endpoints(BaseSettings):
         stack = self.stack_dir or self.cache_dir / "stack"
         return stack.expanduser() / "run" / "operator-token"
 
-    def operator_auth(self, given: str | None = None) -> dict[str, str]:
-        """The recall operator's Authorization header: --token, else LOTLINE_OPERATOR_TOKEN,
-        else the token file (LOTLINE_OPERATOR_TOKEN_FILE, or the one `make run` writes)."""
+    def operator_auth(
+        self, given: str | None = None, what: str = "changing a recall"
+    ) -> dict[str, str]:
+        """The operator's Authorization header: --token, else LOTLINE_OPERATOR_TOKEN, else
+        the token file (LOTLINE_OPERATOR_TOKEN_FILE, or the one `make run` writes)."""
         token = given or (self.operator_token.get_secret_value() if self.operator_token else "")
         if not token:
             path = self.token_file()
@@ -59,7 +63,7 @@ class Endpoints(BaseSettings):
                 token = path.read_text().strip()
             except FileNotFoundError:
                 raise CliError(
-                    "--token: changing a recall needs an operator token: pass --token, set "
+                    f"--token: {what} needs an operator token: pass --token, set "
                     f"LOTLINE_OPERATOR_TOKEN, or run `make run`, which writes one to {path}"
                 ) from None
             except OSError as error:
@@ -68,19 +72,34 @@ class Endpoints(BaseSettings):
                 raise CliError(f"--token: the token file {path} is empty")
         return {"Authorization": f"Bearer {token.strip()}"}
 
+    def reader_auth(self) -> dict[str, str]:
+        """The token to read with, if there is one: with it, the services show customer
+        references to staff and operators; without, the reads are anonymous (no customers)."""
+        try:
+            return self.operator_auth()
+        except CliError:
+            return {}
+
 
 class Api:
     """One service's HTTP API, with its failures turned into one-line CliErrors."""
 
-    def __init__(self, name: str, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.headers = headers or {}  # sent with every request (a call's own win)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         url = f"{self.base_url}{path}"
         try:
-            with httpx.Client(timeout=self.timeout) as client:
+            with httpx.Client(timeout=self.timeout, headers=self.headers) as client:
                 response = client.request(method, url, **kwargs)
         except httpx.TransportError:
             raise CliError(
@@ -128,8 +147,10 @@ class Services:
         self.endpoints = endpoints
         self.catalog = Api("catalog service", endpoints.catalog_url)
         self.stock = Api("stock service", endpoints.stock_url)
-        self.serials = Api("serial registry", endpoints.serials_url)
-        self.recall = Api("recall service", endpoints.recall_url)
+        # Reads that may carry customer references go with the token, when there is one.
+        reader = endpoints.reader_auth()
+        self.serials = Api("serial registry", endpoints.serials_url, headers=reader)
+        self.recall = Api("recall service", endpoints.recall_url, headers=reader)
 
     def all_products(self, tracking: str | None = None) -> list[dict[str, Any]]:
         products: list[dict[str, Any]] = []

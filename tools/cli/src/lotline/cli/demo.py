@@ -146,6 +146,8 @@ class Day:
             ("PHONE", "Phone X1 128 GB", "serial", None),
             ("EARBUDS", "Earbuds Pro", "serial", None),
         ]
+        # The operator who issues the recalls registers the products too (role operator).
+        auth = self.api.endpoints.operator_auth(what="registering the demo's products")
         for index, (stem, name, tracking, shelf_life) in enumerate(specs):
             product = Product(f"DEMO-{stem}-{self.run}", name, tracking)
             if tracking != "quantity":
@@ -156,7 +158,7 @@ class Day:
                 body["gtin"] = product.gtin
             if shelf_life is not None:
                 body["shelf_life_days"] = shelf_life
-            self.api.catalog.call("POST", "/products", json=body)
+            self.api.catalog.call("POST", "/products", json=body, headers=auth)
             self.products.append(product)
         table = Table(title=f"1. Catalog: {len(self.products)} products (run {self.run})")
         for column in ("SKU", "Name", "Tracking", "GTIN", "Shelf life"):
