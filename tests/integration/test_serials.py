@@ -27,7 +27,7 @@ from lotline.events import (
     encode,
 )
 
-from support import eventually
+from support import AS_STAFF, eventually
 
 pytestmark = pytest.mark.infra
 
@@ -45,7 +45,8 @@ async def registry(
     """The registry as its own process; afterwards, this run's units are removed again: the
     stack is shared and lasting, and what runs leave behind grows every later one's files."""
     service = start_service("serial-registry")
-    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+    # As staff: units carry their customer only for a reader who may see it.
+    async with httpx.AsyncClient(base_url=service.url, timeout=30, headers=AS_STAFF) as http:
         yield http
     service.stop()
     ours = {"$regex": f"-{run_id}$"}

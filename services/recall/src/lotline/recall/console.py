@@ -3,6 +3,9 @@
 Pages are plain HTML forms that work without JavaScript; the vendored htmx only refreshes
 the figures of open recalls. Changes obey the API's rule (`api.allowed_to_change`): only a
 logged-in operator, and every form carries a CSRF token bound to the signed session cookie.
+A login is kept in the recall database too (`RecallStore.console_sessions`): logging out
+deletes it, so a copy of the cookie is worthless afterwards, on every instance. Customers to
+contact are shown to a visitor logged in as staff or operator only.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import structlog
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -36,7 +40,15 @@ from lotline.recall.api import (
 )
 from lotline.recall.auth import Credential, Session, SessionSigner
 from lotline.recall.outbox import RecallOutbox
-from lotline.recall.store import RecallStore
+from lotline.recall.store import RecallStore, now
+from lotline.runtime.auth import (
+    NO_STORE,
+    access_of,
+    address_key,
+    may_read_personal_data,
+    name_key,
+    too_many_attempts,
+)
 
 HERE = Path(__file__).parent
 COOKIE = "lotline_console"
@@ -52,6 +64,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
+log = structlog.get_logger("console")
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["segment"] = lambda value: quote(str(value), safe="")
 router = APIRouter(include_in_schema=False)
@@ -70,23 +83,46 @@ class Visit:
     def operator(self) -> bool:
         return self.credential is not None and self.credential.may_change_recalls
 
+    @property
+    def reader(self) -> bool:
+        """May see the customers to contact (staff or operator)."""
+        return may_read_personal_data(self.credential)
+
 
 def _signer(request: Request) -> SessionSigner:
     signer: SessionSigner = request.app.state.sessions
     return signer
 
 
-def visit_of(request: Request) -> Visit:
+async def visit_of(request: Request) -> Visit:
     signer = _signer(request)
     session = signer.loads(request.cookies.get(COOKIE))
     set_cookie = session is None
     if session is None:
         session = Session.anonymous(signer.max_age_s)
     credential = signer.who(session, operators_of(request))
+    if credential is not None and not await _still_logged_in(request, session):
+        credential = None
     if session.operator is not None and credential is None:
-        # The token it logged in with was revoked or changed: the login ends with it.
+        # Logged out, unused too long, or its token was revoked or changed: the login ends.
         session, set_cookie = Session.anonymous(signer.max_age_s), True
     return Visit(session, credential, set_cookie, signer.csrf_token(session))
+
+
+async def _still_logged_in(request: Request, session: Session) -> bool:
+    """Whether the server still has this login (not logged out, not idle too long)."""
+    store, idle_s = _store(request), request.app.state.session_idle_s
+    record = await store.login(session.key)
+    if record is None or record.operator != session.operator:
+        return False
+    moment = now()
+    if record.idle(moment, idle_s):
+        await store.end_login(record.key)
+        log.info("console_login_idle", operator=record.operator)
+        return False
+    if record.needs_touch(moment, idle_s):
+        await store.touch_login(record.key, moment)
+    return True
 
 
 def _with_cookie(request: Request, response: Response, session: Session) -> Response:
@@ -128,7 +164,7 @@ def refused(request: Request, visit: Visit, error: HTTPException) -> Response:
 
 def _guard(request: Request, visit: Visit, csrf_token: Any) -> Operator:
     """The API's rule first (anonymous 401, staff 403), then the form's CSRF token."""
-    acting = allowed_to_change(operators_of(request), visit.credential, "log in at /console/login")
+    acting = allowed_to_change(access_of(request), visit.credential, "log in at /console/login")
     if not isinstance(csrf_token, str) or not _signer(request).csrf_ok(visit.session, csrf_token):
         raise HTTPException(
             403, "this form has expired or did not come from the console: reload it and send again"
@@ -182,7 +218,7 @@ async def home() -> RedirectResponse:
 
 @router.get("/console", response_class=HTMLResponse)
 async def recall_list(request: Request) -> Response:
-    visit = visit_of(request)
+    visit = await visit_of(request)
     recalls = await _recent(request)
     if _is_htmx(request):
         return render(request, visit, "_recalls.html", recalls=recalls)
@@ -215,7 +251,7 @@ def field_problems(errors: list[ErrorDetails] | list[Any]) -> dict[str, list[str
 
 @router.post("/console/recalls", response_class=HTMLResponse)
 async def issue_from_form(request: Request) -> Response:
-    visit = visit_of(request)
+    visit = await visit_of(request)
     form = await request.form()
     try:
         acting = _guard(request, visit, form.get("csrf_token"))
@@ -250,12 +286,12 @@ async def issue_from_form(request: Request) -> Response:
 # --- one recall -------------------------------------------------------------------------------
 
 
-async def _detail(request: Request, recall_id: str) -> RecallDetail | None:
+async def _detail(request: Request, recall_id: str, customers: bool) -> RecallDetail | None:
     store = _store(request)
     record = await store.load(recall_id)
     if record is None:
         return None
-    return RecallDetail.detail_of(record, await store.facts(recall_id))
+    return RecallDetail.detail_of(record, await store.facts(recall_id), customers)
 
 
 def _not_found(request: Request, visit: Visit, recall_id: str) -> Response:
@@ -284,20 +320,32 @@ def contacts_csv(detail: RecallDetail) -> str:
 
 @router.get("/console/recalls/{recall_id:path}/contacts.csv")
 async def contacts_download(recall_id: str, request: Request) -> Response:
-    detail = await _detail(request, recall_id)
+    visit = await visit_of(request)
+    if not visit.reader:
+        refusal = HTTPException(
+            401 if visit.credential is None else 403,
+            "the contact list names customers: log in as staff or an operator to download it",
+        )
+        response = refused(request, visit, refusal)
+        response.headers.update(NO_STORE)
+        return response
+    detail = await _detail(request, recall_id, customers=True)
     if detail is None:
-        return _not_found(request, visit_of(request), recall_id)
+        return _not_found(request, visit, recall_id)
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", recall_id)
     return Response(
         contacts_csv(detail),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}-contacts.csv"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}-contacts.csv"',
+            **NO_STORE,
+        },
     )
 
 
 @router.post("/console/recalls/{recall_id:path}/close", response_class=HTMLResponse)
 async def close_from_form(recall_id: str, request: Request) -> Response:
-    visit = visit_of(request)
+    visit = await visit_of(request)
     form = await request.form()
     try:
         acting = _guard(request, visit, form.get("csrf_token"))
@@ -310,12 +358,14 @@ async def close_from_form(recall_id: str, request: Request) -> Response:
 
 @router.get("/console/recalls/{recall_id:path}", response_class=HTMLResponse)
 async def recall_page(recall_id: str, request: Request) -> Response:
-    visit = visit_of(request)
-    detail = await _detail(request, recall_id)
+    visit = await visit_of(request)
+    detail = await _detail(request, recall_id, customers=visit.reader)
     if detail is None:
         return _not_found(request, visit, recall_id)
     template = "_recall_live.html" if _is_htmx(request) else "recall.html"
-    return render(request, visit, template, recall=detail)
+    response = render(request, visit, template, recall=detail)
+    response.headers.update(NO_STORE)
+    return response
 
 
 # --- logging in and out -----------------------------------------------------------------------
@@ -330,21 +380,21 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/console/login", response_class=HTMLResponse)
 async def login_page(request: Request, next: str | None = None) -> Response:
-    visit = visit_of(request)
+    visit = await visit_of(request)
     return render(request, visit, "login.html", next=_safe_next(next), name="", problem=None)
 
 
 @router.post("/console/login", response_class=HTMLResponse)
 async def log_in(request: Request) -> Response:
-    visit = visit_of(request)
+    visit = await visit_of(request)
     form = await request.form()
     name, token = str(form.get("name") or "").strip(), str(form.get("token") or "")
     target = _safe_next(str(form.get("next") or ""))
-    operators = operators_of(request)
+    access = access_of(request)
     signer = _signer(request)
 
-    def again(status: int, problem: str) -> Response:
-        return render(
+    def again(status: int, problem: str, headers: dict[str, str] | None = None) -> Response:
+        response = render(
             request,
             visit,
             "login.html",
@@ -353,24 +403,54 @@ async def log_in(request: Request) -> Response:
             name=name,
             problem=problem,
         )
+        response.headers.update(headers or {})
+        return response
 
     if not signer.csrf_ok(visit.session, str(form.get("csrf_token") or "")):
         return again(403, "This form has expired: please log in again.")
-    if not operators.configured:
+    if not access.people.configured:
         return again(503, "Nobody can log in: the recall service has no operator tokens set.")
-    credential = operators.authenticate(token, name) if name and token else None
+    # Throttled by the name tried and by the address trying, before the token is looked at.
+    keys = [name_key(name[:64]), address_key(request)]
+    if (wait := access.throttle.retry_after(keys)) > 0:
+        refusal = too_many_attempts(wait, "logins")
+        log.warning(
+            "console_login_throttled",
+            operator=name[:64],
+            address=keys[1],
+            retry_after_s=round(wait, 1),
+        )
+        return again(429, f"{str(refusal.detail).capitalize()}.", dict(refusal.headers or {}))
+    credential = access.people.authenticate(token, name) if name and token else None
     if credential is None:
-        return again(401, "Unknown operator name or wrong token.")
+        wait = access.throttle.failed(keys)
+        log.warning(
+            "console_login_failed",
+            operator=name[:64],
+            address=keys[1],
+            failures=access.throttle.failures(keys[0]),
+            retry_after_s=round(wait, 1),
+        )
+        later = f" Wait {max(1, round(wait))} s before trying again." if wait > 0 else ""
+        return again(401, f"Unknown operator name or wrong token.{later}")
+    access.throttle.succeeded(keys[0])
+    session = signer.login(credential)
+    await _store(request).start_login(session.key, credential.name)
+    log.info("console_login", operator=credential.name, role=credential.role.value)
     response = RedirectResponse(target, status_code=303)
-    return _with_cookie(request, response, signer.login(credential))
+    return _with_cookie(request, response, session)
 
 
 @router.post("/console/logout")
 async def log_out(request: Request) -> Response:
-    visit = visit_of(request)
+    visit = await visit_of(request)
     form = await request.form()
     if not _signer(request).csrf_ok(visit.session, str(form.get("csrf_token") or "")):
         return refused(request, visit, HTTPException(403, "this form has expired: reload it"))
+    if visit.session.operator is not None:
+        # Deleted server-side: a copy of this cookie is worthless from now on, everywhere.
+        await _store(request).end_login(visit.session.key)
+        log.info("console_logout", operator=visit.session.operator)
     response = RedirectResponse("/console", status_code=303)
     return _with_cookie(request, response, Session.anonymous(_signer(request).max_age_s))
 

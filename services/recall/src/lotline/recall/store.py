@@ -12,6 +12,10 @@ document per natural key, so a fact reported again is the same single-document u
     returns        recall + return + line    units returned for the recall
     flagged_sales  recall + sale + line      a recalled unit sold after the recall
 
+`console_sessions` holds the console's logged-in sessions (`_id` = the hash of the cookie's
+nonce): inserted at login, its `seen_at` moved on as it is used, deleted at logout. Every
+instance reads it by `_id` on every request, so a logout ends the session everywhere.
+
 Totals are computed when read, never kept as counters, so nothing can be counted twice.
 
 Every document has one kind of writer. FerretDB v1 applies an update as a read-modify-write
@@ -36,6 +40,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lotline.events import Classification, EventType, OutgoingMessage, decode, encode, encode_event
+from lotline.recall.auth import LoginRecord
 from lotline.recall.domain import (
     SOURCE,
     CustomerContact,
@@ -123,6 +128,7 @@ class RecallStore:
         self.contacts: AsyncCollection[dict[str, Any]] = db["contacts"]
         self.returns: AsyncCollection[dict[str, Any]] = db["returns"]
         self.flagged_sales: AsyncCollection[dict[str, Any]] = db["flagged_sales"]
+        self.console_sessions: AsyncCollection[dict[str, Any]] = db["console_sessions"]
 
     async def create_indexes(self) -> None:
         await self.recalls.create_index([("issued_at", DESCENDING), ("_id", DESCENDING)])
@@ -216,6 +222,29 @@ class RecallStore:
         docs = [doc async for doc in cursor]
         published = await self._published([doc["_id"] for doc in docs])
         return [RecallRecord.from_document(doc, published.get(doc["_id"])) for doc in docs]
+
+    # --- console logins ----------------------------------------------------------------------
+
+    async def start_login(self, key: str, operator: str) -> LoginRecord:
+        moment = now()
+        await self.console_sessions.insert_one(
+            {"_id": key, "operator": operator, "started_at": moment, "seen_at": moment}
+        )
+        return LoginRecord(key, operator, moment, moment)
+
+    async def login(self, key: str) -> LoginRecord | None:
+        doc = await self.console_sessions.find_one({"_id": key})
+        if doc is None:
+            return None
+        return LoginRecord(key, doc["operator"], doc["started_at"], doc["seen_at"])
+
+    async def touch_login(self, key: str, at: datetime) -> None:
+        # No upsert: a login deleted meanwhile (logged out elsewhere) stays deleted. Two
+        # instances touching it at once each write a time; either one will do.
+        await self.console_sessions.update_one({"_id": key}, {"$set": {"seen_at": at}})
+
+    async def end_login(self, key: str) -> None:
+        await self.console_sessions.delete_one({"_id": key})
 
     # --- the outbox --------------------------------------------------------------------------
 

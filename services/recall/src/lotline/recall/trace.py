@@ -4,6 +4,10 @@ The catalog knows the product (name, GTIN), stock the lot's receipts, sales, ret
 quarantines per store, the serial registry the units and each unit's history; this service
 adds its recalls. No service's database is read but this one's. Served as JSON, as an
 EPCIS 2.0 document and as an FSMA-style CSV.
+
+Customer references are in a trace only for a caller whose Bearer token may read them (staff
+or operator); that caller's token is passed on to the serial registry, which applies the
+same rule. Anyone else gets the trace with every customer reference left out.
 """
 
 from __future__ import annotations
@@ -11,12 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi.responses import JSONResponse
 
 from lotline.events.models import LotCode, Serial, Sku
 from lotline.recall import epcis, fsma
@@ -30,9 +34,15 @@ from lotline.recall.timeline import (
     assemble_unit,
     recalls_of_lot,
 )
+from lotline.runtime.auth import NO_STORE, Caller, may_read_personal_data
 from lotline.runtime.settings import Settings, get_settings
 
-router = APIRouter(prefix="/trace", tags=["trace"])
+
+def _no_store(response: Response) -> None:
+    response.headers.update(NO_STORE)
+
+
+router = APIRouter(prefix="/trace", tags=["trace"], dependencies=[Depends(_no_store)])
 
 # The registry serves a lot's units in pages of at most this many.
 UNITS_PAGE = 1000
@@ -71,15 +81,36 @@ class Upstream:
 
 
 class Sources:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: Settings, client: httpx.AsyncClient, customers: bool = False
+    ) -> None:
         self.catalog = Upstream("catalog service", settings.catalog_url, client)
         self.stock = Upstream("stock service", settings.stock_url, client)
         self.serials = Upstream("serial registry", settings.serials_url, client)
+        self.customers = customers  # whether the caller may see customer references
 
 
-async def sources() -> AsyncIterator[Sources]:
-    async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
-        yield Sources(get_settings(), client)
+async def sources(request: Request, caller: Caller) -> AsyncIterator[Sources]:
+    customers = may_read_personal_data(caller)
+    # The caller's own token, so the registry answers them as it would answer them directly.
+    headers = {"Authorization": request.headers["Authorization"]} if customers else {}
+    async with httpx.AsyncClient(timeout=TIMEOUT_S, headers=headers) as client:
+        yield Sources(get_settings(), client, customers)
+
+
+Trace = TypeVar("Trace", LotTrace, UnitTrace)
+
+
+def without_customers(trace: Trace) -> Trace:
+    """The trace with every customer reference left out (counts and events stay)."""
+    update: dict[str, Any] = {
+        "events": [e.model_copy(update={"customer_ref": None}) for e in trace.events]
+    }
+    if isinstance(trace, LotTrace) and trace.units is not None:
+        update["units"] = [u.model_copy(update={"customer_ref": None}) for u in trace.units]
+    if isinstance(trace, UnitTrace):
+        update["customer_ref"] = None
+    return trace.model_copy(update=update)
 
 
 def recall_store(request: Request) -> RecallStore:
@@ -130,7 +161,8 @@ async def lot_trace(sources: Sources, store: RecallStore, sku: str, lot_code: st
     )
     if stock is None and units is None and not recalls:
         raise HTTPException(404, f"nothing is known of lot {lot_code!r} of sku {sku!r}")
-    return assemble_lot(sku, lot_code, product, stock, units, recalls)
+    trace = assemble_lot(sku, lot_code, product, stock, units, recalls)
+    return trace if sources.customers else without_customers(trace)
 
 
 async def unit_trace(sources: Sources, store: RecallStore, sku: str, serial: str) -> UnitTrace:
@@ -140,7 +172,8 @@ async def unit_trace(sources: Sources, store: RecallStore, sku: str, serial: str
     product = await _product(sources, sku)
     found = await store.recalls_by_id(unit.get("recall_ids", []))
     recalls = [RecallRef.of(r) for r in sorted(found.values(), key=lambda r: r.issued_at)]
-    return assemble_unit(unit, product, recalls)
+    trace = assemble_unit(unit, product, recalls)
+    return trace if sources.customers else without_customers(trace)
 
 
 def _filename(*parts: str) -> str:
@@ -151,7 +184,7 @@ def _epcis_response(document: dict[str, Any], name: str) -> JSONResponse:
     return JSONResponse(
         document,
         media_type=epcis.MEDIA_TYPE,
-        headers={"Content-Disposition": f'inline; filename="{name}.epcis.jsonld"'},
+        headers={"Content-Disposition": f'inline; filename="{name}.epcis.jsonld"', **NO_STORE},
     )
 
 
@@ -182,12 +215,11 @@ async def lot_csv(
     sku: SkuPath, lot_code: LotPath, sources: SourcesDep, store: StoreDep
 ) -> Response:
     trace = await lot_trace(sources, store, sku, lot_code)
+    name = _filename("trace", sku, lot_code)
     return Response(
         fsma.spreadsheet(trace.product, trace.events),
         media_type=fsma.MEDIA_TYPE,
-        headers={
-            "Content-Disposition": f'attachment; filename="{_filename("trace", sku, lot_code)}.csv"'
-        },
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"', **NO_STORE},
     )
 
 

@@ -1,14 +1,19 @@
-"""The serial registry's read side: one unit with its history, and the units of a lot."""
+"""The serial registry's read side: one unit with its history, and the units of a lot.
+
+A unit's customer reference is personal data: only a caller whose Bearer token may read it
+(staff or operator, `lotline.runtime.auth`) gets it; anyone else gets the unit without it.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from lotline.events import EventType, FlagReason, ReturnReason, UnitStatus
+from lotline.runtime.auth import NO_STORE, Caller, may_read_personal_data
 from lotline.serials.domain import HistoryEntry, Unit, as_recalled, digital_link
 from lotline.serials.store import SerialStore
 
@@ -79,7 +84,7 @@ class UnitSummary(BaseModel):
     returned_at: datetime | None
 
     @classmethod
-    def fields_of(cls, unit: Unit) -> dict[str, object]:
+    def fields_of(cls, unit: Unit, customers: bool = True) -> dict[str, object]:
         return {
             "sku": unit.sku,
             "serial": unit.serial,
@@ -95,7 +100,7 @@ class UnitSummary(BaseModel):
             "received_at": unit.received_at,
             "sale_id": unit.sale_id,
             "line": unit.line,
-            "customer_ref": unit.customer_ref,
+            "customer_ref": unit.customer_ref if customers else None,
             "sold_at": unit.sold_at,
             "return_id": unit.return_id,
             "return_reason": unit.return_reason,
@@ -122,8 +127,12 @@ class LotUnitsView(BaseModel):
 
 
 @router.get("/units/{sku}/{serial:path}", response_model=UnitView)
-async def get_unit(sku: str, serial: str, store: Store) -> UnitView:
-    """One unit: its status, recall flag, sale and full history."""
+async def get_unit(
+    sku: str, serial: str, store: Store, caller: Caller, response: Response
+) -> UnitView:
+    """One unit: its status, recall flag, sale and full history; its customer only with a
+    staff or operator token."""
+    response.headers.update(NO_STORE)
     unit = await store.unit(sku, serial)
     if unit is None:
         raise HTTPException(404, f"no unit with serial {serial!r} of sku {sku!r} is registered")
@@ -131,7 +140,7 @@ async def get_unit(sku: str, serial: str, store: Store) -> UnitView:
     product = await store.product(sku)
     gtin = product.gtin if product else None
     return UnitView(
-        **UnitSummary.fields_of(unit),
+        **UnitSummary.fields_of(unit, may_read_personal_data(caller)),
         gtin=gtin,
         digital_link=digital_link(gtin, unit.serial) if gtin else None,
         # A timeline, in the order things happened (events may be applied in another order).
@@ -144,12 +153,17 @@ async def get_lot_units(
     sku: str,
     lot_code: str,
     store: Store,
+    caller: Caller,
+    response: Response,
     status: Annotated[UnitStatus | None, Query(description="Only units in this status")] = None,
     recalled: Annotated[bool | None, Query(description="Only (not) recalled units")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     skip: Annotated[int, Query(ge=0, le=MAX_SKIP)] = 0,
 ) -> LotUnitsView:
-    """The units of one lot, filtered by status and recall flag, with counts by status."""
+    """The units of one lot, filtered by status and recall flag, with counts by status; their
+    customers only with a staff or operator token."""
+    response.headers.update(NO_STORE)
+    customers = may_read_personal_data(caller)
     scopes = (await store.recall_scopes([sku]))[sku]
     lot_recalled = any(lot_code in scope.lot_codes for scope in scopes)
     page = await store.lot_page(sku, lot_code, status, recalled, limit, skip, lot_recalled)
@@ -166,6 +180,7 @@ async def get_lot_units(
         limit=limit,
         skip=skip,
         units=[
-            UnitSummary(**UnitSummary.fields_of(as_recalled(unit, scopes))) for unit in page.units
+            UnitSummary(**UnitSummary.fields_of(as_recalled(unit, scopes), customers))
+            for unit in page.units
         ],
     )

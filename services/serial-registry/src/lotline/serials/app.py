@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lotline.events import EventType
+from lotline.runtime.auth import Access, TokenConfigError
 from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.service import Service
 from lotline.serials.api import router
@@ -37,6 +38,11 @@ service.consume(
 )
 service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.NONE)
 service.http.state.serial_store = store
+try:
+    # Who may read a unit's customer (LOTLINE_TOKENS); without tokens, nobody may.
+    service.http.state.access = Access.from_env("serial-registry")
+except TokenConfigError as error:
+    raise SystemExit(f"lotline-serials: {error}") from None
 service.http.include_router(router)
 app = service.http
 

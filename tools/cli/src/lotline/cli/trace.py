@@ -47,7 +47,7 @@ def _path(*parts: str) -> str:
 def _fetch_text(services: Services, path: str) -> str:
     api = services.recall
     try:
-        with httpx.Client(timeout=api.timeout) as client:
+        with httpx.Client(timeout=api.timeout, headers=api.headers) as client:
             response = client.get(f"{api.base_url}{path}")
     except httpx.TransportError:
         raise CliError(

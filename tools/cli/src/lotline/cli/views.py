@@ -212,6 +212,18 @@ def recall(r: dict[str, Any]) -> None:
             for q in r["quarantine"]
         ],
     )
+    if r.get("customers_shown") is False:
+        console.print(
+            "Customers to contact and flagged sales are shown to staff and operators only: "
+            "set LOTLINE_OPERATOR_TOKEN or LOTLINE_OPERATOR_TOKEN_FILE to a staff token"
+        )
+    else:
+        _customers(r)
+    if r.get("unknown_serials"):
+        console.print(f"Serials the registry never saw: {', '.join(r['unknown_serials'])}")
+
+
+def _customers(r: dict[str, Any]) -> None:
     _table(
         "Customers to contact",
         ("Serial", "Lot", "Sale", "Location", "Sold", "Customer"),
@@ -244,8 +256,6 @@ def recall(r: dict[str, Any]) -> None:
             for f in r["flagged_sales"]
         ],
     )
-    if r.get("unknown_serials"):
-        console.print(f"Serials the registry never saw: {', '.join(r['unknown_serials'])}")
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
