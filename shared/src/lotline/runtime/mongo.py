@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.results import BulkWriteResult
 
@@ -51,3 +52,43 @@ async def find_by_ids(
     wanted = list(dict.fromkeys(ids))
     found = await asyncio.gather(*(one(doc_id) for doc_id in wanted))
     return {doc["_id"]: doc for doc in found if doc is not None}
+
+
+class Reachability:
+    """Whether the database answers a ping within `timeout_s`. Whoever asks while a ping is
+    out shares it, and an answer stands for `fresh_s`: an outage costs one ping per interval
+    however many requests wait, and a busy service does not ping per request."""
+
+    def __init__(
+        self, client: AsyncMongoClient[Doc], timeout_s: float, fresh_s: float = 0.5
+    ) -> None:
+        self.client = client
+        self.timeout_s = timeout_s
+        self.fresh_s = fresh_s
+        self._ping: asyncio.Future[str | None] | None = None
+        self._answer: str | None = None
+        self._answered_at: float | None = None
+
+    async def problem(self) -> str | None:
+        """None when the database answered; otherwise why it did not. Never raises."""
+        now = asyncio.get_running_loop().time()
+        if self._answered_at is not None and now - self._answered_at < self.fresh_s:
+            return self._answer
+        if self._ping is None:
+            self._ping = asyncio.ensure_future(self._ask())
+        # One waiter giving up (its request ended) must not cancel the others' ping.
+        return await asyncio.shield(self._ping)
+
+    async def _ask(self) -> str | None:
+        try:
+            await asyncio.wait_for(self.client.admin.command("ping"), timeout=self.timeout_s)
+            answer = None
+        except TimeoutError:
+            answer = f"no answer to a ping within {self.timeout_s:g} s"
+        except Exception as exc:
+            answer = f"ping failed: {exc!r}"
+        finally:
+            self._ping = None
+        self._answer = answer
+        self._answered_at = asyncio.get_running_loop().time()
+        return answer

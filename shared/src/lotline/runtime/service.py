@@ -28,7 +28,8 @@ from lotline.runtime.consumer import (
     ServiceConsumer,
 )
 from lotline.runtime.dedupe import Dedupe, SeenEvents
-from lotline.runtime.http import install_error_handlers
+from lotline.runtime.http import BodyLimit, OutageGuard, install_error_handlers
+from lotline.runtime.mongo import Reachability
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings, get_settings
 
@@ -132,6 +133,18 @@ class Service:
         self.http.add_api_route("/health/live", self._live, methods=["GET"], tags=["health"])
         self.http.add_api_route("/health/ready", self._ready, methods=["GET"], tags=["health"])
         install_error_handlers(self.http)
+        # A request that waits on the database has its 503 within HTTP_DATABASE_WAIT_S: a
+        # quarter of it before the database is pinged, the rest for the ping's answer.
+        wait = self.settings.http_database_wait_s
+        reachability = Reachability(self.mongo, timeout_s=wait * 3 / 4)
+        self.http.add_middleware(
+            OutageGuard,
+            probe=reachability.problem,
+            check_after_s=wait / 4,
+            skip=("/health/",),
+        )
+        # Outermost: a body over the limit is refused before anything else looks at it.
+        self.http.add_middleware(BodyLimit, limit=self.settings.http_max_body_bytes)
 
     def consume(
         self,

@@ -106,6 +106,19 @@ class Settings(BaseSettings):
 
     http_host: str = Field("127.0.0.1", description="Address the HTTP side listens on")
     http_port: int | None = Field(None, description="Overrides the service's default HTTP port")
+    # The largest recall the contract allows (10,000 serials of 64 characters) is about 0.7 MB
+    # as JSON and 2.1 MB as the console's form, where punctuation is percent-encoded.
+    http_max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1,
+        description="Largest request body accepted; a larger one gets 413 before it is read",
+    )
+    http_database_wait_s: float = Field(
+        2.0,
+        gt=0,
+        description="How long an HTTP request waits on a database that does not answer "
+        "before its 503",
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_json: bool = Field(True, description="JSON log lines; false: key=value for a terminal")
 
