@@ -30,13 +30,12 @@ def gtin_for(prefix: str, run_id: str) -> str:
 
 @pytest.fixture
 def lotline(infra, start_service, tmp_path) -> Lotline:  # type: ignore[no-untyped-def]
-    catalog = start_service("catalog")
-    stock = start_service("stock")
-    serials = start_service("serial-registry")
-    recall = start_service(
-        "recall",
-        RECALL_OPERATOR_TOKENS=f"qa-anna:operator:{OPERATOR_TOKEN},desk:staff:{STAFF_TOKEN}",
-    )
+    # The same people in every service, as `make run` gives them (LOTLINE_TOKENS_FILE).
+    people = {"LOTLINE_TOKENS": f"qa-anna:operator:{OPERATOR_TOKEN},desk:staff:{STAFF_TOKEN}"}
+    catalog = start_service("catalog", **people)
+    stock = start_service("stock", **people)
+    serials = start_service("serial-registry", **people)
+    recall = start_service("recall", **people)
     # The operator's token where `make run` would put it: a file only its owner reads.
     token_file = tmp_path / "operator-token"
     token_file.write_text(OPERATOR_TOKEN + "\n")
@@ -169,6 +168,10 @@ async def test_a_store_day_from_the_command_line(lotline: Lotline, run_id: str) 
         ),
         timeout=60,
     )
+    # Without a token the unit is shown, but not who bought it.
+    anonymous = ok(await lotline("unit", phone, "IMEI-000500", LOTLINE_OPERATOR_TOKEN_FILE="/none"))
+    assert f"Sold in S-{run_id} line 1" in anonymous
+    assert "CUST-7" not in anonymous
     # A recall of the milk lot: the store's 20 cartons go into quarantine.
     issued = ok(
         await lotline(
@@ -189,6 +192,10 @@ async def test_a_store_day_from_the_command_line(lotline: Lotline, run_id: str) 
     assert "Issued by qa-anna" in shown
     row = next(line for line in shown.splitlines() if store in line and lot in line)
     assert [c.strip() for c in row.strip("│ ").split("│")][:3] == [store, lot, "20"]
+    assert "Customers to contact: none" in shown  # read with the operator's token
+    hidden = ok(await lotline("recall", "show", recall_id, LOTLINE_OPERATOR_TOKEN_FILE="/none"))
+    assert "shown to staff and operators only" in hidden
+    assert "Quarantined units: 20" in hidden
     await eventually(lambda: _quarantined_stock(lotline, milk), timeout=60)
     assert recall_id in ok(await lotline("recall", "list", "--sku", milk))
     one_line_error(
@@ -251,8 +258,21 @@ async def test_mistakes_are_one_clear_line(lotline: Lotline, run_id: str) -> Non
     )
     one_line_error(
         await lotline(*recall_issue, "--token", "not-" + OPERATOR_TOKEN),
-        "the recall service said: the operator token is not valid (HTTP 401)",
+        "the recall service said: the token is not valid (HTTP 401)",
     )
+    one_line_error(
+        await lotline(
+            "products", "add", f"CLI-Y-{run_id}", "--name", "Y", "-t", "quantity",
+            LOTLINE_OPERATOR_TOKEN_FILE=f"/nonexistent/{run_id}",
+        ),
+        "--token: adding a product needs an operator token: pass --token",
+    )  # fmt: skip
+    one_line_error(
+        await lotline("products", "add", f"CLI-Y-{run_id}", "--name", "Y", "-t", "quantity",
+                      "--token", STAFF_TOKEN),
+        "the catalog service said: 'desk' may not change products (role staff; an operator "
+        "or catalog token is needed) (HTTP 403)",
+    )  # fmt: skip
     one_line_error(
         await lotline("recall", "list", LOTLINE_RECALL_URL="http://127.0.0.1:9"),
         "cannot reach the recall service at http://127.0.0.1:9: is `make run` running?",

@@ -19,11 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_the_demo_plays_a_store_day_and_a_recall(infra, start_service) -> None:  # type: ignore[no-untyped-def]
-    catalog = start_service("catalog")
-    stock = start_service("stock")
-    serials = start_service("serial-registry")
     token = "demo-token-" + "3" * 16
-    recall = start_service("recall", RECALL_OPERATOR_TOKENS=f"qa-demo:operator:{token}")
+    # One operator every service knows, as `make run` sets them up: the demo registers its
+    # products and issues its recalls as qa-demo.
+    people = {"LOTLINE_TOKENS": f"qa-demo:operator:{token}"}
+    catalog = start_service("catalog", **people)
+    stock = start_service("stock", **people)
+    serials = start_service("serial-registry", **people)
+    recall = start_service("recall", **people)
     env = {
         **os.environ,
         "LOTLINE_OPERATOR_TOKEN": token,
@@ -63,7 +66,9 @@ async def test_the_demo_plays_a_store_day_and_a_recall(infra, start_service) -> 
     assert "3. Sales: 300 sale lines over 3 stores" in out
 
     async with httpx.AsyncClient(base_url=recall.url, timeout=10) as client:
-        response = await client.get(f"/recalls/{quote(recall_id, safe='')}")
+        response = await client.get(
+            f"/recalls/{quote(recall_id, safe='')}", headers={"Authorization": f"Bearer {token}"}
+        )
     assert response.status_code == 200, response.text
     shown = response.json()
     assert shown["issued_by"] == "qa-demo"

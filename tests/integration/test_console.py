@@ -3,6 +3,7 @@ against the four services as their own processes over the real Kafka and FerretD
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import html
 import io
@@ -19,7 +20,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from lotline.events import ItemReceived, ItemReturned, ItemSold, Lot, ReturnReason
 
-from support import eventually
+from support import AS_OPERATOR, eventually
 
 pytestmark = pytest.mark.infra
 
@@ -72,7 +73,8 @@ async def test_an_operator_issues_follows_and_closes_a_recall_in_the_console(  #
 
     async with httpx.AsyncClient(timeout=20) as http:
         body = {"sku": phone, "name": "Phone C", "tracking": "serial"}
-        assert (await http.post(f"{catalog.url}/products", json=body)).status_code == 201
+        created = await http.post(f"{catalog.url}/products", json=body, headers=AS_OPERATOR)
+        assert created.status_code == 201, created.text
         await bus.publish(
             ItemReceived(sku=phone, receipt_id=f"R1-{run_id}", location="S1", quantity=10,
                          lot=Lot(code="PA"), serials=pa[:10]),
@@ -169,6 +171,7 @@ async def test_an_operator_issues_follows_and_closes_a_recall_in_the_console(  #
     assert download.suggested_filename == f"{recall_id}-contacts.csv"
     fetched = await context.request.get(f"/console/recalls/{recall_id}/contacts.csv")
     assert fetched.headers["content-type"] == "text/csv; charset=utf-8"
+    assert fetched.headers["cache-control"] == "no-store"  # it names customers
     text = (await fetched.body()).decode()
     assert '"Doe, Jane ""JJ"""' in text
     saved = (await download.path()).read_bytes().decode()
@@ -251,10 +254,86 @@ async def test_the_console_refuses_changes_from_anyone_but_an_operator(  # type:
     assert "did not come from the console" in await forged.text()
     assert await issued() == []
 
-    # Logging out ends it: the same browser is anonymous again.
+    # Logging out ends it: the same browser is anonymous again, and a copy of the cookie
+    # taken before (with the form's own CSRF token) is worthless: the server ended it.
+    copied = next(c for c in await operator.cookies() if c["name"] == "lotline_console")
+    csrf = await page.locator('input[name="csrf_token"]').first.get_attribute("value")
+    assert csrf
     await page.get_by_role("button", name="Log out").click()
     await expect(page.get_by_role("link", name="Log in", exact=True)).to_be_visible()
     assert (await operator.request.post("/console/recalls", form=form)).status == 401
+    async with httpx.AsyncClient(
+        base_url=recall.url, timeout=20, cookies={"lotline_console": copied["value"]}
+    ) as replay:
+        replayed = await replay.post("/console/recalls", data={**form, "csrf_token": csrf})
+        assert replayed.status_code == 401
+        assert "an operator must log in" in replayed.text
+        assert "Logged in as" not in (await replay.get("/console")).text
     assert await issued() == []
     for context in (anonymous, staff, operator):
         await context.close()
+
+
+async def console_login(http: httpx.AsyncClient, name: str, token: str) -> httpx.Response:
+    """A login as the browser sends it: the form's CSRF token, then name and token."""
+    page = await http.get("/console/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf is not None
+    return await http.post(
+        "/console/login",
+        data={"csrf_token": csrf.group(1), "name": name, "token": token, "next": "/console"},
+    )
+
+
+async def test_a_console_login_unused_for_the_idle_time_ends(start_service) -> None:  # type: ignore[no-untyped-def]
+    recall = start_service("recall", RECALL_OPERATOR_TOKENS=TOKENS, RECALL_SESSION_IDLE_S="2")
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+        assert (await console_login(http, "qa-lena", OPERATOR_TOKEN)).status_code == 303
+        assert "Logged in as" in (await http.get("/console")).text
+        await asyncio.sleep(3)  # longer than the idle time: the outcome does not depend on speed
+        after = await http.get("/console")
+        assert "Logged in as" not in after.text
+        assert "lotline_console" in after.headers.get("set-cookie", "")  # a fresh, anonymous one
+
+
+async def test_failed_logins_are_throttled_then_locked_out(start_service) -> None:  # type: ignore[no-untyped-def]
+    recall = start_service(
+        "recall",
+        RECALL_OPERATOR_TOKENS=TOKENS,
+        LOTLINE_LOGIN_BACKOFF_S="0",
+        LOTLINE_LOGIN_LOCKOUT_FAILURES="4",
+        LOTLINE_LOGIN_LOCKOUT_S="3",
+    )
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+        for _ in range(4):
+            wrong = await console_login(http, "qa-lena", STAFF_TOKEN)
+            assert wrong.status_code == 401
+        # Locked out: even the right token is refused, before it is looked at.
+        locked = await console_login(http, "qa-lena", OPERATOR_TOKEN)
+        assert locked.status_code == 429
+        wait = int(locked.headers["Retry-After"])
+        assert 1 <= wait <= 3
+        assert "Too many failed logins from this operator name or address" in locked.text
+        assert "Logged in as" not in (await http.get("/console")).text
+        await asyncio.sleep(wait + 0.5)  # the lockout served
+        assert (await console_login(http, "qa-lena", OPERATOR_TOKEN)).status_code == 303
+        assert "Logged in as <strong>qa-lena</strong>" in (await http.get("/console")).text
+
+        # Bearer tokens count against the address the same way (its lockout served, anew).
+        body = {"sku": "X", "lot_codes": ["L"], "reason": "r", "classification": "III"}
+        for _ in range(4):
+            bad = await http.post(
+                "/recalls", json=body, headers={"Authorization": "Bearer " + "z" * 20}
+            )
+            assert bad.status_code == 401
+        refused = await http.post(
+            "/recalls", json=body, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        )
+        assert refused.status_code == 429
+        assert "Retry-After" in refused.headers
+    log = recall.log_path.read_text()
+    assert '"event": "console_login_failed"' in log
+    assert '"event": "console_login_throttled"' in log
+    assert '"event": "token_invalid"' in log
+    assert OPERATOR_TOKEN not in log
+    assert STAFF_TOKEN not in log

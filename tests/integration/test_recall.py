@@ -58,10 +58,12 @@ async def broadcasts_of(bus: Any, recall_id: str) -> list[Any]:
     return [e for e in events if e.data.recall_id == recall_id]
 
 
-async def recall_of(url: str, recall_id: str) -> dict[str, Any]:
+async def recall_of(url: str, recall_id: str, token: str | None = SAM) -> dict[str, Any]:
+    """A recall as staff read it (customers included), or anonymously with `token=None`."""
     async with httpx.AsyncClient(base_url=url, timeout=20) as http:
-        response = await http.get(f"/recalls/{recall_id}")
+        response = await http.get(f"/recalls/{recall_id}", headers=bearer(token) if token else {})
     assert response.status_code == 200, response.text
+    assert response.headers["Cache-Control"] == "no-store"
     return dict(response.json())
 
 
@@ -260,6 +262,17 @@ async def test_a_recall_is_broadcast_once_and_followed_to_its_close(  # type: ig
         (f"T-10-{run_id}", 2, "recall_id", STOCK),
         (f"T-11-{run_id}", 1, "lot", STOCK),
     ]
+    assert found["customers_shown"] is True
+
+    # Anyone else sees the counts, but no customer, no sale of a customer.
+    anonymous = await recall_of(recall.url, recall_id, token=None)
+    assert (anonymous["customers_shown"], anonymous["contacts"], anonymous["flagged_sales"]) == (
+        False,
+        [],
+        [],
+    )
+    assert anonymous["progress"] == found["progress"]
+    assert "cust-1" not in str(anonymous)
     assert found["unknown_serials"] == ["SN-X"]
 
     async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
@@ -391,7 +404,7 @@ async def test_only_an_authenticated_operator_issues_and_closes(  # type: ignore
             assert await refused(path, bearer(ANA[:-1] + "8")) == (
                 401,
                 'Bearer realm="lotline-recall", error="invalid_token"',
-                "the operator token is not valid",
+                "the token is not valid",
             )
             assert await refused(path, bearer(SAM)) == (
                 403,
@@ -420,14 +433,21 @@ async def test_only_an_authenticated_operator_issues_and_closes(  # type: ignore
 async def test_without_operator_tokens_every_change_is_refused(  # type: ignore[no-untyped-def]
     start_service, run_id
 ) -> None:
-    recall = start_service("recall", RECALL_OPERATOR_TOKENS="", RECALL_OPERATOR_TOKENS_FILE="")
+    recall = start_service(
+        "recall",
+        RECALL_OPERATOR_TOKENS="",
+        RECALL_OPERATOR_TOKENS_FILE="",
+        LOTLINE_TOKENS="",
+        LOTLINE_TOKENS_FILE="",
+    )
     body = {"sku": f"OIL-{run_id}", "lot_codes": ["L1"], "reason": "rancid", "classification": "II"}
     async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
         for path in ("/recalls", f"/recalls/RC-{run_id}/close"):
             response = await http.post(path, json=body, headers=bearer(ANA))
             assert response.status_code == 503
             assert response.json()["detail"] == (
-                "changes are refused: the recall service has no operator tokens configured "
-                "(set RECALL_OPERATOR_TOKENS or RECALL_OPERATOR_TOKENS_FILE)"
+                "changes are refused: the recall service has no tokens configured (set "
+                "LOTLINE_TOKENS, LOTLINE_TOKENS_FILE, RECALL_OPERATOR_TOKENS or "
+                "RECALL_OPERATOR_TOKENS_FILE)"
             )
         assert (await http.get("/recalls")).status_code == 200

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,12 @@ from pydantic import ValidationError
 from lotline.devstack import ADMIN, LocalStack, StackSecrets, grants, principals
 from lotline.devstack.kafka import run_async
 from lotline.devstack.security import Grant, apply_acls
+from lotline.events import ItemReceived, ItemSold, Lot
 from lotline.events.topics import CONSUMED_BY, PUBLISHED_BY, EventType, consumer_group, dlq_topic
 from lotline.runtime.service import kafka_security
 from lotline.runtime.settings import Settings
+
+from support import AS_OPERATOR, AS_STAFF, STAFF_TOKEN, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -294,6 +298,100 @@ async def test_an_anonymous_recall_is_refused(start_service, run_id: str, capsys
             f"attempts: 1, denied: {int(denied)}"
         )
     assert response.status_code == 401, response.text
+
+
+async def test_customer_references_are_shown_to_staff_and_operators_only(  # type: ignore[no-untyped-def]
+    start_service, bus, run_id: str
+) -> None:
+    catalog = start_service("catalog")
+    start_service("stock")
+    serials = start_service("serial-registry")
+    recall = start_service(
+        "recall", CATALOG_URL=catalog.url, SERIALS_URL=serials.url, STOCK_URL="http://127.0.0.1:9"
+    )
+    sku, customer = f"PII-{run_id}", f"CUST-PII-{run_id}"
+    units = [f"PII-{run_id}-{n}" for n in range(3)]
+    async with httpx.AsyncClient(timeout=20) as http:
+        body = {"sku": sku, "name": "Phone PII", "tracking": "serial"}
+        created = await http.post(f"{catalog.url}/products", json=body, headers=AS_OPERATOR)
+        assert created.status_code == 201, created.text
+        await bus.publish(
+            ItemReceived(sku=sku, receipt_id=f"R-{run_id}", location="S1", quantity=3,
+                         lot=Lot(code="L1"), serials=units),
+        )  # fmt: skip
+
+        async def registered() -> None:
+            found = await http.get(f"{serials.url}/units/{sku}/{units[2]}")
+            assert found.status_code == 200
+
+        await eventually(registered, timeout=60)
+        await bus.publish(
+            ItemSold(sku=sku, sale_id=f"T-{run_id}", line=1, location="S1", quantity=1,
+                     serial=units[0], customer_ref=customer, sold_at=datetime.now(UTC)),
+        )  # fmt: skip
+        unit_url = f"{serials.url}/units/{sku}/{units[0]}"
+
+        async def sold() -> None:
+            found = await http.get(unit_url, headers=AS_STAFF)
+            assert found.json()["customer_ref"] == customer
+
+        await eventually(sold, timeout=60)
+        issued = await http.post(
+            f"{recall.url}/recalls",
+            json={"sku": sku, "lot_codes": ["L1"], "reason": "PII test", "classification": "II"},
+            headers=AS_OPERATOR,
+        )
+        assert issued.status_code == 201, issued.text
+        recall_id = issued.json()["recall_id"]
+
+        async def contact_listed() -> None:
+            found = await http.get(f"{recall.url}/recalls/{recall_id}", headers=AS_STAFF)
+            assert [c["customer_ref"] for c in found.json()["contacts"]] == [customer]
+
+        await eventually(contact_listed, timeout=60)
+
+        # Each place a customer reference is served: anonymous, staff, operator.
+        places = [
+            unit_url,
+            f"{serials.url}/lots/{sku}/L1/units",
+            f"{recall.url}/recalls/{recall_id}",
+            f"{recall.url}/trace/units/{sku}/{units[0]}",
+            f"{recall.url}/trace/units/{sku}/{units[0]}/epcis",
+        ]
+        for url in places:
+            for headers, shown in (({}, False), (AS_STAFF, True), (AS_OPERATOR, True)):
+                response = await http.get(url, headers=headers)
+                assert response.status_code == 200, (url, response.text)
+                assert response.headers["Cache-Control"] == "no-store", url
+                assert (customer in response.text) is shown, (url, headers)
+        anonymous = (await http.get(f"{recall.url}/recalls/{recall_id}")).json()
+        assert anonymous["progress"]["units_to_contact"] == 1  # the count, not the customer
+        refused = await http.get(unit_url, headers={"Authorization": "Bearer " + "n" * 20})
+        assert refused.status_code == 401  # a wrong token is not read as anonymous
+
+        # The console: the recall's page and its contact list.
+        page = await http.get(f"{recall.url}/console/recalls/{recall_id}")
+        assert page.status_code == 200
+        assert page.headers["Cache-Control"] == "no-store"
+        assert customer not in page.text
+        assert "1 recalled unit(s) sold to customers before the recall" in page.text
+        csv_url = f"{recall.url}/console/recalls/{recall_id}/contacts.csv"
+        download = await http.get(csv_url)
+        assert download.status_code == 401
+        assert customer not in download.text
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as staff:
+        form = await staff.get("/console/login")
+        csrf = form.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        logged_in = await staff.post(
+            "/console/login",
+            data={"csrf_token": csrf, "name": "tests-staff", "token": STAFF_TOKEN},
+        )
+        assert logged_in.status_code == 303
+        page = await staff.get(f"/console/recalls/{recall_id}")
+        assert customer in page.text
+        download = await staff.get(f"/console/recalls/{recall_id}/contacts.csv")
+        assert (download.status_code, download.headers["Cache-Control"]) == (200, "no-store")
+        assert customer in download.text
 
 
 # --- the ACL model and how `up` applies it --------------------------------------------------

@@ -348,7 +348,8 @@ class Access:
         """LOTLINE_TOKENS(_FILE), plus the service's own older variables, if any."""
         settings = TokenSettings()
         sources = [lotline_tokens(settings), *extra]
-        named = " or ".join(v for s in sources for v in (s.variable, s.file_variable))
+        variables = [v for s in sources for v in (s.variable, s.file_variable)]
+        named = ", ".join(variables[:-1]) + " or " + variables[-1]
         return cls(
             Operators.from_sources(sources), LoginThrottle.from_settings(settings), service, named
         )

@@ -63,14 +63,21 @@ def operators_of(request: Request) -> Operators:
 
 def allowed_to_change(access: Access, credential: Credential | None, how: str) -> Operator:
     """The rule the API and the console share: only an operator changes recalls."""
-    allowed = access.allowed(
-        credential,
-        lambda c: c.may_change_recalls,
-        "change recalls",
-        "an operator token",
-        how,
-    )
-    return Operator(allowed.name)
+    if not access.people.configured:
+        raise HTTPException(503, access.no_tokens)
+    if credential is None:
+        raise HTTPException(
+            401,
+            f"an operator must log in to change recalls: {how}",
+            headers={"WWW-Authenticate": 'Bearer realm="lotline-recall"'},
+        )
+    if not credential.may_change_recalls:
+        raise HTTPException(
+            403,
+            f"{credential.name!r} may read recalls but not change them "
+            f"(role {credential.role.value}; an operator token is needed)",
+        )
+    return Operator(credential.name)
 
 
 async def operator(request: Request, caller: Caller) -> Operator:
