@@ -106,8 +106,9 @@ class Settings(BaseSettings):
 
     http_host: str = Field("127.0.0.1", description="Address the HTTP side listens on")
     http_port: int | None = Field(None, description="Overrides the service's default HTTP port")
-    # The largest recall the contract allows (10,000 serials of 64 characters) is about 0.7 MB
-    # as JSON and 2.1 MB as the console's form, where punctuation is percent-encoded.
+    # The largest recall the contract allows (10,000 serials of 64 characters, each a quote or
+    # a backslash) is about 1.4 MB as JSON and 2.0 MB as the console's form, where punctuation
+    # is percent-encoded (tests/unit/test_http_body_limit.py).
     http_max_body_bytes: int = Field(
         4 * 1024 * 1024,
         ge=1,
