@@ -370,6 +370,18 @@ class ReceiptRejected(EventData):
     reason: RejectReason
     detail: Text
     serials: list[Serial] = Field(default_factory=list, description="The serials not booked")
+    quantity: Quantity | None = Field(
+        None, description="Units not booked (for a receipt without serials, all of them)"
+    )
+    lot_code: LotCode | None = Field(None, description="The receipt's lot, if it had one")
+
+    @model_validator(mode="after")
+    def _quantity_covers_serials(self) -> ReceiptRejected:
+        if self.quantity is not None and self.quantity < len(self.serials):
+            raise ValueError(
+                f"quantity {self.quantity} is less than the {len(self.serials)} serials listed"
+            )
+        return self
 
 
 class LotExpiring(EventData):

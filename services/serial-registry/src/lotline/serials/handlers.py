@@ -481,6 +481,8 @@ def _receipt_in_scope(receipt: ItemReceived, scope: RecallScope) -> bool:
 def _rejection(
     delivery: Delivery, reason: RejectReason, detail: str, serials: list[str]
 ) -> Derived:
+    """The units not booked are the serials named, or all of the receipt's when it lists
+    none; stock takes them off its on-hand, from the receipt's lot."""
     receipt: ItemReceived = delivery.data
     return Derived(
         ReceiptRejected(
@@ -490,6 +492,8 @@ def _rejection(
             reason=reason,
             detail=clip(detail),
             serials=serials,
+            quantity=len(serials) or receipt.quantity,
+            lot_code=receipt.lot.code if receipt.lot else None,
         ),
         rejection_event_id(receipt.sku, receipt.receipt_id, reason, serials),
         delivery.event.time,
