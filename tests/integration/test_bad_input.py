@@ -21,6 +21,8 @@ from lotline.events import (
     ItemReturned,
     ItemSold,
     ProductRegistered,
+    ReceiptRejected,
+    RejectReason,
     ReturnReason,
     SaleFlagged,
     StockQuarantined,
@@ -71,6 +73,15 @@ def sample(event_type: EventType, sku: str) -> EventData:
             location="S1",
             reason=FlagReason.RECALLED,
             detail="recalled",
+        ),
+        EventType.RECEIPT_REJECTED: ReceiptRejected(
+            sku=sku,
+            receipt_id="R-1",
+            location="S1",
+            reason=RejectReason.DUPLICATE_SERIAL,
+            detail="already registered",
+            serials=["A1"],
+            quantity=1,
         ),
     }
     return samples[event_type]
@@ -163,6 +174,7 @@ def test_every_consumed_topic_is_covered() -> None:
         EventType.STOCK_QUARANTINED,
         EventType.UNITS_RECALLED,
         EventType.SALE_FLAGGED,
+        EventType.RECEIPT_REJECTED,
     }
     for event_type in consumed:
         assert len(spoiled(event_type, "X")) >= 3

@@ -45,6 +45,7 @@ def test_each_service_documents_what_it_consumes_and_publishes() -> None:
         "stock:item-returned": "receive",
         "stock:batch-recalled": "receive",
         "stock:item-sold": "receive",
+        "stock:receipt-rejected": "receive",
         "stock:sale-flagged:publish": "send",
         "stock:stock-quarantined:publish": "send",
         "stock:lot-expiring:publish": "send",

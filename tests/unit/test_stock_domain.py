@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
-from lotline.events import FlagReason, ReturnReason, Tracking
-from lotline.stock.domain import NO_LOT, Level, Pick, Quarantine, Recall
+from lotline.events import FlagReason, RejectReason, ReturnReason, Tracking
+from lotline.stock.domain import NO_LOT, Level, Pick, Quarantine, Recall, Refusal
 
 SOLD_AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TODAY = SOLD_AT.date()
@@ -142,3 +142,121 @@ def test_units_sold_before_their_lot_arrived_are_settled_against_it() -> None:
     level.receive(10, "L-DEC", date(2026, 12, 5), None)
     assert on_hand(level) == {NO_LOT: 0, "L-DEC": 7}
     assert level.lots["L-DEC"].sold == 3
+
+
+# Serial units the serial registry refused (receipt-rejected) leave on-hand.
+
+RECEIVED_AT = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def phones_at(location: str, receipt_id: str, quantity: int = 2, lot: str | None = "P1") -> Level:
+    level = Level("PHONE", location)
+    level.receive(quantity, lot, None, None, (receipt_id, RECEIVED_AT))
+    return level
+
+
+def counts(level: Level, lot: str | None = "P1") -> tuple[int, int, int, int]:
+    stock = level.lots[lot]
+    return (stock.received, stock.on_hand, stock.quarantined, stock.refused)
+
+
+def test_a_refused_receipt_leaves_on_hand_for_refused() -> None:
+    level = phones_at("STORE-2", "R-2", quantity=3)
+    assert level.refuse_receipt("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL) is None
+    assert counts(level) == (3, 1, 0, 2)
+    assert (level.on_hand, level.refused) == (1, 2)
+    assert level.refusals["R-2"] == Refusal("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL)
+
+
+def test_a_refusal_is_applied_once_per_receipt_however_often_it_comes() -> None:
+    level = phones_at("STORE-2", "R-2")
+    level.refuse_receipt("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL)
+    level.refuse_receipt("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL)
+    assert counts(level) == (2, 0, 0, 2)
+
+
+def test_a_refusal_before_its_receipt_waits_for_it_and_ends_as_in_the_other_order() -> None:
+    first = Level("PHONE", "STORE-2")
+    first.refuse_receipt("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL)
+    # Nothing to take yet: on-hand does not go below zero while the receipt is on its way.
+    assert first.on_hand == 0
+    assert first.refused == 0
+    assert first.refusals["R-2"].pending
+    first.receive(2, "P1", None, None, ("R-2", RECEIVED_AT))
+    then = phones_at("STORE-2", "R-2")
+    then.refuse_receipt("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL)
+    assert counts(first) == counts(then) == (2, 0, 0, 2)
+    assert first.refusals == then.refusals
+    assert not first.refusals["R-2"].pending
+
+
+def test_a_waiting_refusal_is_taken_from_its_own_receipt_not_another() -> None:
+    level = Level("PHONE", "STORE-2")
+    level.refuse_receipt("R-2", "P1", 1, RejectReason.DUPLICATE_SERIAL)
+    level.receive(5, "P1", None, None, ("R-3", RECEIVED_AT))
+    assert counts(level) == (5, 5, 0, 0)
+    level.receive(1, "P1", None, None, ("R-2", RECEIVED_AT))
+    assert counts(level) == (6, 5, 0, 1)
+
+
+def test_the_receipts_lot_decides_where_the_refused_units_come_from() -> None:
+    level = phones_at("STORE-2", "R-2", lot=None)
+    level.refuse_receipt("R-2", "P9", 2, RejectReason.DUPLICATE_SERIAL)
+    assert counts(level, None) == (2, 0, 0, 2)
+    assert "P9" not in level.lots
+
+
+def test_a_refusal_of_a_receipt_without_serials_takes_all_its_units() -> None:
+    level = phones_at("STORE-2", "R-4", quantity=4, lot=None)
+    level.refuse_receipt("R-4", None, 4, RejectReason.MISSING_SERIALS)
+    assert counts(level, None) == (4, 0, 0, 4)
+
+
+def test_refused_units_of_a_recalled_lot_leave_its_quarantine() -> None:
+    level = phones_at("STORE-2", "R-2", quantity=3)
+    level.quarantine_lot("P1", "RC-1")
+    quarantine = level.refuse_receipt("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL)
+    assert quarantine == Quarantine("RC-1", "P1", 1)
+    assert counts(level) == (3, 0, 1, 2)
+
+
+def test_a_receipt_into_a_recalled_lot_reports_quarantine_net_of_a_waiting_refusal() -> None:
+    level = Level("PHONE", "STORE-2")
+    level.refuse_receipt("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL)
+    recall = Recall("RC-1", "P1", RECEIVED_AT)
+    quarantine = level.receive(3, "P1", None, recall, ("R-2", RECEIVED_AT))
+    assert quarantine == Quarantine("RC-1", "P1", 1)
+    assert counts(level) == (3, 0, 1, 2)
+
+
+def test_a_refusal_of_a_receipt_older_than_the_levels_memory_applies_at_once() -> None:
+    level = phones_at("STORE-2", "R-2")
+    level.forget_receipts(RECEIVED_AT + timedelta(hours=1))
+    assert level.serial_receipts == {}
+    level.refuse_receipt("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL, receipt_forgotten=True)
+    assert counts(level) == (2, 0, 0, 2)
+
+
+def test_receipts_within_the_memory_are_kept() -> None:
+    level = phones_at("STORE-2", "R-2")
+    level.forget_receipts(RECEIVED_AT)
+    assert set(level.serial_receipts) == {"R-2"}
+
+
+def test_a_refused_units_sale_is_not_settled_from_a_later_lot() -> None:
+    # Refused units are gone, not sold: a receipt of another lot settles real sales only.
+    level = phones_at("STORE-2", "R-2", lot=None)
+    level.refuse_receipt("R-2", None, 2, RejectReason.DUPLICATE_SERIAL)
+    level.receive(3, "P2", None, None, ("R-3", RECEIVED_AT))
+    assert counts(level, None) == (2, 0, 0, 2)
+    assert counts(level, "P2") == (3, 3, 0, 0)
+    assert level.lots["P2"].sold == 0
+
+
+def test_refusals_and_remembered_receipts_survive_the_document() -> None:
+    level = phones_at("STORE-2", "R-2")
+    level.refuse_receipt("R-2", "P1", 1, RejectReason.DUPLICATE_SERIAL)
+    level.refuse_receipt("R-5", "P1", 3, RejectReason.MISSING_SERIALS)
+    doc = level.to_document()
+    assert (doc["on_hand"], doc["refused"]) == (1, 1)
+    assert Level.from_document(doc) == level

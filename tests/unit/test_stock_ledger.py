@@ -14,6 +14,8 @@ from lotline.events import (
     ItemReturned,
     ItemSold,
     Lot,
+    ReceiptRejected,
+    RejectReason,
     ReturnReason,
     Tracking,
     envelope_of,
@@ -141,3 +143,64 @@ def test_an_event_that_changed_nothing_here_moves_nothing() -> None:
         issued_at=AT,
     )
     assert movements(envelope(recall), before, level) == []
+
+
+def phone_receipt(receipt_id: str, quantity: int = 2) -> ItemReceived:
+    return ItemReceived(
+        sku="PHONE",
+        receipt_id=receipt_id,
+        location="STORE-2",
+        quantity=quantity,
+        lot=Lot(code="P1"),
+        serials=[f"IMEI-{n}" for n in range(quantity)],
+    )
+
+
+def rejection(receipt_id: str, quantity: int = 2) -> ReceiptRejected:
+    return ReceiptRejected(
+        sku="PHONE",
+        receipt_id=receipt_id,
+        location="STORE-2",
+        reason=RejectReason.DUPLICATE_SERIAL,
+        detail="already registered",
+        serials=[f"IMEI-{n}" for n in range(quantity)],
+        quantity=quantity,
+        lot_code="P1",
+    )
+
+
+def test_a_rejection_of_a_booked_receipt_is_a_refused_movement_naming_the_receipt() -> None:
+    level = Level("PHONE", "STORE-2")
+    level.receive(2, "P1", None, None, ("R-2", AT))
+    event = envelope(rejection("R-2"))
+    before = counts_of(level)
+    level.refuse_receipt("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL)
+    [moved] = movements(event, before, level)
+    assert moved.kind is MovementKind.REFUSED
+    assert (moved.lot_code, moved.quantity) == ("P1", 2)
+    assert (moved.document_type, moved.document_id, moved.reject_reason) == (
+        "receipt",
+        "R-2",
+        "duplicate_serial",
+    )
+    assert moved.at == AT
+    assert moved.id == f"{event.dedupe_key}#STORE-2#P1#refused"
+
+
+def test_a_receipt_that_finds_its_refusal_waiting_moves_received_and_refused() -> None:
+    level = Level("PHONE", "STORE-2")
+    waiting = envelope(rejection("R-2"))
+    before = counts_of(level)
+    level.refuse_receipt("R-2", "P1", 2, RejectReason.DUPLICATE_SERIAL)
+    assert movements(waiting, before, level) == []
+    event = envelope(phone_receipt("R-2"))
+    before = counts_of(level)
+    level.receive(2, "P1", None, None, ("R-2", AT))
+    moved = {m.kind: m for m in movements(event, before, level)}
+    assert {kind: m.quantity for kind, m in moved.items()} == {
+        MovementKind.RECEIVED: 2,
+        MovementKind.REFUSED: 2,
+    }
+    assert moved[MovementKind.REFUSED].reject_reason == "duplicate_serial"
+    assert moved[MovementKind.RECEIVED].reject_reason is None
+    assert moved[MovementKind.REFUSED].document_id == "R-2"

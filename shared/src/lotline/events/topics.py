@@ -42,6 +42,8 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.ITEM_SOLD,
         EventType.ITEM_RETURNED,
         EventType.BATCH_RECALLED,
+        # Serial units the registry refused come off stock's on-hand: the two agree.
+        EventType.RECEIPT_REJECTED,
     ),
     "serial-registry": (
         EventType.PRODUCT_REGISTERED,

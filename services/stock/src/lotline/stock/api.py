@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from lotline.stock.store import StockStore
 
@@ -20,21 +20,40 @@ class LotLevel(BaseModel):
     on_hand: int
     quarantined: int
     damaged: int
+    refused: int = Field(
+        0, description="Units its receipts booked that the serial registry refused: not here"
+    )
     recall_id: str | None
+
+
+class ReceiptRefusal(BaseModel):
+    location: str
+    receipt_id: str
+    lot_code: str | None
+    quantity: int
+    reason: str = Field(description="The registry's reason: duplicate_serial, missing_serials")
+    pending: bool = Field(
+        description="The receipt has not reached stock yet; its units come off when it does"
+    )
 
 
 class SkuStock(BaseModel):
     sku: str
     on_hand: int
     quarantined: int
+    refused: int = Field(0, description="Serial units the registry refused, every location")
     locations: int
     lots: list[LotLevel]
+    refusals: list[ReceiptRefusal] = Field(
+        default_factory=list, description="Each receipt the serial registry refused units of"
+    )
 
 
 class LocationLine(BaseModel):
     sku: str
     on_hand: int
     quarantined: int
+    refused: int = 0
     lots: list[LotLevel]
 
 
@@ -65,9 +84,16 @@ def _lots(doc: dict[str, Any]) -> list[LotLevel]:
             on_hand=lot.get("on_hand", 0),
             quarantined=lot.get("quarantined", 0),
             damaged=lot.get("damaged", 0),
+            refused=lot.get("refused", 0),
             recall_id=lot.get("recall_id"),
         )
         for lot in doc.get("lots", [])
+    ]
+
+
+def _refusals(doc: dict[str, Any]) -> list[ReceiptRefusal]:
+    return [
+        ReceiptRefusal(location=doc["location"], **refusal) for refusal in doc.get("refusals", [])
     ]
 
 
@@ -81,8 +107,10 @@ async def stock_of_sku(sku: str, request: Request) -> SkuStock:
         sku=sku,
         on_hand=sum(lot.on_hand for lot in lots),
         quarantined=sum(lot.quarantined for lot in lots),
+        refused=sum(lot.refused for lot in lots),
         locations=len(docs),
         lots=lots,
+        refusals=[refusal for doc in docs for refusal in _refusals(doc)],
     )
 
 
@@ -102,6 +130,7 @@ async def stock_at_location(location: str, request: Request) -> LocationStock:
                 sku=doc["sku"],
                 on_hand=doc.get("on_hand", 0),
                 quarantined=doc.get("quarantined", 0),
+                refused=doc.get("refused", 0),
                 lots=_lots(doc),
             )
             for doc in docs

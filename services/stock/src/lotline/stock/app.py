@@ -21,6 +21,10 @@ service.on_startup(store.create_indexes)
 service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=Dedupe.NONE)
 # Receipts, returns and sales each change one level, which recognises re-sent copies itself.
 service.consume(EventType.ITEM_RECEIVED, handlers.on_items_received, dedupe=Dedupe.DOCUMENT)
+# The registry's refusals of serial units right after the receipts they correct, before the
+# sales that must not count on those units. One level each, like receipts; a refusal is also
+# recorded per receipt, so one re-derived under a new id changes nothing either.
+service.consume(EventType.RECEIPT_REJECTED, handlers.on_receipts_rejected, dedupe=Dedupe.DOCUMENT)
 service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.DOCUMENT)
 service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled)
 service.consume(

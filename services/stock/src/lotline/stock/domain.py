@@ -3,6 +3,13 @@
 Plain Python, no I/O. A `Level` is the stock of one SKU at one location, with its lots; it
 is the unit of consistency: every event changes exactly one level, so each change is one
 atomic document write.
+
+Serial units the serial registry refused (`receipt-rejected`: their serials were already
+registered elsewhere, or the receipt listed none) are not on hand: they move from what their
+receipt booked into the lot's `refused` figure, so stock shows what the registry holds and a
+person still sees the units. The rejection may arrive before its receipt (two topics), so a
+level remembers the serial receipts it booked lately and keeps a refusal of a receipt it has
+not booked yet until that receipt arrives, so waiting for it never takes on-hand below zero.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from lotline.events import FlagReason, ReturnReason, Tracking
+from lotline.events import FlagReason, RejectReason, ReturnReason, Tracking
 
 # Stock without a lot (quantity items, or units sold beyond every known lot) sits here.
 NO_LOT: str | None = None
@@ -37,6 +44,8 @@ class LotStock:
     received: int = 0
     sold: int = 0
     returned: int = 0
+    # Units its receipts booked that the serial registry refused: not on hand, not here.
+    refused: int = 0
 
     def is_expired(self, today: date) -> bool:
         return self.expires_on is not None and self.expires_on < today
@@ -78,11 +87,35 @@ class Quarantine:
     quantity: int
 
 
+@dataclass(frozen=True)
+class BookedReceipt:
+    """A receipt of serial units this level booked, remembered for a refusal to find."""
+
+    lot_code: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Units of a receipt the serial registry refused; `pending` until the receipt is booked."""
+
+    receipt_id: str
+    lot_code: str | None
+    quantity: int
+    reason: RejectReason
+    pending: bool = False
+
+
 @dataclass
 class Level:
     sku: str
     location: str
     lots: dict[str | None, LotStock] = field(default_factory=dict)
+    # Serial receipts booked lately, by receipt id (`forget_receipts` keeps it bounded).
+    serial_receipts: dict[str, BookedReceipt] = field(default_factory=dict)
+    # Every refusal of a receipt here, by receipt id: one per receipt, so a re-sent
+    # rejection (even under a new id) changes nothing.
+    refusals: dict[str, Refusal] = field(default_factory=dict)
 
     def lot(self, code: str | None, expires_on: date | None = None) -> LotStock:
         stock = self.lots.get(code)
@@ -100,20 +133,89 @@ class Level:
     def quarantined(self) -> int:
         return sum(lot.quarantined for lot in self.lots.values())
 
+    @property
+    def refused(self) -> int:
+        return sum(lot.refused for lot in self.lots.values())
+
     def receive(
-        self, quantity: int, lot_code: str | None, expires_on: date | None, recall: Recall | None
+        self,
+        quantity: int,
+        lot_code: str | None,
+        expires_on: date | None,
+        recall: Recall | None,
+        serial_receipt: tuple[str, datetime] | None = None,
     ) -> Quarantine | None:
-        """Book a receipt; a lot already under recall goes straight to quarantine."""
+        """Book a receipt; a lot already under recall goes straight to quarantine.
+
+        `serial_receipt` (receipt id, time) names a receipt of serial units: it is
+        remembered, and a refusal that arrived before it is applied now."""
         stock = self.lot(lot_code, expires_on)
         stock.received += quantity
         if recall is not None:
             stock.recall_id = recall.recall_id
             stock.quarantined += quantity
+        else:
+            stock.on_hand += quantity
+        if serial_receipt is not None:
+            receipt_id, at = serial_receipt
+            self.serial_receipts[receipt_id] = BookedReceipt(lot_code, at)
+            waiting = self.refusals.get(receipt_id)
+            if waiting is not None and waiting.pending:
+                # The receipt's own lot, whatever the rejection said: this is where it went.
+                self.refusals[receipt_id] = Refusal(
+                    receipt_id, lot_code, waiting.quantity, waiting.reason
+                )
+                self._take_out(stock, waiting.quantity)
+        if recall is not None:
             return Quarantine(recall.recall_id, lot_code, stock.quarantined)
-        stock.on_hand += quantity
         if lot_code is not None:
             self._settle_unattributed(stock)
         return None
+
+    def refuse_receipt(
+        self,
+        receipt_id: str,
+        lot_code: str | None,
+        quantity: int,
+        reason: RejectReason,
+        *,
+        receipt_forgotten: bool = False,
+    ) -> Quarantine | None:
+        """The serial registry refused `quantity` units of a receipt: take them out of what
+        the receipt booked (on hand, or quarantine for a recalled lot) into `refused`.
+
+        A receipt not booked here yet keeps the refusal pending until it arrives, unless it
+        is older than the level's memory of receipts (`receipt_forgotten`): then it was
+        booked long ago. Returns the lot's new quarantine total if the refusal changed it."""
+        if receipt_id in self.refusals:
+            return None  # this receipt was refused here already
+        booked = self.serial_receipts.get(receipt_id)
+        if booked is None and not receipt_forgotten:
+            self.refusals[receipt_id] = Refusal(receipt_id, lot_code, quantity, reason, True)
+            return None
+        code = booked.lot_code if booked is not None else lot_code
+        self.refusals[receipt_id] = Refusal(receipt_id, code, quantity, reason)
+        stock = self.lot(code)
+        if self._take_out(stock, quantity) and stock.recall_id is not None:
+            return Quarantine(stock.recall_id, code, stock.quarantined)
+        return None
+
+    def _take_out(self, stock: LotStock, quantity: int) -> int:
+        """Move refused units out of the lot; returns how many left its quarantine."""
+        from_quarantine = min(stock.quarantined, quantity) if stock.recall_id else 0
+        stock.quarantined -= from_quarantine
+        stock.on_hand -= quantity - from_quarantine
+        stock.refused += quantity
+        return from_quarantine
+
+    def forget_receipts(self, before: datetime) -> None:
+        """Drop the serial receipts booked before `before`: a rejection comes within seconds
+        of its receipt, and one of a forgotten receipt is applied as booked."""
+        self.serial_receipts = {
+            receipt_id: booked
+            for receipt_id, booked in self.serial_receipts.items()
+            if booked.at >= before
+        }
 
     def _settle_unattributed(self, stock: LotStock) -> None:
         """Units sold before any lot could cover them came from a lot after all: this one."""
@@ -267,7 +369,23 @@ class Level:
             "lots": [_lot_document(lot) for lot in self.lots.values()],
             "on_hand": self.on_hand,
             "quarantined": self.quarantined,
+            "refused": self.refused,
             "next_expiry": next_expiry.isoformat() if next_expiry else None,
+            # Lists, not maps: a receipt id may hold a '.' or start with '$'.
+            "serial_receipts": [
+                {"receipt_id": receipt_id, "lot_code": booked.lot_code, "at": booked.at.isoformat()}
+                for receipt_id, booked in self.serial_receipts.items()
+            ],
+            "refusals": [
+                {
+                    "receipt_id": r.receipt_id,
+                    "lot_code": r.lot_code,
+                    "quantity": r.quantity,
+                    "reason": r.reason.value,
+                    "pending": r.pending,
+                }
+                for r in self.refusals.values()
+            ],
         }
 
     @property
@@ -291,8 +409,21 @@ class Level:
                 received=raw.get("received", 0),
                 sold=raw.get("sold", 0),
                 returned=raw.get("returned", 0),
+                refused=raw.get("refused", 0),
             )
             level.lots[lot.code] = lot
+        for raw in doc.get("serial_receipts", []):
+            level.serial_receipts[raw["receipt_id"]] = BookedReceipt(
+                raw["lot_code"], datetime.fromisoformat(raw["at"])
+            )
+        for raw in doc.get("refusals", []):
+            level.refusals[raw["receipt_id"]] = Refusal(
+                raw["receipt_id"],
+                raw["lot_code"],
+                raw["quantity"],
+                RejectReason(raw["reason"]),
+                raw["pending"],
+            )
         return level
 
 
@@ -307,4 +438,5 @@ def _lot_document(lot: LotStock) -> dict[str, Any]:
         "received": lot.received,
         "sold": lot.sold,
         "returned": lot.returned,
+        "refused": lot.refused,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -16,8 +17,11 @@ from lotline.events import (
     ItemSold,
     OutgoingMessage,
     ProductRegistered,
+    ReceiptRejected,
+    RejectReason,
     SaleFlagged,
     StockQuarantined,
+    Tracking,
     decode,
     encode,
     encode_event,
@@ -30,6 +34,10 @@ from lotline.stock.ledger import Movement, counts_of, movements
 from lotline.stock.store import Product, StockStore, StoredLevel, level_id
 
 SOURCE = "lotline/stock"
+# The serial registry's rejections are the ones stock corrects itself by.
+REGISTRY_SOURCE = "lotline/serial-registry"
+# Rejections of serial units the registry did not register: not on hand anywhere.
+REFUSING = frozenset({RejectReason.DUPLICATE_SERIAL, RejectReason.MISSING_SERIALS})
 
 
 def derived_id(delivery: Delivery, suffix: str) -> UUID:
@@ -62,11 +70,51 @@ class StockHandlers:
             lot_code = receipt.lot.code if receipt.lot else None
             expires_on = receipt.lot.expires_on if receipt.lot else None
             recall = product.recalls.get(lot_code) if lot_code else None
-            return _quarantine_events(
-                level, [level.receive(receipt.quantity, lot_code, expires_on, recall)]
+            serial_receipt = None
+            if product.tracking is Tracking.SERIAL:
+                # Remembered for the registry's answer, which may refuse some of its units.
+                level.forget_receipts(self._receipts_remembered_since())
+                serial_receipt = (receipt.receipt_id, delivery.event.time)
+            quarantine = level.receive(
+                receipt.quantity, lot_code, expires_on, recall, serial_receipt
             )
+            return _quarantine_events(level, [quarantine])
 
         return await self._apply(deliveries, receive)
+
+    async def on_receipts_rejected(self, deliveries: list[Delivery]) -> BatchResult:
+        """Serial units the registry refused leave on-hand, so stock and the registry agree.
+
+        Only the registry's own refusals of units (duplicate or missing serials) count: a
+        tracking mismatch or an unknown SKU is a matter for the receiving desk, and stock
+        books those receipts by its own rules."""
+
+        def refuse(
+            delivery: Delivery, level: Level, product: Product
+        ) -> list[tuple[EventData, str]]:
+            rejection: ReceiptRejected = delivery.data
+            if product.tracking is not Tracking.SERIAL:
+                return []
+            quantity = rejection.quantity or len(rejection.serials)
+            if not quantity:
+                return []  # a rejection from before the contract said how many
+            since = self._receipts_remembered_since()
+            level.forget_receipts(since)
+            quarantine = level.refuse_receipt(
+                rejection.receipt_id,
+                rejection.lot_code,
+                quantity,
+                rejection.reason,
+                # A rejection carries its receipt's time: one older than the level's
+                # memory is of a receipt booked (and forgotten) long ago.
+                receipt_forgotten=delivery.event.time < since,
+            )
+            return _quarantine_events(level, [quarantine])
+
+        ours = [
+            d for d in deliveries if d.event.source == REGISTRY_SOURCE and d.data.reason in REFUSING
+        ]
+        return await self._apply(ours, refuse)
 
     async def on_items_sold(self, deliveries: list[Delivery]) -> BatchResult:
         def sell(delivery: Delivery, level: Level, product: Product) -> list[tuple[EventData, str]]:
@@ -143,6 +191,10 @@ class StockHandlers:
                 recognise_copies=False,
             )
         return result
+
+    def _receipts_remembered_since(self) -> datetime:
+        """A level remembers its serial receipts as long as its events (the dedupe window)."""
+        return datetime.now(UTC) - timedelta(hours=self.settings.dedupe_window_hours)
 
     async def on_give_up_sales(self, deferred: list[Deferred]) -> None:
         """A sale of a SKU nobody registered is still a sale: a person must look at it."""

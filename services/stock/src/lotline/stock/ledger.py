@@ -21,6 +21,7 @@ from lotline.events import (
     ItemReceived,
     ItemReturned,
     ItemSold,
+    ReceiptRejected,
 )
 from lotline.stock.domain import Level
 
@@ -32,6 +33,9 @@ class MovementKind(StrEnum):
     SALE_ATTRIBUTED = "sale_attributed"
     RETURNED = "returned"
     QUARANTINED = "quarantined"
+    # Units a receipt booked that the serial registry refused (its serials were already
+    # registered, or it listed none): no longer on hand; the reference is the receipt.
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class LotCounts:
     sold: int = 0
     returned: int = 0
     quarantined: int = 0
+    refused: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Movement:
     sale_id: str | None = None
     return_reason: str | None = None
     recall_id: str | None = None
+    reject_reason: str | None = None
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -83,6 +89,7 @@ class Movement:
             "sale_id": self.sale_id,
             "return_reason": self.return_reason,
             "recall_id": self.recall_id,
+            "reject_reason": self.reject_reason,
         }
         doc.update({name: value for name, value in optional.items() if value is not None})
         return doc
@@ -91,7 +98,7 @@ class Movement:
 def counts_of(level: Level) -> dict[str | None, LotCounts]:
     """The counters a movement is derived from, per lot (taken before the event applies)."""
     return {
-        code: LotCounts(lot.received, lot.sold, lot.returned, lot.quarantined)
+        code: LotCounts(lot.received, lot.sold, lot.returned, lot.quarantined, lot.refused)
         for code, lot in level.lots.items()
     }
 
@@ -108,6 +115,7 @@ def movements(
             "sold": lot.sold - was.sold,
             "returned": lot.returned - was.returned,
             "quarantined": lot.quarantined - was.quarantined,
+            "refused": lot.refused - was.refused,
         }
         for kind, quantity in _kinds(event.data, deltas):
             found.append(
@@ -125,7 +133,10 @@ def _kinds(data: Any, deltas: dict[str, int]) -> list[tuple[MovementKind, int]]:
         kinds.append((MovementKind.SOLD, deltas["sold"]))
     elif isinstance(data, ItemReturned):
         kinds.append((MovementKind.RETURNED, deltas["returned"]))
-    # Stock leaving quarantine (sold from it) is in the sale; only what enters it is a fact.
+    # A receipt applies a refusal that arrived before it; a rejection, one of a booked receipt.
+    kinds.append((MovementKind.REFUSED, deltas["refused"]))
+    # Stock leaving quarantine (sold or refused from it) is in that movement; only what
+    # enters it is a fact of its own.
     kinds.append((MovementKind.QUARANTINED, deltas["quarantined"]))
     return [(kind, quantity) for kind, quantity in kinds if quantity > 0]
 
@@ -152,12 +163,27 @@ def _movement(
         "recall_id": recall_id if kind is MovementKind.QUARANTINED else None,
     }
     if isinstance(data, ItemReceived):
+        refusal = level.refusals.get(data.receipt_id)
         return Movement(
             **common,
             at=data.received_at or event.time,
             document_type="receipt",
             document_id=data.receipt_id,
             supplier=data.supplier,
+            reject_reason=(
+                refusal.reason.value
+                if refusal is not None and kind is MovementKind.REFUSED
+                else None
+            ),
+        )
+    if isinstance(data, ReceiptRejected):
+        # The rejection carries its receipt's time: the refusal sits with what it undoes.
+        return Movement(
+            **common,
+            at=event.time,
+            document_type="receipt",
+            document_id=data.receipt_id,
+            reject_reason=data.reason.value,
         )
     if isinstance(data, ItemSold):
         return Movement(
