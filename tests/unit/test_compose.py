@@ -1,11 +1,14 @@
 """The Docker side, checked without a Docker engine: the compose file against the Compose
-Specification's JSON Schema, what running Lotline in it needs, and the Dockerfile against
-uv's documented pattern for Docker images."""
+Specification's JSON Schema and by the real Compose implementation (`docker compose config`),
+what running Lotline in it needs, that it is as secure as the README says (Kafka logins and
+ACLs from the contract, tokens and secrets from .env), and the Dockerfile against uv's
+documented pattern for Docker images and hadolint."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,10 +20,17 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from lotline.devstack.security import ADMIN, principals
+from lotline.runtime.auth import Role, parse_credentials
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA = ROOT / "compose" / "schema" / "compose-spec.json"
 MONGO_INIT = ROOT / "compose" / "mongo-init" / "10-service-users.js"
+KAFKA_START = ROOT / "compose" / "kafka" / "start.sh"
+KAFKA_USERS = ROOT / "compose" / "kafka" / "users.sh"
+ENV_EXAMPLE = ROOT / ".env.example"
+JOBS = ["kafka-users", "kafka-acls"]
 # The four services: compose name -> (HTTP port, database).
 SERVICES = {
     "catalog": (8001, "catalog"),
@@ -90,7 +100,7 @@ def one_shot(compose: dict[str, Any], name: str) -> bool:
 
 def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) -> None:
     jobs = [name for name in compose["services"] if one_shot(compose, name)]
-    assert jobs == ["topics"]
+    assert jobs == JOBS
     for name, service in compose["services"].items():
         if name in jobs:
             continue
@@ -101,8 +111,10 @@ def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) 
     for name in SERVICES:
         depends = compose["services"][name]["depends_on"]
         assert depends["mongo"]["condition"] == "service_healthy"
-        assert depends["topics"]["condition"] == "service_completed_successfully"
-    assert compose["services"]["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+        for job in JOBS:
+            assert depends[job]["condition"] == "service_completed_successfully"
+    for job in JOBS:
+        assert compose["services"][job]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
 def workspace_scripts() -> dict[str, set[str]]:
@@ -134,8 +146,10 @@ def test_the_four_services_build_from_the_dockerfile(compose: dict[str, Any]) ->
         assert service["environment"]["HTTP_HOST"] == "0.0.0.0"
         assert "HTTP_PORT" in str(service["healthcheck"]["test"])
         assert "/health/ready" in str(service["healthcheck"]["test"])
-    topics = compose["services"]["topics"]
-    assert topics["command"][0] in scripts[f"lotline-{topics['build']['args']['SERVICE']}"]
+    acls = compose["services"]["kafka-acls"]
+    package = f"lotline-{acls['build']['args']['SERVICE']}"
+    assert acls["command"] == ["sh", "-c", f"{package} topics && {package} acls"]
+    assert package in scripts[package]
 
 
 def host_ports(spec: str) -> set[int]:
@@ -240,8 +254,7 @@ def test_the_dockerfile_follows_uvs_documented_pattern() -> None:
     # The runtime image has the environment only: no uv, no source tree, not root.
     assert "astral-sh/uv" not in runtime
     copies = re.findall(r"^COPY (.*)$", runtime, flags=re.MULTILINE)
-    assert copies == ["--from=build --chown=lotline:lotline /app/.venv /app/.venv"]
-    assert re.search(r"^USER lotline$", runtime, flags=re.MULTILINE)
+    assert copies == ["--from=build --chown=10001:10001 /app/.venv /app/.venv"]
     base = re.search(r"ARG PYTHON_IMAGE=(\S+)", text)
     assert base is not None
     # The same Python image in both stages: the venv's interpreter path must exist.
@@ -291,3 +304,251 @@ def test_the_init_script_creates_each_service_user_on_its_own_database_only() ->
     missing = run_init_script({k: v for k, v in passwords.items() if k != "STOCK_DB_PASSWORD"})
     assert missing.returncode != 0
     assert "STOCK_DB_PASSWORD is not set" in missing.stderr
+
+
+# --- as secure as the README ----------------------------------------------------------------
+
+
+def script_properties(script: Path, name: str) -> dict[str, str]:
+    """The properties a start script writes into `name` (its here-document), unexpanded."""
+    found = re.search(
+        rf'^cat > "\$config_dir/{re.escape(name)}" <<EOF\n(.*?)^EOF$',
+        script.read_text(),
+        flags=re.MULTILINE | re.DOTALL,
+    )
+    assert found, f"{script.name} writes no {name}"
+    pairs = (line.partition("=") for line in found.group(1).splitlines() if line)
+    return {key: value for key, _, value in pairs}
+
+
+def test_kafka_takes_only_scram_logins_and_denies_what_no_acl_allows(
+    compose: dict[str, Any],
+) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["entrypoint"] == ["/bin/bash", "/lotline/kafka/start.sh"]
+    assert "./compose/kafka:/lotline/kafka:ro" in kafka["volumes"]
+    assert "ports" not in kafka, "the broker is for the containers on the compose network"
+    server = script_properties(KAFKA_START, "server.properties")
+    # Every listener speaks SASL; the client one takes SCRAM-SHA-512 only, the controller
+    # listener (on loopback) PLAIN from the admin only, as in the local stack.
+    protocols = dict(p.split(":") for p in server["listener.security.protocol.map"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}
+    listeners = dict(listener.split("://") for listener in server["listeners"].split(","))
+    assert set(listeners) == set(protocols)
+    assert listeners["CONTROLLER"].startswith("127.0.0.1:")
+    assert server["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert server["listener.name.sasl_plaintext.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert server["listener.name.controller.sasl.enabled.mechanisms"] == "PLAIN"
+    plain = server["listener.name.controller.plain.sasl.jaas.config"]
+    assert re.findall(r"user_(\w+)=", plain) == [ADMIN], "the controller takes the admin alone"
+    assert server["authorizer.class.name"].endswith(".StandardAuthorizer")
+    assert server["allow.everyone.if.no.acl.found"] == "false"
+    assert server["super.users"] == f"User:{ADMIN}"
+    assert server["auto.create.topics.enable"] == "false"
+    # The storage is formatted with the admin's SCRAM credentials, so someone can log in.
+    assert '--add-scram "SCRAM-SHA-512=[name=admin,' in KAFKA_START.read_text()
+    admin = script_properties(KAFKA_START, "admin.properties")
+    assert admin["security.protocol"] == "SASL_PLAINTEXT"
+    assert "admin.properties" in str(kafka["healthcheck"]["test"])
+
+
+def test_a_one_shot_job_gives_every_principal_of_the_contract_its_own_login(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    users = services["kafka-users"]
+    assert users["image"] == services["kafka"]["image"], "the broker's own kafka-configs.sh"
+    assert users["entrypoint"] == ["/bin/bash", "/lotline/kafka/users.sh"]
+    env = users["environment"]
+    named = env["LOTLINE_KAFKA_PRINCIPALS"].split()
+    assert sorted(named) == sorted(principals()), "the principals are the contract's"
+    admin_password = services["kafka"]["environment"]["KAFKA_ADMIN_PASSWORD"]
+    assert env["KAFKA_ADMIN_PASSWORD"] == admin_password
+    passwords = {}
+    for principal in named:
+        value = env[f"SCRAM_PASSWORD_{principal.upper().replace('-', '_')}"]
+        (variable,) = interpolated(value)
+        passwords[principal] = variable
+    assert len(set(passwords.values())) == len(passwords), "a password of its own each"
+    assert admin_password not in {f"${{{v}" for v in passwords.values()}
+    # Each service logs in as its own principal, with the password the job gave it.
+    for name in SERVICES:
+        service_env = services[name]["environment"]
+        assert service_env["KAFKA_USERNAME"] == name
+        assert interpolated(service_env["KAFKA_PASSWORD"]) == {passwords[name]}
+        assert service_env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert service_env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert "SCRAM-SHA-512=password=%s" in KAFKA_USERS.read_text()
+
+
+def test_the_acl_job_sets_the_contracts_acls_logged_in_as_the_admin(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    env = services["kafka-acls"]["environment"]
+    assert env["KAFKA_USERNAME"] == ADMIN
+    assert env["KAFKA_PASSWORD"] == services["kafka"]["environment"]["KAFKA_ADMIN_PASSWORD"]
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    # Nothing in the file talks to Kafka without logging in.
+    for name, service in services.items():
+        service_env = service.get("environment", {})
+        if "KAFKA_BOOTSTRAP_SERVERS" in service_env and name != "kafka-users":
+            assert service_env["KAFKA_SECURITY_PROTOCOL"].startswith("SASL_"), name
+            assert service_env["KAFKA_USERNAME"], name
+
+
+def env_example() -> dict[str, str]:
+    pairs = re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
+    return dict(pairs)
+
+
+def test_tokens_and_the_session_secret_come_from_env(compose: dict[str, Any]) -> None:
+    for name in SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["LOTLINE_TOKENS"] == "${LOTLINE_TOKENS:?set it in .env (see .env.example)}"
+    recall = compose["services"]["recall"]["environment"]
+    secret = "${RECALL_SESSION_SECRET:?set it in .env (see .env.example)}"
+    assert recall["RECALL_SESSION_SECRET"] == secret
+    # The recall's traces read the other services by their compose names.
+    for variable, (name, port) in {
+        "CATALOG_URL": ("catalog", 8001),
+        "STOCK_URL": ("stock", 8002),
+        "SERIALS_URL": ("serial-registry", 8003),
+    }.items():
+        assert recall[variable] == f"http://{name}:{port}"
+        assert compose["services"][name]["environment"]["HTTP_PORT"] == port
+    # The example's tokens are in the form the services read, with every role shown.
+    example = env_example()
+    credentials = parse_credentials(example["LOTLINE_TOKENS"], ".env.example")
+    assert {c.role for c in credentials} >= {Role.OPERATOR, Role.STAFF}
+
+
+def test_the_example_env_holds_placeholders_never_a_secret() -> None:
+    for variable, value in env_example().items():
+        if variable == "MONGO_INITDB_ROOT_USERNAME":
+            continue
+        # Every secret (and every token inside LOTLINE_TOKENS) says to change it.
+        secrets = [entry.split(":")[-1] for entry in value.split(",")]
+        assert all(s.startswith("change-me") for s in secrets), f"{variable}={value}"
+        # URL-safe, and safe in a JAAS string: letters, digits and '-' only.
+        assert re.fullmatch(r"[A-Za-z0-9:,_-]+", value), f"{variable}={value}"
+
+
+def test_the_containers_run_hardened(compose: dict[str, Any]) -> None:
+    for name in [*SERVICES, *JOBS]:
+        service = compose["services"][name]
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert "/tmp" in service["tmpfs"], name
+
+
+def test_the_kafka_scripts_are_valid_bash() -> None:
+    for script in (KAFKA_START, KAFKA_USERS):
+        result = subprocess.run(
+            ["bash", "-n", str(script)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert script.read_text().startswith("#!/bin/bash\n")
+        assert "set -euo pipefail" in script.read_text()
+
+
+def deploy_tool(name: str) -> str | None:
+    """A tool that deploy/tools/install puts into the cache (or one on PATH)."""
+    cache = Path(os.environ.get("LOTLINE_CACHE_DIR", Path.home() / ".cache" / "lotline"))
+    installed = cache / "tools" / "bin" / name
+    return str(installed) if installed.exists() else shutil.which(name)
+
+
+DOCKER_COMPOSE = deploy_tool("docker-compose")
+needs_compose = pytest.mark.skipif(
+    DOCKER_COMPOSE is None, reason="Docker Compose v5 is not built: run deploy/tools/install"
+)
+
+
+def compose_config(env_file: Path | None) -> subprocess.CompletedProcess[str]:
+    """`docker compose config` by the real Compose implementation (no engine needed)."""
+    assert DOCKER_COMPOSE is not None
+    command = [DOCKER_COMPOSE, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE)]
+    # An empty env file instead of none: a .env a developer keeps in the checkout is not read.
+    command += ["--env-file", str(env_file or os.devnull)]
+    clean = {k: v for k, v in os.environ.items() if k not in interpolated(COMPOSE_FILE.read_text())}
+    return subprocess.run(
+        [*command, "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**clean, "HOME": os.environ.get("HOME", "/tmp")},
+    )
+
+
+@needs_compose
+def test_compose_itself_reads_the_file_with_the_example_env() -> None:
+    result = compose_config(ENV_EXAMPLE)
+    assert result.returncode == 0, result.stderr
+    model = json.loads(result.stdout)
+    example = env_example()
+    services = model["services"]
+    assert set(services) == {"kafka", "mongo", *JOBS, *SERVICES}
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert env["KAFKA_USERNAME"] == name
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["LOTLINE_TOKENS"] == example["LOTLINE_TOKENS"]
+        assert {c["condition"] for c in services[name]["depends_on"].values()} == {
+            "service_healthy",
+            "service_completed_successfully",
+        }
+        assert services[name]["read_only"] is True
+    users = services["kafka-users"]["environment"]
+    for principal in principals():
+        upper = principal.upper().replace("-", "_")
+        assert users[f"SCRAM_PASSWORD_{upper}"] == example[f"{upper}_KAFKA_PASSWORD"]
+    recall = services["recall"]["environment"]
+    assert recall["RECALL_SESSION_SECRET"] == example["RECALL_SESSION_SECRET"]
+    acls = services["kafka-acls"]["environment"]
+    assert acls["KAFKA_PASSWORD"] == example["KAFKA_ADMIN_PASSWORD"]
+
+
+@needs_compose
+def test_compose_refuses_to_start_without_the_secrets() -> None:
+    result = compose_config(None)
+    assert result.returncode != 0
+    missing = set(re.findall(r"required variable (\w+) is missing", result.stderr))
+    assert missing == set(env_example()), result.stderr
+
+
+HADOLINT = deploy_tool("hadolint")
+
+
+@pytest.mark.skipif(HADOLINT is None, reason="hadolint is not installed: run deploy/tools/install")
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    assert HADOLINT is not None
+    result = subprocess.run(
+        [HADOLINT, "--no-color", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_the_image_runs_as_a_numeric_user_and_carries_oci_labels() -> None:
+    """What hadolint's DL3066 asks (checked here too, where hadolint is absent), and the OCI
+    image annotations a registry shows."""
+    runtime = re.split(r"^FROM ", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE)[-1]
+    users = re.findall(r"^USER (\S+)$", runtime, flags=re.MULTILINE)
+    assert users == ["10001:10001"], "a numeric uid:gid, which runAsNonRoot can verify"
+    assert "--uid 10001 --gid 10001" in runtime
+    assert "--gid 10001 lotline" in runtime
+    labels = dict(re.findall(r"(org\.opencontainers\.image\.[a-z.]+)=\"([^\"]*)\"", runtime))
+    assert set(labels) >= {
+        "org.opencontainers.image.title",
+        "org.opencontainers.image.description",
+        "org.opencontainers.image.version",
+        "org.opencontainers.image.revision",
+        "org.opencontainers.image.created",
+    }
+    assert labels["org.opencontainers.image.title"] == "lotline-${SERVICE}"
