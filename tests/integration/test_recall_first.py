@@ -22,7 +22,7 @@ from lotline.events import (
     decode,
 )
 
-from support import eventually
+from support import AS_OPERATOR, eventually
 
 pytestmark = pytest.mark.infra
 
@@ -51,20 +51,31 @@ async def test_a_recall_before_the_product_is_registered_quarantines_its_lot_on_
 ) -> None:
     stock = start_service("stock", CONSUMER_DEFER_MAX_S="2")
     registry = start_service("serial-registry", CONSUMER_DEFER_MAX_S="2")
+    recall = start_service("recall")
     milk, phone = f"FIRST-MILK-{run_id}", f"FIRST-PHONE-{run_id}"
-    issued_at = datetime.now(UTC) - timedelta(minutes=5)
+    # The milk's recall as an operator issues it, through the recall service.
+    async with httpx.AsyncClient(base_url=recall.url, timeout=30) as client:
+        issued = await client.post(
+            "/recalls",
+            json={
+                "recall_id": f"RC-{milk}",
+                "sku": milk,
+                "lot_codes": ["L1"],
+                "reason": "Found before the product was",
+                "classification": "I",
+            },
+            headers=AS_OPERATOR,
+        )
+    assert issued.status_code == 201, issued.text
     await bus.publish(
-        *(
-            BatchRecalled(
-                sku=sku,
-                recall_id=f"RC-{sku}",
-                lot_codes=["L1"],
-                reason="Found before the product was",
-                classification=Classification.I,
-                issued_by="qa",
-                issued_at=issued_at,
-            )
-            for sku in (milk, phone)
+        BatchRecalled(
+            sku=phone,
+            recall_id=f"RC-{phone}",
+            lot_codes=["L1"],
+            reason="Found before the product was",
+            classification=Classification.I,
+            issued_by="qa",
+            issued_at=datetime.now(UTC) - timedelta(minutes=5),
         )
     )
     # Longer than the services let an event of an unknown product wait (2 s here): a recall
@@ -76,6 +87,9 @@ async def test_a_recall_before_the_product_is_registered_quarantines_its_lot_on_
         if r.key in (milk.encode(), phone.encode())
     ]
     assert not dead, "a recall of a product not registered yet was dead-lettered"
+    # The operator sees that the recall matched nothing yet.
+    shown = await _get(recall.url, f"/recalls/RC-{milk}")
+    assert shown["unmatched_lots"] == ["L1"], shown
 
     serials = [f"FIRST-{run_id}-{n}" for n in range(3)]
     await bus.publish(
@@ -116,6 +130,13 @@ async def test_a_recall_before_the_product_is_registered_quarantines_its_lot_on_
         assert unit["recalled"], unit
 
     await eventually(quarantined_on_arrival, timeout=60)
+
+    async def matched() -> None:
+        shown = await _get(recall.url, f"/recalls/RC-{milk}")
+        assert shown["unmatched_lots"] == [], shown
+        assert shown["progress"]["quarantined_units"] == 9, shown
+
+    await eventually(matched, timeout=60)
 
     now = datetime.now(UTC)
     await bus.publish(

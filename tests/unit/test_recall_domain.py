@@ -22,6 +22,7 @@ from lotline.recall.domain import (
     awaits_units_answer,
     first_by_key,
     latest_by_key,
+    lots_matching_nothing,
 )
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -269,3 +270,13 @@ def test_progress_puts_every_figure_together() -> None:
         progress.sales_after_recall,
         progress.units.complete,
     ) == (10, 2, 1, 1, True)
+
+
+def test_a_recalled_lot_nothing_was_reported_of_is_shown_as_matching_nothing_yet() -> None:
+    lots = ("L1", "L2", "L3")
+    assert lots_matching_nothing(lots) == lots
+    assert lots_matching_nothing(
+        lots,
+        quarantine=[quarantined("S1", "L1", 0, 1)],  # a store holding none of it still matched
+        contacts=[CustomerContact("RC-1", "IMEI-1", lot_code="L3")],
+    ) == ("L2",)

@@ -28,6 +28,7 @@ from lotline.recall.domain import (
     RecallRequest,
     RecallState,
     UnitsAnswer,
+    lots_matching_nothing,
     new_recall_id,
 )
 from lotline.recall.outbox import RecallOutbox
@@ -269,6 +270,11 @@ class RecallDetail(RecallView):
     returns: list[ReturnView]
     flagged_sales: list[FlaggedSaleView]
     unknown_serials: list[str] = Field(description="Recalled serials the registry never saw")
+    unmatched_lots: list[str] = Field(
+        default_factory=list,
+        description="Recalled lots no store, sale or return has been reported of yet: kept by "
+        "stock and the serial registry, and applied the moment they arrive",
+    )
     customers_shown: bool = Field(
         True,
         description="False for a reader who is not logged in as staff or operator: contacts "
@@ -310,6 +316,15 @@ class RecallDetail(RecallView):
             if customers
             else [],
             unknown_serials=list(progress.units.unknown_serials),
+            unmatched_lots=list(
+                lots_matching_nothing(
+                    record.recall.lot_codes,
+                    quarantine=facts.quarantine,
+                    contacts=facts.contacts,
+                    returns=facts.returns,
+                    flagged=facts.flagged,
+                )
+            ),
             customers_shown=customers,
         )
 

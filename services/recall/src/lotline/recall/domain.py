@@ -426,6 +426,26 @@ class UnitsAnswer:
         return cls(expected, tuple(sorted(by_number)), counts, tuple(unknown))
 
 
+def lots_matching_nothing(
+    lot_codes: Iterable[str],
+    *,
+    quarantine: Iterable[QuarantinedStock] = (),
+    contacts: Iterable[CustomerContact] = (),
+    returns: Iterable[ReturnedUnits] = (),
+    flagged: Iterable[FlaggedSale] = (),
+) -> tuple[str, ...]:
+    """The recalled lots nothing has been reported of yet: no store holds them, no sale or
+    return named them. A recall may come before the goods do (stock and the registry keep
+    it and apply it on arrival); an operator should see that it matched nothing so far."""
+    seen = {
+        fact.lot_code
+        for facts in (quarantine, contacts, returns, flagged)
+        for fact in facts
+        if fact.lot_code is not None
+    }
+    return tuple(code for code in lot_codes if code not in seen)
+
+
 @dataclass(frozen=True)
 class Progress:
     """The figures an operator watches a recall close by."""
