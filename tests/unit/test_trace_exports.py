@@ -277,3 +277,24 @@ def test_csv_cells_never_start_a_formula(text: str) -> None:
     trace.events[2].customer_ref = text
     rows = list(csv.DictReader(io.StringIO(fsma.spreadsheet(trace.product, trace.events))))
     assert rows[2]["customer_ref"] == "'" + text
+
+
+def test_units_a_receipt_booked_but_the_registry_refused_are_in_every_export() -> None:
+    part = stock_part()
+    part["movements"].insert(
+        1, movement("refused", "A", 2, 8, "R-1", return_reason="duplicate_serial")
+    )
+    trace = assemble_lot("MILK", "L1", milk(), part, None, recalls_of_lot([recall()], "L1"))
+    # At the same instant, each store's receipt comes before the refusal that corrects it.
+    kinds = [e.kind for e in trace.events][:3]
+    assert kinds == [TraceKind.RECEIVED, TraceKind.RECEIVED, TraceKind.REFUSED]
+    document = epcis.lot_document(trace, T0.replace(hour=13))
+    assert_valid_epcis(document)
+    refused = document["epcisBody"]["eventList"][2]
+    assert (refused["action"], refused["bizStep"], refused["disposition"]) == (
+        "OBSERVE",
+        "receiving",
+        "non_conformant",
+    )
+    rows = fsma.rows(milk(), trace.events)
+    assert [r["event_type"] for r in rows][:3] == ["receiving", "receiving", "receipt refused"]

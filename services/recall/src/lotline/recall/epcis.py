@@ -42,6 +42,7 @@ UOM_EACH = "EA"
 # (action, bizStep, disposition) per trace event.
 _VOCABULARY: dict[TraceKind, tuple[str, str | None, str]] = {
     TraceKind.RECEIVED: ("ADD", "receiving", "sellable_accessible"),
+    TraceKind.REFUSED: ("OBSERVE", "receiving", "non_conformant"),
     TraceKind.SOLD: ("OBSERVE", "retail_selling", "retail_sold"),
     TraceKind.SALE_ATTRIBUTED: ("OBSERVE", "retail_selling", "retail_sold"),
     TraceKind.RETURNED: ("OBSERVE", "receiving", "returned"),

@@ -41,6 +41,7 @@ COLUMNS = [
 
 EVENT_TYPES = {
     TraceKind.RECEIVED: "receiving",
+    TraceKind.REFUSED: "receipt refused",
     TraceKind.SOLD: "sale",
     TraceKind.SALE_ATTRIBUTED: "sale attributed to lot",
     TraceKind.RETURNED: "return",

@@ -20,6 +20,9 @@ from lotline.recall.domain import Recall
 
 class TraceKind(StrEnum):
     RECEIVED = "received"
+    # Units of a receipt the serial registry refused (serials already registered): stock
+    # took them off its on-hand, so both agree.
+    REFUSED = "refused"
     SOLD = "sold"
     # Units sold before any lot covered them, attributed to this lot by a later receipt.
     SALE_ATTRIBUTED = "sale_attributed"

@@ -23,6 +23,7 @@ trace_app = typer.Typer(
 
 KIND_STYLE = {
     "received": "green",
+    "refused": "magenta",
     "sold": "cyan",
     "sale_attributed": "cyan",
     "returned": "yellow",
