@@ -26,7 +26,7 @@ import pytest
 
 from lotline.events import ItemReceived, ItemReturned, ItemSold, Lot, ReturnReason
 
-from support import AS_OPERATOR, eventually, unique_gtin
+from support import AS_OPERATOR, OPERATOR_ENV, eventually, unique_gtin
 
 pytestmark = pytest.mark.infra
 
@@ -65,6 +65,7 @@ async def get(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
 
 
 OPERATOR_TOKEN = "qa-lead-token-" + "7" * 16
+QA_LEAD_TOKENS = f"{OPERATOR_ENV['LOTLINE_TOKENS']},qa-lead:operator:{OPERATOR_TOKEN}"
 
 
 async def issue_recall(client: httpx.AsyncClient, recall_url: str, body: dict[str, Any]) -> str:
@@ -84,7 +85,13 @@ async def lotline(recall_url: str, *args: str) -> str:
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "lotline.cli", *args],
-        env={**os.environ, "LOTLINE_RECALL_URL": recall_url, "COLUMNS": "200"},
+        # Logged in as the tests' operator, who may see the customers in a trace.
+        env={
+            **os.environ,
+            "LOTLINE_RECALL_URL": recall_url,
+            "LOTLINE_OPERATOR_TOKEN": OPERATOR_TOKEN,
+            "COLUMNS": "200",
+        },
         capture_output=True,
         text=True,
         timeout=120,
@@ -107,7 +114,8 @@ async def test_a_lot_received_sold_returned_and_recalled_traces_exactly(  # type
 ) -> None:
     catalog = start_service("catalog")
     stock = start_service("stock")
-    serials = start_service("serial-registry")
+    # The registry knows the operator too: the recall service passes the reader's token on.
+    serials = start_service("serial-registry", LOTLINE_TOKENS=QA_LEAD_TOKENS)
     recall = start_service(
         "recall",
         CATALOG_URL=catalog.url,
@@ -336,7 +344,8 @@ async def test_a_serial_units_life_is_traced_with_every_event(  # type: ignore[n
 ) -> None:
     catalog = start_service("catalog")
     stock = start_service("stock")
-    serials = start_service("serial-registry")
+    # The registry knows the operator too: the recall service passes the reader's token on.
+    serials = start_service("serial-registry", LOTLINE_TOKENS=QA_LEAD_TOKENS)
     recall = start_service(
         "recall",
         CATALOG_URL=catalog.url,
