@@ -23,7 +23,9 @@ SOLD_AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 @pytest.fixture
 async def store(mongo: AsyncMongoClient[dict[str, Any]], run_id: str) -> AsyncIterator[SerialStore]:
     name = f"lotline_tests_journal_{run_id}"
-    yield SerialStore(mongo[name])
+    store = SerialStore(mongo[name])
+    store.wal.observe("PHONE", 0)  # this instance owns the SKU's partition
+    yield store
     await mongo.drop_database(name)
 
 

@@ -38,11 +38,14 @@ from lotline.events.codec import OutgoingMessage
 from lotline.runtime.dedupe import Dedupe, SeenEvents
 from lotline.runtime.owned import ForgetOnRebalance, OwnedState
 from lotline.runtime.settings import Settings
+from lotline.runtime.wal import StreamTaken, WriteAheadLog
 
 log = structlog.get_logger(__name__)
 
 # Failures of the infrastructure rather than of the message: waited out, never dead-lettered.
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    # Another instance wrote the partition's log: apply the batch again from what it wrote.
+    StreamTaken,
     ConnectionFailure,
     AutoReconnect,
     KafkaError,
@@ -180,6 +183,7 @@ class EventConsumer:
     settings: Settings
     owned: OwnedState
     progress: Progress
+    wal: WriteAheadLog | None = None
     dedupe: Dedupe = Dedupe.LOOKUP
     give_up: GiveUp | None = None
     stats: dict[str, int] = field(
@@ -197,6 +201,9 @@ class EventConsumer:
                 await self.dead_letter(record, exc.problem, exc.field)
                 continue
             deliveries.append(Delivery(event, record.topic, record.partition, record.offset))
+            if self.wal is not None:
+                # What the event changes belongs to its key's partition, the one it came from.
+                self.wal.observe(event.data.key, record.partition)
         return await self.process_deliveries(deliveries)
 
     async def process_deliveries(self, deliveries: list[Delivery]) -> list[Delivery]:
@@ -384,12 +391,18 @@ class ServiceConsumer:
     """
 
     def __init__(
-        self, service: str, settings: Settings, owned: OwnedState, progress: Progress
+        self,
+        service: str,
+        settings: Settings,
+        owned: OwnedState,
+        progress: Progress,
+        wal: WriteAheadLog,
     ) -> None:
         self.service = service
         self.settings = settings
         self.owned = owned
         self.progress = progress
+        self.wal = wal
         self.topics: dict[str, EventConsumer] = {}
 
     def add(self, consumer: EventConsumer) -> None:
@@ -414,7 +427,7 @@ class ServiceConsumer:
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             # Partitions moving elsewhere end this instance's claim to be the only writer.
-            listener=ForgetOnRebalance(self.owned),
+            listener=ForgetOnRebalance(self.owned, on_revoke=self.wal.release),
             # A recall of a million units is one long batch; the group must not evict us.
             max_poll_interval_ms=self.settings.consumer_max_poll_interval_ms,
             # Offsets are committed by `consume` once the batch's effects are durable;
@@ -433,6 +446,8 @@ class ServiceConsumer:
             by_topic.setdefault(record.topic, []).append(record)
         revisit: list[Delivery] = []
         try:
+            # What the partitions' previous owner logged but did not write yet comes first.
+            await self.wal.restore({record.partition for record in records})
             # Topics in the order the service registered them (e.g. receipts before sales).
             for topic, consumer in self.topics.items():
                 if topic in by_topic:

@@ -12,7 +12,7 @@ The copies are dropped whenever that reasoning may not hold:
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -41,12 +41,20 @@ class OwnedState:
 
 
 class ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Drops the owned state whenever partitions are revoked or assigned."""
+    """Drops the owned state whenever partitions are revoked or assigned; `on_revoke` lets
+    other holders of a partition's state (the write-ahead log) give it up first."""
 
-    def __init__(self, state: OwnedState) -> None:
+    def __init__(
+        self,
+        state: OwnedState,
+        on_revoke: Callable[[set[int]], Awaitable[None]] | None = None,
+    ) -> None:
         self._state = state
+        self._on_revoke = on_revoke
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if self._on_revoke is not None:
+            await self._on_revoke({tp.partition for tp in revoked})
         self._state.forget("partitions revoked")
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:

@@ -32,6 +32,7 @@ from lotline.runtime.http import BodyLimit, OutageGuard, install_error_handlers
 from lotline.runtime.mongo import Reachability
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings, get_settings
+from lotline.runtime.wal import WriteAheadLog
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -125,10 +126,15 @@ class Service:
         self.owned = OwnedState()
         # Whether the consumer commits: a stall turns readiness off.
         self.progress = Progress(self.settings.consumer_stall_after_s)
-        self.consumer = ServiceConsumer(name, self.settings, self.owned, self.progress)
+        # A batch's changed documents and events: one insert, written out in the background.
+        self.wal = WriteAheadLog(
+            self.db, self.publisher, max_pending_docs=self.settings.wal_max_pending_docs
+        )
+        self.consumer = ServiceConsumer(name, self.settings, self.owned, self.progress, self.wal)
         self._startup: list[Hook] = []
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.in_background(self.wal.run)
         self.http = FastAPI(title=title, lifespan=self._lifespan)
         self.http.add_api_route("/health/live", self._live, methods=["GET"], tags=["health"])
         self.http.add_api_route("/health/ready", self._ready, methods=["GET"], tags=["health"])
@@ -163,6 +169,7 @@ class Service:
             settings=self.settings,
             owned=self.owned,
             progress=self.progress,
+            wal=self.wal,
             dedupe=dedupe,
             give_up=give_up,
         )

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     consumer_defer_max_s: float = Field(
         15.0, gt=0, description="How long an event may wait (e.g. for its product) before the DLQ"
     )
+    wal_max_pending_docs: int = Field(
+        50_000,
+        ge=100,
+        description="Most changed documents an instance holds before they are written "
+        "(a batch waits for the writer beyond it)",
+    )
     consumer_stall_after_s: float = Field(
         60.0,
         gt=0,

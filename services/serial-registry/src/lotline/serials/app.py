@@ -13,8 +13,8 @@ from lotline.serials.store import SerialStore
 service = Service(
     "serial-registry", database="serials", http_port=8003, title="Lotline serial registry"
 )
-store = SerialStore(service.db, service.owned)
-handlers = SerialHandlers(store, service.publisher)
+store = SerialStore(service.db, service.owned, service.wal)
+handlers = SerialHandlers(store)
 
 # The product topic is compacted and replayed in full by a new group: revisions make a
 # replay harmless, so its events need no seen-events bookkeeping.

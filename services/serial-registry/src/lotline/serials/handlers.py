@@ -34,7 +34,7 @@ from lotline.events import (
     UnitsRecalled,
     encode,
 )
-from lotline.runtime.consumer import BatchResult, Deferred, Delivery, Publisher
+from lotline.runtime.consumer import BatchResult, Deferred, Delivery
 from lotline.serials.domain import (
     SOURCE,
     Claim,
@@ -87,7 +87,6 @@ Decide = Callable[[Unit | None, Delivery], Outcome]
 @dataclass
 class SerialHandlers:
     store: SerialStore
-    publisher: Publisher
 
     # ------------------------------------------------------------------------ products
 
@@ -455,20 +454,15 @@ class SerialHandlers:
         raise StoreConflict(f"{len(deliveries)} units kept changing while being written")
 
     async def publish(self, derived: Iterable[Derived]) -> None:
-        """Send what was never sent (by id), then remember it was sent. A crash in between
-        resends the same ids, which consumers drop as duplicates."""
+        """Log the events with the batch, then send them. Their ids derive from their
+        causes, so a resend (a redelivered batch, a restored log) is a duplicate that
+        consumers drop."""
         unique = {str(item.id): item for item in derived}
-        if not unique:
-            return
-        fresh = await self.store.unpublished(unique)
-        messages = [
-            encode(item.data, source=SOURCE, id=item.id, time=item.time)
-            for key, item in unique.items()
-            if key in fresh
-        ]
-        await self.publisher.send(messages)
-        await self.store.mark_published(
-            [(str(m.event.id), m.event.type.value) for m in messages], datetime.now(UTC)
+        await self.store.publish(
+            [
+                encode(item.data, source=SOURCE, id=item.id, time=item.time)
+                for item in unique.values()
+            ]
         )
 
 

@@ -9,7 +9,6 @@ serials.products        the registry's read model of `product-registered`, `_id`
 serials.recalls         per SKU, what each recall named (lots, serials), for late receipts
 serials.recall_answers  the `units-recalled` chunks of each recall, kept so a redelivered
                         recall republishes exactly the same events
-serials.published       ids of the derived events already sent (a resent input sends nothing)
 serials.receipts        receipts registered (sku, receipt id, serials digest) and the duplicates
                         they were refused, so a redelivered big receipt costs one lookup
 
@@ -20,6 +19,12 @@ more statements that match documents hangs the server. So the hot paths read and
 alone: reads are concurrent `find_one`s, writes are bulk updates of at most BULK_UPDATES
 statements, and a write `$set`s only the fields its event decided (never the whole document),
 so writers of other fields (a recall racing a sale) are never overwritten.
+
+A unit's changes and the events they emit go through the service's write-ahead log
+(`lotline.runtime.wal`): one insert for a batch, the unit documents written in the background
+by the partition's owner. New units are inserted directly (an insert is cheap, and a unit
+that exists is then refused, not overwritten). Reads by _id go through the log, so they show
+every committed batch.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
 
-from pymongo import InsertOne, UpdateOne
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -39,6 +44,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from lotline.events import (
     EventType,
     FlagReason,
+    OutgoingMessage,
     ProductRegistered,
     ReturnReason,
     SoldUnit,
@@ -48,6 +54,7 @@ from lotline.events import (
 from lotline.runtime.mongo import find_by_ids
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.pages import PagedLists
+from lotline.runtime.wal import WriteAheadLog
 from lotline.serials.domain import (
     Flag,
     HistoryEntry,
@@ -61,6 +68,7 @@ from lotline.serials.domain import (
 
 Doc = dict[str, Any]
 DUPLICATE_KEY = 11000
+UNITS = "units"
 INSERT_CHUNK = 10_000
 INSERT_CONCURRENCY = 2
 # Below FerretDB's limit of 100 matching statements per update command (see above).
@@ -292,9 +300,15 @@ class RecalledUnits:
 
 
 class SerialStore:
-    def __init__(self, db: AsyncDatabase[Doc], owned: OwnedState | None = None) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        owned: OwnedState | None = None,
+        wal: WriteAheadLog | None = None,
+    ) -> None:
         owned = owned or OwnedState()
-        self.units: AsyncCollection[Doc] = db["units"]
+        self.wal = wal or WriteAheadLog(db)
+        self.units: AsyncCollection[Doc] = db[UNITS]
         self.lot_units = PagedLists(db["lot_units"], owned.cache())
         self.products: AsyncCollection[Doc] = db["products"]
         self.recalls: AsyncCollection[Doc] = db["recalls"]
@@ -303,7 +317,6 @@ class SerialStore:
         self._products: dict[str, Product] = owned.cache()
         self._scopes: dict[str, list[RecallScope]] = owned.cache()
         self.recall_answers: AsyncCollection[Doc] = db["recall_answers"]
-        self.published: AsyncCollection[Doc] = db["published"]
         self.receipts: AsyncCollection[Doc] = db["receipts"]
 
     # ------------------------------------------------------------------------- products
@@ -356,12 +369,17 @@ class SerialStore:
     # ---------------------------------------------------------------------------- units
 
     async def units_by_id(self, ids: Iterable[str]) -> dict[str, Unit]:
-        found = await find_by_ids(self.units, ids)
+        """The owner's view of its units: pending changes included."""
+        found = await self.wal.latest(UNITS, ids)
+        return {uid: unit_from_doc(doc) for uid, doc in found.items()}
+
+    async def read_units(self, ids: Iterable[str]) -> dict[str, Unit]:
+        """Any reader's view (the HTTP side): every committed batch included."""
+        found = await self.wal.read(UNITS, ids)
         return {uid: unit_from_doc(doc) for uid, doc in found.items()}
 
     async def unit(self, sku: str, serial: str) -> Unit | None:
-        doc = await self.units.find_one({"_id": unit_id(sku, serial)})
-        return unit_from_doc(doc) if doc else None
+        return (await self.read_units([unit_id(sku, serial)])).get(unit_id(sku, serial))
 
     async def insert_units(self, units: Sequence[Unit]) -> list[str]:
         """Insert new units, unordered, in slices (two at a time: the database encodes one
@@ -385,23 +403,33 @@ class SerialStore:
         return existing
 
     async def apply_changes(self, changes: Sequence[UnitChange]) -> bool:
-        """Write the changes in order. False if a unit thought new already existed (another
-        consumer registered it meanwhile): the caller reads again and redecides."""
+        """Make the changes durable: new units inserted, changed ones logged whole (one
+        insert into the write-ahead log). False if a unit thought new already existed
+        (another consumer registered it meanwhile): the caller reads again and redecides."""
+        if not changes:
+            return True
         await self._journal(change.after for change in changes)
-        ops: list[InsertOne[Doc] | UpdateOne] = []
-        for change in changes:
-            if change.before is None:
-                ops.append(InsertOne(unit_doc(change.after)))
-            elif update := unit_update(change.before, change.after):
-                ops.append(UpdateOne({"_id": change.after.id}, update))
-        for part in _chunks(ops, BULK_UPDATES):
+        new = [unit_doc(change.after) for change in changes if change.before is None]
+        for part in _chunks(new, INSERT_CHUNK):
             try:
-                await self.units.bulk_write(list(part), ordered=True)
+                await self.units.insert_many(list(part), ordered=True)
             except BulkWriteError as exc:
                 _duplicate_indexes(exc)
                 await self._journal_again(change.after.id for change in changes)
                 return False
+        inserted = {doc["_id"] for doc in new}
+        for change in changes:
+            if change.before is not None or change.after.id not in inserted:
+                self.wal.stage(change.after.sku, UNITS, change.after.id, unit_doc(change.after))
+            inserted.discard(change.after.id)
+        await self.wal.commit()
         return True
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Derived events, durable with the batch in the write-ahead log, then published."""
+        for message in messages:
+            self.wal.emit(message.key.decode(), [message])
+        await self.wal.commit()
 
     async def _journal(self, units: Iterable[Unit]) -> None:
         """Append each unit's new state to its lot's journal, before the unit is written:
@@ -552,21 +580,6 @@ class SerialStore:
         with contextlib.suppress(DuplicateKeyError):
             await self.recall_answers.insert_one({"_id": f"{key} header", "chunks": len(chunks)})
 
-    # ------------------------------------------------------------------------ published
-
-    async def unpublished(self, event_ids: Iterable[str]) -> set[str]:
-        wanted = set(event_ids)
-        return wanted - set(await find_by_ids(self.published, wanted, {"_id": 1}))
-
-    async def mark_published(self, sent: Iterable[tuple[str, str]], at: datetime) -> None:
-        """Remember (event id, event type) pairs as sent."""
-        docs = [{"_id": event_id, "type": event_type, "at": at} for event_id, event_type in sent]
-        for part in _chunks(docs, INSERT_CHUNK):
-            try:
-                await self.published.insert_many(list(part), ordered=False)
-            except BulkWriteError as exc:
-                _duplicate_indexes(exc)
-
     # ------------------------------------------------------------------------ read side
 
     async def lot_page(
@@ -593,6 +606,6 @@ class SerialStore:
                 recalled is None or unit_recalled is recalled
             ):
                 matching.append(unit_id(sku, doc["serial"]))
-        page = await self.units_by_id(matching[skip : skip + limit])
+        page = await self.read_units(matching[skip : skip + limit])
         units = sorted(page.values(), key=lambda unit: unit.serial)
         return LotPage(units, counts, recalled_count, len(matching))

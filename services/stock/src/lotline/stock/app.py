@@ -12,7 +12,7 @@ from lotline.stock.handlers import StockHandlers
 from lotline.stock.store import StockStore
 
 service = Service("stock", database="stock", http_port=8002, title="Lotline stock")
-store = StockStore(service.db, service.owned)
+store = StockStore(service.db, service.owned, service.wal)
 handlers = StockHandlers(store, service.publisher, service.seen, service.settings)
 
 service.on_startup(store.create_indexes)

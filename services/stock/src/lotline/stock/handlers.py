@@ -15,16 +15,13 @@ from lotline.events import (
     ItemReceived,
     ItemReturned,
     ItemSold,
-    OutgoingMessage,
     ProductRegistered,
     ReceiptRejected,
     RejectReason,
     SaleFlagged,
     StockQuarantined,
     Tracking,
-    decode,
     encode,
-    encode_event,
 )
 from lotline.runtime.consumer import BatchResult, Deferred, Delivery, Publisher
 from lotline.runtime.dedupe import SeenEvents
@@ -276,24 +273,18 @@ class StockHandlers:
                 stored.recent.add(copy_key, stamped)
                 before = counts_of(stored.level)
                 for event, suffix in change(delivery, stored.level, products[data.sku]):
-                    message = encode(
-                        event, source=SOURCE, id=derived_id(delivery, f"{key}/{suffix}")
+                    stored.outbox.append(
+                        encode(event, source=SOURCE, id=derived_id(delivery, f"{key}/{suffix}"))
                     )
-                    stored.outbox.append({"topic": message.topic, "value": message.value.decode()})
                 moved.extend(movements(delivery.event, before, stored.level))
                 stored.mark_applied(delivery.stream, delivery.offset)
         await self.store.record_movements(moved)
+        # The changed levels and their events, durable in one step and then published.
         await self.store.save_levels(
             levels,
             window_s=self.settings.dedupe_window_hours * 3600,
             recent_max=self.settings.dedupe_recent_max,
         )
-        # Includes events a crashed run saved but never sent: the redelivered batch touches
-        # the same levels, so nothing saved is left unsent.
-        pending = [entry for stored in levels.values() for entry in stored.outbox]
-        if pending:
-            await self.publisher.send(_outgoing(pending))
-            await self.store.clear_outboxes(levels)
 
     async def _old_copies(
         self, deliveries: list[Delivery], levels: dict[str, StoredLevel]
@@ -331,7 +322,3 @@ def _quarantine_events(
         for q in quarantines
         if q is not None
     ]
-
-
-def _outgoing(outbox: list[dict[str, Any]]) -> list[OutgoingMessage]:
-    return [encode_event(decode(entry["value"].encode())) for entry in outbox]

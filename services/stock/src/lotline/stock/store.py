@@ -6,8 +6,12 @@ The only module that speaks Mongo. A level document carries, beside its lots:
 - `version`, counting its writes;
 - `streams`, the last offset applied from each Kafka topic-partition, so a redelivered event
   is recognised inside the same atomic write that applies it;
-- `recent`, the events it applied lately, so a re-sent copy is recognised without a lookup;
-- `outbox`, the events the change must publish, saved with the change and cleared once sent.
+- `recent`, the events it applied lately, so a re-sent copy is recognised without a lookup.
+
+Levels are written through the service's write-ahead log (`lotline.runtime.wal`): a batch's
+changed levels and the events they emit are one insert, and the levels themselves are
+written in the background, a level changed by many batches once. Reads by _id go through
+the log too, so they show every committed batch.
 
 Levels and products of the SKUs this instance owns are kept in memory between batches
 (`lotline.runtime.owned`): the instance is their only writer, so reading them again would
@@ -22,20 +26,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from lotline.events import ProductRegistered, Tracking
+from lotline.events import OutgoingMessage, ProductRegistered, Tracking, decode, encode_event
 from lotline.runtime.dedupe import RecentEvents
 from lotline.runtime.mongo import bulk_write_in_parts, find_by_ids
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.pages import PagedLists
+from lotline.runtime.wal import WriteAheadLog, overlay
 from lotline.stock.domain import Level, Recall
 from lotline.stock.ledger import Movement
 
 # Partitions a location's index may be spread over (topics have 6 by default).
 MAX_PARTITIONS = 64
+LEVELS = "levels"
 
 
 def ledger_key(sku: str, lot_code: str | None) -> str:
@@ -66,7 +72,7 @@ class StoredLevel:
     level: Level
     version: int = 0
     streams: dict[str, int] = field(default_factory=dict)
-    outbox: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[OutgoingMessage] = field(default_factory=list)
     recent: RecentEvents = field(default_factory=RecentEvents)
     # The Kafka partition of its SKU, known for a level created in this batch.
     partition: int | None = None
@@ -81,8 +87,14 @@ class StoredLevel:
 
 
 class StockStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], owned: OwnedState | None = None) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        owned: OwnedState | None = None,
+        wal: WriteAheadLog | None = None,
+    ) -> None:
         self.levels = db["levels"]
+        self.wal = wal or WriteAheadLog(db)
         self.products = db["products"]
         # Which levels exist, per SKU and per location: FerretDB answers `{"sku": ...}` by
         # reading every level, but a document by its _id from the index.
@@ -157,7 +169,7 @@ class StockStore:
         """The levels that exist, from memory where this instance holds them."""
         wanted = set(ids)
         found = {key: self._levels[key] for key in wanted if key in self._levels}
-        for key, doc in (await find_by_ids(self.levels, wanted - found.keys())).items():
+        for key, doc in (await self.wal.latest(LEVELS, wanted - found.keys())).items():
             found[key] = self._levels[key] = _stored(doc)
         return found
 
@@ -200,36 +212,30 @@ class StockStore:
     async def save_levels(
         self, levels: dict[str, StoredLevel], *, window_s: float, recent_max: int
     ) -> None:
-        """Write every changed level back whole.
+        """Make every changed level durable, whole, with the events its change emits: one
+        insert into the write-ahead log for the batch; the level documents follow.
 
         A level has one writer: its SKU's partitions of every topic belong to one consumer
-        instance, which applies one batch at a time. The offsets in `streams`, read with the
-        level and written with it, make a redelivered event change nothing. The filter is
-        the _id alone, the one lookup FerretDB serves from its index."""
+        instance, which applies one batch at a time. The offsets in `streams`, logged with
+        the level, make a redelivered event change nothing."""
         now = datetime.now(UTC)
         changed = {key: stored for key, stored in levels.items() if stored.changed}
         await self._index_new_levels([s for s in changed.values() if s.version == 0])
-        operations = []
         for key, stored in changed.items():
             stored.recent.prune(now, window_s, recent_max)
-            operations.append(
-                ReplaceOne(
-                    {"_id": key},
-                    {
-                        "_id": key,
-                        **stored.level.to_document(),
-                        "version": stored.version + 1,
-                        "streams": stored.streams,
-                        "recent": stored.recent.to_document(),
-                        "outbox": stored.outbox,
-                    },
-                    upsert=True,
-                )
-            )
-        await bulk_write_in_parts(self.levels, operations, ordered=False)
+            doc = {
+                "_id": key,
+                **stored.level.to_document(),
+                "version": stored.version + 1,
+                "streams": stored.streams,
+                "recent": stored.recent.to_document(),
+            }
+            self.wal.stage(stored.level.sku, LEVELS, key, doc, stored.outbox)
+        await self.wal.commit()
         for stored in changed.values():
             stored.version += 1
             stored.changed = False
+            stored.outbox = []
 
     async def record_movements(self, movements: list[Movement]) -> None:
         """Append the movements a batch made to their lots' pages, before its levels are
@@ -242,26 +248,14 @@ class StockStore:
             by_lot.setdefault(key, []).append(movement.to_document())
         await self.ledger.append(by_lot)
 
-    async def clear_outboxes(self, levels: dict[str, StoredLevel]) -> None:
-        """After publishing: empty each outbox, unless the level moved on (its writer sends)."""
-        operations = [
-            UpdateOne({"_id": key}, {"$set": {"outbox": []}})
-            for key, stored in levels.items()
-            if stored.outbox
-        ]
-        if operations:
-            await bulk_write_in_parts(self.levels, operations, ordered=False)
-        for stored in levels.values():
-            stored.outbox = []
-
     # The read side.
 
     async def levels_of_sku(self, sku: str) -> list[dict[str, Any]]:
-        found = await find_by_ids(self.levels, await self._level_ids("sku", sku), _PUBLIC)
+        found = await self.wal.read(LEVELS, await self._level_ids("sku", sku), _PUBLIC)
         return sorted(found.values(), key=lambda doc: doc["location"])
 
     async def levels_at(self, location: str) -> list[dict[str, Any]]:
-        found = await find_by_ids(self.levels, await self._level_ids("location", location), _PUBLIC)
+        found = await self.wal.read(LEVELS, await self._level_ids("location", location), _PUBLIC)
         return sorted(found.values(), key=lambda doc: doc["sku"])
 
     async def lot_levels(self, sku: str, lot_code: str) -> list[dict[str, Any]]:
@@ -285,6 +279,10 @@ class StockStore:
         query: dict[str, Any] = {"next_expiry": {"$ne": None, "$lte": until.isoformat()}}
         if location:
             query["location"] = location
+        # The documents answer for what is written out; levels still in the write-ahead
+        # log are taken from there, so the answer covers every committed batch.
+        written = [doc async for doc in self.levels.find(query, _PUBLIC)]
+        levels = overlay(written, await self.wal.pending(LEVELS))
         rows = [
             {
                 "sku": doc["sku"],
@@ -293,7 +291,10 @@ class StockStore:
                 "expires_on": lot["expires_on"],
                 "on_hand": lot["on_hand"],
             }
-            async for doc in self.levels.find(query, _PUBLIC)
+            for doc in levels
+            if (location is None or doc.get("location") == location)
+            and doc.get("next_expiry")
+            and doc["next_expiry"] <= until.isoformat()
             for lot in doc.get("lots", [])
             if lot.get("expires_on")
             and lot["expires_on"] <= until.isoformat()
@@ -302,7 +303,8 @@ class StockStore:
         return sorted(rows, key=lambda row: (row["expires_on"], row["sku"], row["location"]))
 
 
-# What the read side shows of a level (not its bookkeeping).
+# What the read side shows of a level (not its bookkeeping; `outbox` is in levels written
+# before the write-ahead log).
 _PUBLIC = {"outbox": 0, "streams": 0, "recent": 0}
 
 
@@ -311,6 +313,7 @@ def _stored(doc: dict[str, Any]) -> StoredLevel:
         level=Level.from_document(doc),
         version=doc.get("version", 0),
         streams=doc.get("streams", {}),
-        outbox=doc.get("outbox", []),
+        # Events a level written before the log kept to send: sent with its next change.
+        outbox=[encode_event(decode(e["value"].encode())) for e in doc.get("outbox", [])],
         recent=RecentEvents.from_document(doc.get("recent"), datetime.now(UTC)),
     )

@@ -55,7 +55,8 @@ def headline(outcome: Outcome) -> str:
     if outcome.error is not None:
         return "failed"
     if outcome.name in ("sales", "scale-out"):
-        return f"{f['lines_per_s']:,} lines/s ({f['lines']:,} in {f['seconds']:.1f} s)"
+        written = f"; written out at {f['written_out_s']:.1f} s" if "written_out_s" in f else ""
+        return f"{f['lines_per_s']:,} lines/s ({f['lines']:,} in {f['seconds']:.1f} s{written})"
     if outcome.name == "latency":
         return f"p50 {f['p50_ms']:.0f} / p95 {f['p95_ms']:.0f} / p99 {f['p99_ms']:.0f} ms"
     if outcome.name == "receipt":

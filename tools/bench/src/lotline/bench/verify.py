@@ -18,6 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from lotline.bench.infra import OPERATOR
 from lotline.bench.workload import LevelExpectation, RecallWorkload, SalesWorkload
+from lotline.runtime.wal import WriteAheadLog
 
 MAX_PROBLEMS = 10
 READ_CONCURRENCY = 32
@@ -93,18 +94,17 @@ async def stock_levels(verdict: Verdict, stock_url: str, expected: list[LevelExp
 async def sold_units(
     verdict: Verdict, units: AsyncCollection[Any], workload: SalesWorkload
 ) -> None:
-    """Every serial sold is recorded sold by its sale; every spare unit is still in stock."""
-    gate = asyncio.Semaphore(READ_CONCURRENCY)
-
-    async def one(sku: str, serial: str) -> dict[str, Any] | None:
-        async with gate:
-            return await units.find_one(
-                {"_id": f"{sku} {serial}"}, {"status": 1, "sale_id": 1, "location": 1}
-            )
-
+    """Every serial sold is recorded sold by its sale; every spare unit is still in stock.
+    Read as the registry reads them (`lotline.runtime.wal`): written out or still pending."""
+    log = WriteAheadLog(units.database)
     for start in range(0, len(workload.units), 5_000):
         part = workload.units[start : start + 5_000]
-        docs = await asyncio.gather(*(one(u.sku, u.serial) for u in part))
+        found = await log.read(
+            units.name,
+            [f"{u.sku} {u.serial}" for u in part],
+            {"status": 1, "sale_id": 1, "location": 1},
+        )
+        docs = [found.get(f"{u.sku} {u.serial}") for u in part]
         for unit, doc in zip(part, docs, strict=True):
             if doc is None:
                 verdict.check(False, f"unit {unit.sku} {unit.serial} is not registered")
