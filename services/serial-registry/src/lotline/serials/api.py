@@ -136,7 +136,8 @@ async def get_unit(
     unit = await store.unit(sku, serial)
     if unit is None:
         raise HTTPException(404, f"no unit with serial {serial!r} of sku {sku!r} is registered")
-    unit = as_recalled(unit, (await store.recall_scopes([sku]))[sku])
+    # Read afresh: this instance may not own the SKU, and then its memory would go stale.
+    unit = as_recalled(unit, (await store.recall_scopes([sku], stored=True))[sku])
     product = await store.product(sku)
     gtin = product.gtin if product else None
     return UnitView(
@@ -164,7 +165,7 @@ async def get_lot_units(
     customers only with a staff or operator token."""
     response.headers.update(NO_STORE)
     customers = may_read_personal_data(caller)
-    scopes = (await store.recall_scopes([sku]))[sku]
+    scopes = (await store.recall_scopes([sku], stored=True))[sku]
     lot_recalled = any(lot_code in scope.lot_codes for scope in scopes)
     page = await store.lot_page(sku, lot_code, status, recalled, limit, skip, lot_recalled)
     total = sum(page.counts.values())
