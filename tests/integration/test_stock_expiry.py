@@ -264,9 +264,11 @@ async def test_passes_racing_in_two_instances_publish_each_warning_once(  # type
             ("L-LATE", 7),
         }
         assert {e.id for e in found} == {
-            warning_event_id(f"{e.data.sku} {e.data.location} {e.data.lot_code} 7")
-            if e.data.threshold_days == 7
-            else warning_event_id(f"{e.data.sku} S1 {e.data.lot_code} 30")
+            str(
+                warning_event_id(f"{e.data.sku} {e.data.location} {e.data.lot_code} 7")
+                if e.data.threshold_days == 7
+                else warning_event_id(f"{e.data.sku} S1 {e.data.lot_code} 30")
+            )
             for e in found
         }
         assert await _unpublished(clients[0][database]) == 0

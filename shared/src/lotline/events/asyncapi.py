@@ -42,15 +42,19 @@ def specification(service: str) -> AsyncAPI:
             event.topic,
             group_id=consumer_group(service),
             title=f"{service}:{event.value}",
-            description=f"{service} consumes `{event.value}`, keyed by SKU; "
-            f"events it cannot use go to `{event.dlq_topic}`.",
+            description=f"{service} consumes `{event.value}`, keyed by SKU, in either "
+            "CloudEvents content mode: structured (`content-type: application/cloudevents+json`, "
+            "the envelope below as the value) or binary (`ce_specversion`, `ce_id`, `ce_source`, "
+            "`ce_type`, `ce_subject`, `ce_time` headers, `content-type` of the data, the value "
+            f"is `data` alone); events it cannot use go to `{event.dlq_topic}`.",
         )(_documented(envelope_class(event)))
     for event in PUBLISHED_BY[service]:
         broker.publisher(
             event.topic,
             schema=envelope_class(event),
             title=f"{service}:{event.value}:publish",
-            description=f"{service} publishes `{event.value}`, keyed by SKU.",
+            description=f"{service} publishes `{event.value}`, keyed by SKU, in CloudEvents "
+            "structured mode (`content-type: application/cloudevents+json`).",
         )
     return AsyncAPI(broker, title=f"Lotline {service}", version=VERSION)
 

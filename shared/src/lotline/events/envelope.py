@@ -1,4 +1,4 @@
-"""The CloudEvents 1.0 envelope (structured JSON mode) that carries every Lotline event."""
+"""The CloudEvents 1.0 envelope that carries every Lotline event, in either Kafka content mode."""
 
 from __future__ import annotations
 
@@ -14,21 +14,49 @@ from lotline.events.topics import EventType
 
 DataT = TypeVar("DataT", bound=EventData)
 
+SPEC_VERSION = "1.0"
+# The structured mode's event format: the whole envelope, as JSON, in the record's value.
 CONTENT_TYPE = "application/cloudevents+json"
+DATA_CONTENT_TYPE = "application/json"
+
+
+def _any_case(word: str) -> str:
+    # Media types are case-insensitive, and a JSON Schema pattern has no flag to say so.
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+# application/json, text/json or a +json type, with any parameters (`; charset=utf-8`): what
+# the data's content type may be, in the schema and in the codec alike.
+JSON_MEDIA_TYPE = (
+    rf"^(?:{_any_case('application')}|{_any_case('text')})/"
+    rf"(?:[A-Za-z0-9!#$&^_.+-]+\+)?{_any_case('json')}[ \t]*(?:;.*)?$"
+)
 
 
 class CloudEvent(BaseModel, Generic[DataT]):
-    """One event as it travels: `id` with `source` is the idempotency key of its effect."""
+    """One event as it travels: `id` with `source` is the idempotency key of its effect.
+
+    `specversion` and `id` are required: a consumer that made an id up for an event that
+    came without one would give each redelivery a new one, and apply it again."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    specversion: Literal["1.0"] = "1.0"
-    id: UUID = Field(default_factory=uuid4)
+    specversion: Literal["1.0"]
+    id: str = Field(
+        min_length=1,
+        description="Any non-empty string, unique within `source`: a producer resends an "
+        "event with the same id, and the copy is dropped",
+    )
     source: str = Field(min_length=1, description="URI-reference of the producer")
     type: EventType
     subject: str = Field(min_length=1, description="The SKU; also the Kafka message key")
     time: Time = Field(default_factory=lambda: datetime.now(UTC))
-    datacontenttype: Literal["application/json"] = "application/json"
+    datacontenttype: str = Field(
+        DATA_CONTENT_TYPE,
+        pattern=JSON_MEDIA_TYPE,
+        description="The data's media type: JSON (application/json, optionally with "
+        "parameters such as `; charset=utf-8`); JSON when absent",
+    )
     data: DataT
 
     @model_validator(mode="after")
@@ -47,17 +75,22 @@ class CloudEvent(BaseModel, Generic[DataT]):
 
 
 def envelope_of(
-    data: DataT, *, source: str, id: UUID | None = None, time: datetime | None = None
+    data: DataT,
+    *,
+    source: str,
+    id: UUID | str | None = None,
+    time: datetime | None = None,
 ) -> CloudEvent[DataT]:
-    """Wrap event data in its envelope: type and subject follow from the data."""
+    """Wrap event data in its envelope: type and subject follow from the data. An event
+    Lotline creates gets a fresh id unless the caller derives one (to make a resend a copy)."""
     fields: dict[str, Any] = {
+        "specversion": SPEC_VERSION,
+        "id": str(id if id is not None else uuid4()),
         "source": source,
         "type": data.event_type,
         "subject": data.key,
         "data": data,
     }
-    if id is not None:
-        fields["id"] = id
     if time is not None:
         fields["time"] = time
     return envelope_class(data.event_type)(**fields)

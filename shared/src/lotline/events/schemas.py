@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lotline.events import generated
-from lotline.events.envelope import envelope_class
+from lotline.events.envelope import CONTENT_TYPE, envelope_class
 from lotline.events.topics import EventType
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -21,8 +21,12 @@ def event_schema(event_type: EventType) -> dict[str, Any]:
     schema["properties"]["type"] = {"const": event_type.value, "title": "Type"}
     schema.get("$defs", {}).pop("EventType", None)
     schema["description"] = (
-        f"CloudEvents 1.0 structured-JSON envelope of a Lotline `{event_type.value}` event, "
-        f"published on topic `{event_type.topic}` keyed by the SKU."
+        f"CloudEvents 1.0 envelope of a Lotline `{event_type.value}` event, published on topic "
+        f"`{event_type.topic}` keyed by the SKU. In structured mode (Kafka header "
+        f"`content-type: {CONTENT_TYPE}`) this object is the record's value; in binary mode "
+        "each attribute is a `ce_<attribute>` header (`ce_specversion`, `ce_id`, `ce_source`, "
+        "`ce_type`, `ce_subject`, `ce_time`), `content-type` is `datacontenttype`, and the "
+        "value is `data` alone."
     )
     return {"$schema": SCHEMA_DIALECT, "$id": f"{event_type.value}.schema.json", **schema}
 

@@ -196,7 +196,7 @@ class EventConsumer:
         deliveries: list[Delivery] = []
         for record in records:
             try:
-                event = decode(record.value, self.event_type)
+                event = decode(record.value, self.event_type, headers=record.headers)
             except EventDecodeError as exc:
                 await self.dead_letter(record, exc.problem, exc.field)
                 continue
