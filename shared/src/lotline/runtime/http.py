@@ -1,5 +1,5 @@
 """What every service's HTTP side shares: errors that name the field, database outages that
-answer at once, and request bodies bounded before they are read."""
+answer at once, request bodies bounded before they are read, and requests counted."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import email.message
 import json
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException
@@ -16,7 +17,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import ConnectionFailure
 from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lotline.runtime import telemetry
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -261,3 +265,46 @@ class OutageGuard:
             request.cancel()
             raise
         await request
+
+
+# --- request metrics ----------------------------------------------------------------------------
+
+UNMATCHED = "(unmatched)"
+
+
+class RequestMetrics:
+    """Counts every request by method, route and status, and times it: the route is its
+    template (`/stock/{sku}`), so the series stay few whatever the paths asked for. Outermost,
+    so that answers given before routing (413, 503) count under their route too."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            telemetry.observe_request(
+                scope["method"], self._route(scope), status, time.perf_counter() - started
+            )
+
+    def _route(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            # Refused before the router ran: find the route it was meant for.
+            route = next((r for r in self.routes if r.matches(scope)[0] is Match.FULL), None)
+        path = getattr(route, "path", None)
+        return path if isinstance(path, str) else UNMATCHED

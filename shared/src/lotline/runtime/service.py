@@ -1,4 +1,5 @@
-"""Wires one Lotline service: settings, Kafka, MongoDB, consumers, HTTP with health checks."""
+"""Wires one Lotline service: settings, Kafka, MongoDB, consumers, HTTP with health checks,
+metrics on /metrics, traces and JSON logs."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from typing import Any
 import structlog
 import uvicorn
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lotline.events import EventType
+from lotline.runtime import telemetry
 from lotline.runtime.consumer import (
     BatchHandler,
     EventConsumer,
@@ -28,7 +32,7 @@ from lotline.runtime.consumer import (
     ServiceConsumer,
 )
 from lotline.runtime.dedupe import Dedupe, SeenEvents
-from lotline.runtime.http import BodyLimit, OutageGuard, install_error_handlers
+from lotline.runtime.http import BodyLimit, OutageGuard, RequestMetrics, install_error_handlers
 from lotline.runtime.mongo import Reachability
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings, get_settings
@@ -38,27 +42,51 @@ Hook = Callable[[], Awaitable[None]]
 
 
 def configure_logging(settings: Settings, service: str) -> None:
-    """Structured logs on stderr: JSON for machines, or key=value for a terminal."""
+    """Structured logs on stderr, one line each: JSON for machines, or key=value for a
+    terminal. The libraries' lines (aiokafka, uvicorn, PyMongo, asyncio, warnings) go
+    through the same processors, by structlog's `ProcessorFormatter`, so they are JSON
+    too; a line written inside a span carries its trace and span ids."""
     level = logging.getLevelName(settings.log_level.upper())
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if settings.log_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    stamped: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        telemetry.add_trace_ids,
+    ]
+    # Lotline's own lines stay on structlog's direct path (no logging.LogRecord per line).
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*stamped, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*stamped, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    # A crash's traceback is one line too.
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    structlog.get_logger("lotline").critical("uncaught_exception", exc_info=(kind, error, tb))
 
 
 def kafka_security(settings: Settings) -> BaseSecurity | None:
@@ -92,6 +120,8 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
         max_request_size=16 * 1024 * 1024,
         graceful_timeout=30.0,
         logger=None,
+        # Published and received messages by topic, beside Lotline's own series.
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id)],
     )
 
 
@@ -112,6 +142,8 @@ class Service:
         self.http_port = self.settings.http_port or http_port
         configure_logging(self.settings, name)
         self.log = structlog.get_logger(name)
+        # Off unless the OTEL_* variables name an exporter.
+        tracing = telemetry.setup_tracing(name)
         self.broker = make_broker(self.settings, client_id=f"lotline-{name}")
         self.publisher = Publisher(self.broker)
         self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -135,9 +167,12 @@ class Service:
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.in_background(self.wal.run)
+        telemetry.WAL.watch(self.wal)
+        telemetry.time_rounds(self.wal)
         self.http = FastAPI(title=title, lifespan=self._lifespan)
         self.http.add_api_route("/health/live", self._live, methods=["GET"], tags=["health"])
         self.http.add_api_route("/health/ready", self._ready, methods=["GET"], tags=["health"])
+        self.http.add_api_route("/metrics", self._metrics, methods=["GET"], include_in_schema=False)
         install_error_handlers(self.http)
         # A request that waits on the database has its 503 within HTTP_DATABASE_WAIT_S: a
         # quarter of it before the database is pinged, the rest for the ping's answer.
@@ -147,10 +182,18 @@ class Service:
             OutageGuard,
             probe=reachability.problem,
             check_after_s=wait / 4,
-            skip=("/health/",),
+            skip=("/health/", "/metrics"),
         )
-        # Outermost: a body over the limit is refused before anything else looks at it.
+        # A body over the limit is refused before anything else looks at it.
         self.http.add_middleware(BodyLimit, limit=self.settings.http_max_body_bytes)
+        # Outermost: every answer is counted, a refused body's too.
+        self.http.add_middleware(RequestMetrics, routes=self.http.routes)
+        if tracing:
+            from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+            FastAPIInstrumentor.instrument_app(
+                self.http, excluded_urls="/health/,/metrics", exclude_spans=["receive", "send"]
+            )
 
     def consume(
         self,
@@ -219,7 +262,12 @@ class Service:
             # Stops fetching, lets the batch in hand finish and commit, then leaves the group.
             await self.broker.stop()
             await self.mongo.close()
+            telemetry.shutdown_tracing()
             self.log.info("stopped")
+
+    async def _metrics(self) -> Response:
+        # Async, so a scrape reads the consumer's state on the event loop that changes it.
+        return Response(telemetry.exposition(), media_type=telemetry.METRICS_CONTENT_TYPE)
 
     async def _live(self) -> dict[str, str]:
         return {"status": "live"}
@@ -251,6 +299,8 @@ class Service:
             host=self.settings.http_host,
             port=self.http_port,
             log_level=self.settings.log_level.lower(),
+            # uvicorn's loggers propagate to the root's JSON handler (`configure_logging`).
+            log_config=None,
             access_log=False,
             timeout_graceful_shutdown=30,
         )
