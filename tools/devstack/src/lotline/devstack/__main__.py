@@ -1,4 +1,5 @@
-"""The `lotline-devstack` command: up, down, status, reset and topics for the local stack."""
+"""The `lotline-devstack` command: up, down, status, reset and topics for the local stack, acls
+for any broker, and strimzi for Kubernetes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from lotline.devstack import strimzi
 from lotline.devstack.kafka import run_async
 from lotline.devstack.process import StackError
 from lotline.devstack.security import apply_acls, principals
@@ -43,7 +45,17 @@ def main(argv: list[str] | None = None) -> int:
         help="set the contract's ACLs on KAFKA_BOOTSTRAP_SERVERS (any broker), logged in as "
         "KAFKA_USERNAME, who must be allowed to alter ACLs",
     )
+    resources = commands.add_parser(
+        "strimzi",
+        help="print the contract's topics and users (with their ACLs) as Strimzi KafkaTopic and "
+        "KafkaUser resources, as deploy/kubernetes/base/kafka/contract.yaml holds them",
+    )
+    resources.add_argument("--cluster", default=strimzi.CLUSTER, help="the Kafka resource's name")
+    resources.add_argument("--partitions", type=int, default=strimzi.PARTITIONS)
     args = parser.parse_args(argv)
+    if args.command == "strimzi":
+        sys.stdout.write(strimzi.render(args.cluster, args.partitions))
+        return 0
 
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
