@@ -404,6 +404,15 @@ def test_each_service_runs_probed_limited_non_root_and_read_only(
     budget = named(production, "PodDisruptionBudget", service)
     assert budget["spec"]["selector"]["matchLabels"].items() <= pods.items()
     assert budget["spec"]["maxUnavailable"] == 1
+    # Spread over zones and nodes: each constraint counts this service's own pods.
+    spread = pod["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    }
+    for constraint in spread:
+        assert constraint["labelSelector"]["matchLabels"].items() <= pods.items()
+        assert all(key in pods for key in constraint.get("matchLabelKeys", []))
 
 
 def config_map(resources: list[Resource]) -> dict[str, str]:
