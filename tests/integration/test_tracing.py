@@ -1,5 +1,6 @@
 """One trace from a till's sale through stock and the serial registry to the `sale-flagged` it
 causes and the recall service that reads that: spans carried on Kafka as W3C `traceparent`.
+The CLI and the bench, as producers, start a trace with each event they send.
 
 The till is this test: its spans go to the SDK's in-memory exporter. The services run as
 their own processes with the real OTLP/HTTP exporter, pointed at a small OTLP receiver in
@@ -7,8 +8,12 @@ this process that decodes what they send."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,10 +29,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, get_tracer_provider
 
-from lotline.events import ItemSold, ProductRegistered, Tracking
+from lotline.bench import kafka_io
+from lotline.events import ItemSold, ProductRegistered, Tracking, encode
 from lotline.runtime import telemetry
 
 from support import eventually
@@ -43,6 +50,8 @@ class ReceivedSpan:
     trace_id: str
     span_id: str
     parent_id: str
+    # The spans it links to, as (trace id, span id): a batch's other records.
+    links: tuple[tuple[str, str], ...] = ()
 
 
 class OtlpReceiver:
@@ -92,6 +101,9 @@ class OtlpReceiver:
                                 trace_id=span.trace_id.hex(),
                                 span_id=span.span_id.hex(),
                                 parent_id=span.parent_span_id.hex(),
+                                links=tuple(
+                                    (link.trace_id.hex(), link.span_id.hex()) for link in span.links
+                                ),
                             )
                         )
 
@@ -108,13 +120,20 @@ def receiver() -> Iterator[OtlpReceiver]:
     found.server.shutdown()
 
 
-@pytest.fixture
-def till() -> Iterator[InMemorySpanExporter]:
-    """This process traces like a till: its spans are kept in memory."""
+@pytest.fixture(scope="session")
+def traced_here() -> Iterator[InMemorySpanExporter]:
+    # A process sets its tracer provider once (OpenTelemetry refuses a second).
     exporter = InMemorySpanExporter()
     assert telemetry.setup_tracing("till", [exporter])
     yield exporter
     telemetry.shutdown_tracing()
+
+
+@pytest.fixture
+def till(traced_here: InMemorySpanExporter) -> InMemorySpanExporter:
+    """This process traces like a till: its spans are kept in memory."""
+    traced_here.clear()
+    return traced_here
 
 
 def flush() -> None:
@@ -195,9 +214,14 @@ async def test_one_trace_from_a_till_to_a_sale_flagged(
             [creation] = spans(service, "create sale-flagged")
             assert creation.span_id == flags[f"lotline/{service}"][1]
             assert creation.parent_id in {s.span_id for s in processed}
-        # The recall service read both flags, each in the trace below its creation.
-        recalled = spans("recall", "process sale-flagged")
-        assert {s.parent_id for s in recalled} == {span for _, span in flags.values()}
+        # The recall service read both flags: each is the parent of its batch's span, or, in
+        # a batch that another traced record leads, a link of it.
+        with receiver.lock:
+            recalled = [s for s in receiver.spans if s.name == "process sale-flagged"]
+        read = {s.parent_id for s in recalled if s.trace_id == trace_id} | {
+            span for s in recalled for trace, span in s.links if trace == trace_id
+        }
+        assert {span for _, span in flags.values()} <= read
         # The HTTP request the till made inside its span is the stock service's span too.
         [request] = spans("stock", "GET /stock/{sku}")
         assert request.parent_id == format(till_spans["till sale"].context.span_id, "016x")
@@ -211,3 +235,76 @@ async def test_one_trace_from_a_till_to_a_sale_flagged(
     ]
     assert any(line["event"] == "sales_applied" for line in handled), handled
     assert all(line["trace_id"] == trace_id for line in handled)
+
+
+async def records_of(bus: EventBus, topic: str, sku: str) -> list[Any]:
+    records = [r for r in await bus.read_all(topic) if r.key == sku.encode()]
+    assert records, f"nothing of {sku} on {topic} yet"
+    return records
+
+
+async def test_the_cli_starts_a_trace_with_each_event_it_sends(
+    infra: Any, bus: EventBus, receiver: OtlpReceiver, run_id: str
+) -> None:
+    sku = f"CLI-TRACED-{run_id}"
+    # Known, so that the stock service a later test runs applies the sale (no dead letter).
+    await bus.publish(ProductRegistered(sku=sku, name="Traced soap", tracking=Tracking.QUANTITY))
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
+    }
+    sold = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "lotline.cli", "sell", sku, "--location", "S1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sold.returncode == 0, sold.stderr
+    [record] = await eventually(lambda: records_of(bus, "item-sold", sku))
+    trace_id, span_id = traceparent(record.headers)
+    # The CLI flushed its span before it exited.
+    [sent] = receiver.of_trace(trace_id)
+    assert (sent.service, sent.name, sent.span_id, sent.parent_id) == (
+        "cli",
+        "send item-sold",
+        span_id,
+        "",
+    )
+    assert sent.kind == ProtoSpan.SpanKind.SPAN_KIND_PRODUCER
+
+
+async def test_the_bench_starts_a_trace_with_each_event_it_sends(
+    infra: Any, bus: EventBus, till: InMemorySpanExporter, run_id: str
+) -> None:
+    sku = f"BENCH-TRACED-{run_id}"
+    await bus.publish(ProductRegistered(sku=sku, name="Traced soap", tracking=Tracking.QUANTITY))
+    message = encode(
+        ItemSold(
+            sku=sku,
+            sale_id=f"B-{run_id}",
+            line=1,
+            location="S1",
+            quantity=1,
+            sold_at=datetime.now(UTC),
+        ),
+        source="lotline/bench",
+    )
+    assert "traceparent" not in dict(message.headers)
+    producer = kafka_io.producer(infra.kafka_bootstrap, infra.client_options("pos"))
+    await producer.start()
+    try:
+        await kafka_io.publish(producer, [message])
+    finally:
+        await producer.stop()
+    flush()
+    [sent] = [s for s in till.get_finished_spans() if s.name == "send item-sold"]
+    assert sent.parent is None
+    [record] = await eventually(lambda: records_of(bus, "item-sold", sku))
+    assert traceparent(record.headers) == [
+        format(sent.context.trace_id, "032x"),
+        format(sent.context.span_id, "016x"),
+    ]

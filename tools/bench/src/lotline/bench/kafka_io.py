@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from lotline.events import OutgoingMessage
+from lotline.runtime import telemetry
 
 Offsets = dict[TopicPartition, int]
 
@@ -35,7 +36,9 @@ class Sent:
 
 def producer(bootstrap: str, login: dict[str, Any], *, linger_ms: int = 20) -> AIOKafkaProducer:
     """A POS-like producer (acks=all, idempotent) that batches hard: big batches, some linger.
-    `login`: aiokafka's security options (SASL)."""
+    `login`: aiokafka's security options (SASL). With the OTEL_* variables naming an exporter,
+    every event it sends starts a trace (off otherwise: no span, headers as encoded)."""
+    telemetry.setup_tracing("bench")
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -55,7 +58,10 @@ async def publish(producer: AIOKafkaProducer, messages: Sequence[OutgoingMessage
         stamps.append(time.monotonic())
         futures.append(
             await producer.send(
-                message.topic, message.value, key=message.key, headers=message.headers
+                message.topic,
+                message.value,
+                key=message.key,
+                headers=telemetry.sending_headers(message),
             )
         )
     metadata = await asyncio.gather(*futures)
@@ -80,7 +86,10 @@ async def publish_paced(
             stamps.append(time.monotonic())
             futures.append(
                 await producer.send(
-                    message.topic, message.value, key=message.key, headers=message.headers
+                    message.topic,
+                    message.value,
+                    key=message.key,
+                    headers=telemetry.sending_headers(message),
                 )
             )
             sent += 1

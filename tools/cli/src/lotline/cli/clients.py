@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lotline.devstack import StackError, StackSecrets, StackSettings
 from lotline.events import OutgoingMessage
 from lotline.events.topics import PUBLISHED_BY
+from lotline.runtime import telemetry
 from lotline.runtime.settings import Settings
 
 SOURCE = "lotline/cli"
@@ -218,6 +219,8 @@ def publish(messages: list[OutgoingMessage], on_sent: Callable[[int], None] | No
     """Send events as a service would (acks=all, idempotent, up to 16 MB) and wait for them,
     logged in as the principal that may publish them."""
     settings = kafka_settings({message.topic for message in messages})
+    # Each event starts a trace when the OTEL_* variables name an exporter (off otherwise).
+    telemetry.setup_tracing("cli")
     # aiokafka logs every failed connection attempt; the one-line error below says it all.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
@@ -257,7 +260,10 @@ async def _publish(
         futures: list[asyncio.Future[Any]] = []
         for message in messages:
             future = await producer.send(
-                message.topic, message.value, key=message.key, headers=message.headers
+                message.topic,
+                message.value,
+                key=message.key,
+                headers=telemetry.sending_headers(message),
             )
             if on_sent:
                 future.add_done_callback(_report(on_sent, len(message.value)))
