@@ -120,9 +120,10 @@ def receiver() -> Iterator[OtlpReceiver]:
     found.server.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def traced_here() -> Iterator[InMemorySpanExporter]:
-    # A process sets its tracer provider once (OpenTelemetry refuses a second).
+    # A process sets its tracer provider once (OpenTelemetry refuses a second); it is off
+    # again after this module, so the tests that follow in the session trace nothing.
     exporter = InMemorySpanExporter()
     assert telemetry.setup_tracing("till", [exporter])
     yield exporter
