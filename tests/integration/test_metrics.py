@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +20,7 @@ from support import consumer_lag, eventually
 pytestmark = pytest.mark.infra
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+DASHBOARD = Path(__file__).resolve().parents[2] / "ops" / "grafana" / "lotline.json"
 
 
 async def scrape(service: ServiceProcess) -> Samples:
@@ -146,3 +150,11 @@ async def test_stock_metrics_count_what_flowed(
     )
     unmatched = {"method": "GET", "route": "(unmatched)", "status": "404"}
     assert delta(now, "lotline_http_requests_total", **unmatched) == 1
+
+    # Every series the Grafana dashboard draws is one the service serves.
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    exprs = [t["expr"] for panel in panels for t in panel.get("targets", [])]
+    drawn = {name for expr in exprs for name in re.findall(r"([a-zA-Z_:][\w:]*)\{", expr)}
+    served = {name for name, _ in now}
+    assert drawn, "the dashboard draws nothing"
+    assert drawn <= served, sorted(drawn - served)
