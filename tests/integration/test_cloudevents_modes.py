@@ -104,5 +104,8 @@ async def test_sdk_events_in_both_modes_are_applied_and_one_without_an_id_is_dea
         fields = sorted(h["lotline-dlq-field"] for h in letters.values())
         assert fields == ["ce_id", "id"], letters
         assert all("required" in h["lotline-dlq-reason"] for h in letters.values())
+        # The binary-mode letter keeps the attributes it came with, to be replayed as sent.
+        (binary,) = [h for h in letters.values() if h["lotline-dlq-field"] == "ce_id"]
+        assert binary["ce_type"] == "item-sold", binary
 
     await eventually(dead_lettered, timeout=60)

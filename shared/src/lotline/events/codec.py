@@ -33,6 +33,7 @@ from lotline.events.envelope import (
 )
 from lotline.events.models import EventData
 from lotline.events.topics import EventType, message_key
+from lotline.runtime.telemetry import creation_headers
 
 KNOWN_TYPES = tuple(t.value for t in EventType)
 CONTENT_TYPE_HEADER = "content-type"
@@ -92,7 +93,8 @@ def encode_event(event: CloudEvent[Any]) -> OutgoingMessage:
         topic=event.type.topic,
         key=message_key(event.subject),
         value=event.model_dump_json(exclude_none=True).encode(),
-        headers=[(CONTENT_TYPE_HEADER, CONTENT_TYPE.encode())],
+        # Made inside a trace, the event carries its `traceparent` to its consumers.
+        headers=[(CONTENT_TYPE_HEADER, CONTENT_TYPE.encode()), *creation_headers(event)],
         event=event,
     )
 

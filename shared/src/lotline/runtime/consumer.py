@@ -38,6 +38,7 @@ from lotline.events.codec import OutgoingMessage
 from lotline.runtime.dedupe import Dedupe, SeenEvents
 from lotline.runtime.owned import ForgetOnRebalance, OwnedState
 from lotline.runtime.settings import Settings
+from lotline.runtime.telemetry import CONSUMER_LAG, TopicMetrics, consuming
 from lotline.runtime.wal import StreamTaken, WriteAheadLog
 
 log = structlog.get_logger(__name__)
@@ -186,13 +187,19 @@ class EventConsumer:
     wal: WriteAheadLog | None = None
     dedupe: Dedupe = Dedupe.LOOKUP
     give_up: GiveUp | None = None
-    stats: dict[str, int] = field(
-        default_factory=lambda: {"applied": 0, "duplicates": 0, "dead_lettered": 0, "batches": 0}
-    )
+    metrics: TopicMetrics = field(init=False)
     _deferred_since: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.metrics = TopicMetrics(self.event_type.topic)
 
     async def process(self, records: list[ConsumerRecord[Any, Any]]) -> list[Delivery]:
         """Apply one topic's records; returns those to read again later (deferred)."""
+        group = consumer_group(self.service)
+        with consuming(self.event_type.topic, group, records, self.metrics):
+            return await self._process(records)
+
+    async def _process(self, records: list[ConsumerRecord[Any, Any]]) -> list[Delivery]:
         deliveries: list[Delivery] = []
         for record in records:
             try:
@@ -211,7 +218,7 @@ class EventConsumer:
         seen = self.seen
         if self.dedupe is Dedupe.LOOKUP:
             fresh = await self._until_done(partial(seen.unseen, deliveries))
-            self.stats["duplicates"] += len(deliveries) - len(fresh)
+            self.metrics.duplicate.inc(len(deliveries) - len(fresh))
             deliveries = fresh
         revisit: list[Delivery] = []
         if deliveries:
@@ -220,7 +227,6 @@ class EventConsumer:
                 waiting = {id(d) for d in revisit} | {id(d) for d in dead}
                 done = [d for d in deliveries if id(d) not in waiting]
                 await self._remember(done)
-        self.stats["batches"] += 1
         return revisit
 
     async def _remember(self, deliveries: list[Delivery]) -> None:
@@ -249,7 +255,8 @@ class EventConsumer:
         Returns the events to read again, and those dead-lettered as poison."""
         result = await self._run_handler(deliveries)
         deferred = result.deferred
-        self.stats["applied"] += len(deliveries) - len(deferred) - len(result.dead_lettered)
+        self.metrics.applied.inc(len(deliveries) - len(deferred) - len(result.dead_lettered))
+        self.metrics.deferred.inc(len(deferred))
         now = time.monotonic()
         expired: list[Deferred] = []
         revisit: list[Delivery] = []
@@ -334,7 +341,16 @@ class EventConsumer:
         self, record: ConsumerRecord[Any, Any], reason: str, field: str = "(message)"
     ) -> None:
         await self._send_to_dlq(
-            record.topic, record.partition, record.offset, record.key, record.value, reason, field
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            reason,
+            field,
+            # Kept as sent: a binary-mode event's attributes are its ce_* headers, and a
+            # dead letter must be replayable once the cause is fixed.
+            original=record.headers or (),
         )
 
     async def dead_letter_delivery(self, delivery: Delivery, reason: str) -> None:
@@ -358,8 +374,10 @@ class EventConsumer:
         value: bytes | None,
         reason: str,
         field: str,
+        original: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         headers = {
+            **{name: value.decode("utf-8", "replace") for name, value in original},
             "lotline-dlq-reason": reason[:1000],
             "lotline-dlq-field": field,
             "lotline-dlq-topic": topic,
@@ -377,7 +395,7 @@ class EventConsumer:
             reason=reason,
         )
         await self._until_done(lambda: self.publisher.send_raw(f"{topic}.dlq", key, value, headers))
-        self.stats["dead_lettered"] += 1
+        self.metrics.dead_lettered.inc()
 
 
 class ServiceConsumer:
@@ -477,6 +495,7 @@ class ServiceConsumer:
                 earliest[tp] = min(earliest.get(tp, delivery.offset), delivery.offset)
             for tp, offset in earliest.items():
                 message.consumer.seek(tp, offset)
+        CONSUMER_LAG.applied(message.consumer, records, earliest if revisit else {})
         try:
             await message.ack()
         except KafkaError as exc:
