@@ -146,12 +146,14 @@ class WriteAheadLog:
         *,
         max_pending_docs: int = 50_000,
         round_docs: int = 5_000,
+        flush_after_s: float = 1.0,
     ) -> None:
         self._db = db
         self._entries: AsyncCollection[Doc] = db["wal"]
         self._publisher = publisher
         self._max_pending_docs = max_pending_docs
         self._round_docs = round_docs
+        self._flush_after_s = flush_after_s
         # Per owned partition: the next entry number, and the entries not materialized yet.
         self._next_seq: dict[int, int] = {}
         self._pending: dict[int, list[Entry]] = {}
@@ -164,6 +166,7 @@ class WriteAheadLog:
         self._round = asyncio.Lock()
         self._work = asyncio.Event()
         self._drained = asyncio.Event()
+        self._drained.set()  # room to commit; cleared while a commit waits for the writer
         self.stats = {"entries": 0, "materialized_docs": 0, "rounds": 0}
 
     # --------------------------------------------------------------- the owner's side
@@ -430,14 +433,20 @@ class WriteAheadLog:
                 )
 
     async def _wait_for_work(self, idle_s: float) -> None:
+        """Until something is pending; then until it has waited `flush_after_s` (so that
+        the changes of many batches to one document coalesce into one write), unless a
+        round's worth is pending or a commit is waiting for room."""
         if not self._latest:
             self._work.clear()
             try:
                 await asyncio.wait_for(self._work.wait(), timeout=idle_s * 20)
             except TimeoutError:
                 return
-        # Let a few batches gather, so that their changes to one document coalesce.
-        await asyncio.sleep(idle_s)
+        deadline = time.monotonic() + self._flush_after_s
+        while time.monotonic() < deadline:
+            if self.pending_docs >= self._round_docs or not self._drained.is_set():
+                return
+            await asyncio.sleep(idle_s)
 
     # ---------------------------------------------------------------- any reader's side
 
