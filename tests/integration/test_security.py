@@ -304,7 +304,7 @@ async def test_customer_references_are_shown_to_staff_and_operators_only(  # typ
     start_service, bus, run_id: str
 ) -> None:
     catalog = start_service("catalog")
-    start_service("stock")
+    stock = start_service("stock")
     serials = start_service("serial-registry")
     recall = start_service(
         "recall", CATALOG_URL=catalog.url, SERIALS_URL=serials.url, STOCK_URL="http://127.0.0.1:9"
@@ -354,6 +354,7 @@ async def test_customer_references_are_shown_to_staff_and_operators_only(  # typ
         places = [
             unit_url,
             f"{serials.url}/lots/{sku}/L1/units",
+            f"{stock.url}/lots/{sku}/L1/trace",
             f"{recall.url}/recalls/{recall_id}",
             f"{recall.url}/trace/units/{sku}/{units[0]}",
             f"{recall.url}/trace/units/{sku}/{units[0]}/epcis",

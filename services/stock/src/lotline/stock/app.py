@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lotline.events import EventType
+from lotline.runtime.auth import Access, TokenConfigError
 from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.service import Service
 from lotline.stock import trace
@@ -44,6 +45,11 @@ service.periodically(
     expiry_warnings.check, service.settings.stock_expiry_check_interval_s, "expiry_check"
 )
 service.http.state.stock_store = store
+try:
+    # Who may read a sale's customer in a lot trace (LOTLINE_TOKENS); without tokens, nobody.
+    service.http.state.access = Access.from_env("stock")
+except TokenConfigError as error:
+    raise SystemExit(f"lotline-stock: {error}") from None
 service.http.include_router(router)
 service.http.include_router(trace.router)
 app = service.http

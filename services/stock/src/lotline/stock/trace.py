@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from lotline.runtime.auth import NO_STORE, Caller, may_read_personal_data
 from lotline.stock.ledger import MovementKind
 from lotline.stock.store import StockStore
 
@@ -81,11 +82,19 @@ def _at_location(doc: dict[str, Any]) -> LotAtLocation:
     response_model=LotStockTrace,
     summary="One lot: stock per location and every receipt, sale, return and quarantine",
 )
-async def lot_trace(sku: str, lot_code: str, request: Request) -> LotStockTrace:
+async def lot_trace(
+    sku: str, lot_code: str, request: Request, caller: Caller, response: Response
+) -> LotStockTrace:
+    """The lot's stock and movements; the customer of a sale only with a staff or operator
+    token (the recall service passes its reader's on)."""
+    response.headers.update(NO_STORE)
+    customers = may_read_personal_data(caller)
     store = _store(request)
     locations = [_at_location(doc) for doc in await store.lot_levels(sku, lot_code)]
     movements = [
-        MovementView.model_validate({**doc, "id": doc["_id"]})
+        MovementView.model_validate(
+            {**doc, "id": doc["_id"], **({} if customers else {"customer_ref": None})}
+        )
         for doc in await store.lot_movements(sku, lot_code)
     ]
     if not locations and not movements:
