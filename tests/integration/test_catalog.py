@@ -110,6 +110,9 @@ async def test_bad_input_is_refused_naming_the_field(start_service, run_id) -> N
         assert negative.json()["message"] == (
             "shelf_life_days: Input should be greater than or equal to 0"
         )
+        slash = await http.post("/products", json=milk(f"{sku}/2"))
+        assert slash.status_code == 422  # a SKU is a path segment: no '/'
+        assert [p["field"] for p in slash.json()["detail"]] == ["sku"]
         mismatch = await http.put(f"/products/{sku}", json=milk(f"{sku}-X"))
         assert mismatch.status_code == 422
         assert mismatch.json()["detail"][0]["field"] == "sku"

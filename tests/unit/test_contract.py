@@ -205,3 +205,16 @@ def test_codec_refuses_a_wrong_envelope_version() -> None:
     with pytest.raises(EventDecodeError) as exc:
         decode(json.dumps(body).encode(), EventType.ITEM_SOLD)
     assert exc.value.field == "specversion"
+
+
+@pytest.mark.parametrize("field", ["sku", "sale_id", "location", "lot_code", "serial"])
+def test_an_identifier_with_a_slash_is_refused_by_the_contract(field: str) -> None:
+    """One rule for '/': an identifier travels as a URL path segment, which cannot carry
+    it, so the contract refuses it everywhere rather than some reads answering 404."""
+    with pytest.raises(ValidationError) as refused:
+        sale(**{field: "A/B"})
+    assert refused.value.errors()[0]["loc"] == (field,)
+    good = json.loads(encode(sale(), source="tests").value)
+    with pytest.raises(EventDecodeError) as undecodable:
+        decode(json.dumps({**good, "data": {**good["data"], field: "A/B"}}).encode())
+    assert undecodable.value.field == f"data.{field}"
