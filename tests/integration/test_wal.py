@@ -241,7 +241,10 @@ async def test_a_batch_whose_insert_failed_is_applied_again_by_the_same_owner(
     with pytest.raises(AutoReconnect):
         await log.commit()
     monkeypatch.setattr(log._entries, "insert_many", real_insert)
-    # The consumer retries the batch: the same key, on the partition it still owns.
+    # The consumer retries the batch from what every committed batch left: the logged
+    # level, not written out yet, never the older document (there is none here at all).
+    assert (await log.latest("levels", ["A S1"]))["A S1"]["on_hand"] == 1
+    # The same key, on the partition it still owns.
     log.stage("A", "levels", "A S1", {"on_hand": 2})
     await log.commit()
     assert (await WriteAheadLog(db).read("levels", ["A S1"]))["A S1"]["on_hand"] == 2

@@ -266,7 +266,10 @@ class WriteAheadLog:
         self._staged[key] = (partition, Put(collection, doc_id, doc, messages))
 
     async def latest(self, collection: str, ids: Iterable[str]) -> dict[str, Doc]:
-        """The owner's view: the newest pending version of each document, else the stored one."""
+        """The owner's view: the newest pending version of each document, else the stored one.
+        A partition of this batch not restored yet (taken over, or dropped after a failed
+        commit) is restored first: its pending entries are newer than its documents."""
+        await self.restore(set(self._partition_of.values()) - self._next_seq.keys())
         wanted = list(dict.fromkeys(ids))
         found: dict[str, Doc] = {}
         missing = []
@@ -313,8 +316,9 @@ class WriteAheadLog:
         try:
             await self._entries.insert_many([e.to_document() for e in entries], ordered=True)
         except BaseException as exc:
-            # Numbers may be taken or not: learn them again from the database next time
-            # (the partitions stay this instance's: their events are retried here).
+            # The entries may or may not be in, and another writer may have logged some:
+            # drop what this instance holds of the partitions; the retried batch's first
+            # read (`latest`) restores them from the log, then applies the batch again.
             async with self._round:
                 self._forget(set(by_partition))
             if isinstance(exc, BulkWriteError) and any(
