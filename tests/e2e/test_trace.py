@@ -113,7 +113,7 @@ async def test_a_lot_received_sold_returned_and_recalled_traces_exactly(  # type
     bus, start_service, run_id, tmp_path: Path
 ) -> None:
     catalog = start_service("catalog")
-    stock = start_service("stock")
+    stock = start_service("stock", LOTLINE_TOKENS=QA_LEAD_TOKENS)
     # The registry knows the operator too: the recall service passes the reader's token on.
     serials = start_service("serial-registry", LOTLINE_TOKENS=QA_LEAD_TOKENS)
     recall = start_service(
@@ -343,7 +343,7 @@ async def test_a_serial_units_life_is_traced_with_every_event(  # type: ignore[n
     bus, start_service, run_id
 ) -> None:
     catalog = start_service("catalog")
-    stock = start_service("stock")
+    stock = start_service("stock", LOTLINE_TOKENS=QA_LEAD_TOKENS)
     # The registry knows the operator too: the recall service passes the reader's token on.
     serials = start_service("serial-registry", LOTLINE_TOKENS=QA_LEAD_TOKENS)
     recall = start_service(

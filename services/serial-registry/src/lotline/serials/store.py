@@ -197,12 +197,6 @@ def lot_entry(unit: Unit) -> Doc:
     return entry
 
 
-# The fields of a unit document that its lot's journal entry holds.
-_ENTRY_PROJECTION = dict.fromkeys(
-    ["serial", "lot_code", "status", "location", "recalled", "sale_id", "customer_ref", "sold_at"],
-    1,
-)
-
 
 def unit_from_doc(doc: Doc) -> Unit:
     expires = doc.get("lot_expires_on")
@@ -463,7 +457,8 @@ class SerialStore:
         for lot_code in sorted(scope.lot_codes):
             states.update(await self.lot_states(sku, lot_code))
         named = [unit_id(sku, serial) for serial in scope.serials if serial not in states]
-        for doc in (await find_by_ids(self.units, named, _ENTRY_PROJECTION)).values():
+        # Through the write-ahead log: a unit changed in a batch not written out yet counts.
+        for doc in (await self.wal.latest(UNITS, named)).values():
             states[doc["serial"]] = doc
         for doc in (states[serial] for serial in sorted(states)):
             if not scope.covers(doc["serial"], doc.get("lot_code")):
