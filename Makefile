@@ -16,7 +16,8 @@ help: ## Show the targets
 
 $(LOCAL_UV):
 	@echo "uv is not on PATH: installing it into $(HOME)/.local/bin (add that to PATH to use it yourself)"
-	python3 -m pip install --user --quiet --disable-pip-version-check uv
+	python3 -m pip install --user --quiet --disable-pip-version-check uv \
+		|| python3 -m pip install --user --quiet --disable-pip-version-check --break-system-packages uv
 
 sync: | $(UV) ## Install the workspace from the lockfile
 	$(UV) sync --frozen
