@@ -280,9 +280,12 @@ class StockStore:
         if location:
             query["location"] = location
         # The documents answer for what is written out; levels still in the write-ahead
-        # log are taken from there, so the answer covers every committed batch.
+        # log are taken from there, so the answer covers every committed batch. The log
+        # first: an entry is deleted only once its documents are written, so a level the
+        # log no longer holds is found by the query that follows.
+        pending = await self.wal.pending(LEVELS)
         written = [doc async for doc in self.levels.find(query, _PUBLIC)]
-        levels = overlay(written, await self.wal.pending(LEVELS))
+        levels = overlay(written, pending)
         rows = [
             {
                 "sku": doc["sku"],
