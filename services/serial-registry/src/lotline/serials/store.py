@@ -16,9 +16,8 @@ Written for MongoDB and for FerretDB 1.24 on SQLite alike. FerretDB looks a docu
 through an index only for a filter that is exactly `{_id: <string>}`; any other filter
 (`$in`, or `_id` plus a guard) reads the whole collection, and an update command of 100 or
 more statements that match documents hangs the server. So the hot paths read and write by `_id`
-alone: reads are concurrent `find_one`s, writes are bulk updates of at most BULK_UPDATES
-statements, and a write `$set`s only the fields its event decided (never the whole document),
-so writers of other fields (a recall racing a sale) are never overwritten.
+alone: reads are concurrent `find_one`s, and bulk updates go in parts of at most
+BULK_UPDATES statements.
 
 A unit's changes and the events they emit go through the service's write-ahead log
 (`lotline.runtime.wal`): one insert for a batch, the unit documents written in the background
@@ -195,7 +194,6 @@ def lot_entry(unit: Unit) -> Doc:
         if (value := getattr(unit, name)) is not None:
             entry[name] = value
     return entry
-
 
 
 def unit_from_doc(doc: Doc) -> Unit:
