@@ -89,6 +89,7 @@ async def test_an_operator_issues_follows_and_closes_a_recall_in_the_console(  #
             assert response.status_code == 200
             assert response.json()["on_hand"] == 20
             units = await http.get(f"{serials.url}/lots/{phone}/PB/units", params={"limit": 1})
+            assert units.status_code == 200, units.text  # 404 until the lot is registered
             assert units.json()["counts"].get("in_stock") == 5
 
         await eventually(received, timeout=60)
@@ -100,6 +101,7 @@ async def test_an_operator_issues_follows_and_closes_a_recall_in_the_console(  #
 
         async def sold() -> None:
             units = await http.get(f"{serials.url}/lots/{phone}/PA/units", params={"limit": 1})
+            assert units.status_code == 200, units.text
             assert units.json()["counts"].get("sold") == 3
             assert (await http.get(f"{stock.url}/stock/{phone}")).json()["on_hand"] == 17
 
