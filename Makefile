@@ -63,7 +63,7 @@ lint: | $(UV) ## ruff lint and format check, mypy --strict on the contract and t
 		-m lotline.stock.domain -m lotline.serials.domain -m lotline.recall.domain \
 		-m lotline.catalog.domain -m lotline.recall.auth -m lotline.stock.ledger \
 		-m lotline.stock.expiry -m lotline.recall.timeline -m lotline.recall.epcis \
-		-m lotline.recall.fsma
+		-m lotline.recall.fsma -m lotline.recall.gs1
 
 format: | $(UV) ## Format the code
 	$(RUN) ruff format .
