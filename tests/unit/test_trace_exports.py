@@ -13,6 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 
 from lotline.events import Classification
 from lotline.recall import epcis, fsma
@@ -48,6 +49,11 @@ def schema_validator() -> jsonschema.Draft7Validator:
 def assert_valid_epcis(document: dict[str, Any]) -> None:
     errors = sorted(schema_validator().iter_errors(document), key=str)
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+    # Every GS1 Digital Link in it is one biip reads back unchanged.
+    for event in document["epcisBody"]["eventList"]:
+        ids = event.get("epcList", []) + [q["epcClass"] for q in event.get("quantityList", [])]
+        for link in (i for i in ids if i.startswith("https://id.gs1.org/")):
+            assert GS1DigitalLinkURI.parse(link).as_canonical_uri() == link
 
 
 def movement(kind: str, location: str, quantity: int, hour: int, doc: str, **extra: Any) -> dict:
@@ -173,6 +179,23 @@ def test_without_a_gtin_the_identifiers_are_lotline_urns() -> None:
     assert element["epcClass"] == "urn:lotline:class:MILK:lot:L%201%2Fx"
 
 
+def test_a_lot_gs1_cannot_encode_is_named_by_its_urn_though_the_product_has_a_gtin() -> None:
+    # '#' is outside GS1's character set 82, and AI 10 takes at most 20 characters.
+    for lot, urn in [
+        ("LOT#7", "urn:lotline:class:MILK:lot:LOT%237"),
+        ("L" * 21, "urn:lotline:class:MILK:lot:" + "L" * 21),
+    ]:
+        trace = assemble_lot("MILK", lot, milk(), stock_part(), None, [])
+        document = epcis.lot_document(trace, T0)
+        assert_valid_epcis(document)
+        classes = {
+            element["epcClass"]
+            for event in document["epcisBody"]["eventList"]
+            for element in event["quantityList"]
+        }
+        assert classes == {urn}
+
+
 def test_the_schema_rejects_what_epcis_forbids() -> None:
     # The check above is only worth something if the schema can fail.
     trace = assemble_lot("MILK", "L1", milk(), stock_part(), None, [])
@@ -236,6 +259,18 @@ def test_a_unit_trace_names_every_event_and_exports_digital_links() -> None:
         "returned",
         "recalled",
     ]
+
+
+def test_a_serial_gs1_cannot_encode_has_no_digital_link_and_a_urn_in_epcis() -> None:
+    phone = ProductInfo(sku="PHONE", name="Phone", gtin=GTIN, tracking="serial")
+    # The registry's own link is not taken on trust: the trace builds and checks its own.
+    unit = {**UNIT, "serial": "SN#42", "digital_link": f"https://id.gs1.org/01/{GTIN}/21/SN%2342"}
+    trace = assemble_unit(unit, phone, [])
+    assert trace.digital_link is None
+    document = epcis.unit_document(trace, T0)
+    assert_valid_epcis(document)
+    events = document["epcisBody"]["eventList"]
+    assert {tuple(e["epcList"]) for e in events} == {("urn:lotline:unit:PHONE:SN%2342",)}
 
 
 def test_the_csv_has_one_sortable_row_per_event_with_the_key_data_elements() -> None:

@@ -17,7 +17,9 @@ return is received back (`receiving`) with disposition `returned`.
 
 Identifiers, when the product has a GTIN, are GS1 Digital Link URIs: a serial unit in
 `epcList` as `https://id.gs1.org/01/{gtin14}/21/{serial}`, a lot in `quantityList` as the
-class `https://id.gs1.org/01/{gtin14}/10/{lot}`. Without a GTIN they are Lotline URNs:
+class `https://id.gs1.org/01/{gtin14}/10/{lot}`, built by the contract (`lotline.events.gs1`)
+and checked by biip (`lotline.recall.gs1`). Without a GTIN, or for a serial or lot GS1 cannot
+encode (outside its character set 82, or longer than 20), they are Lotline URNs:
 `urn:lotline:unit:{sku}:{serial}` and `urn:lotline:class:{sku}:lot:{lot}`. Stores have no
 GLN, so a store's readPoint and bizLocation is `urn:lotline:location:{store}`. Each part is
 percent-encoded. Lotline's own fields (reference document, customer, supplier) are
@@ -31,6 +33,7 @@ from typing import Any
 from urllib.parse import quote
 from uuid import NAMESPACE_URL, uuid5
 
+from lotline.recall import gs1
 from lotline.recall.timeline import LotTrace, ProductInfo, TraceEvent, TraceKind, UnitTrace
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/epcis-context.jsonld"
@@ -58,19 +61,11 @@ def _part(value: str) -> str:
 
 
 def unit_uri(product: ProductInfo, serial: str) -> str:
-    if product.gtin:
-        return f"https://id.gs1.org/01/{product.gtin}/21/{_part(serial)}"
-    return f"urn:lotline:unit:{_part(product.sku)}:{_part(serial)}"
+    return gs1.unit_id(product.sku, product.gtin, serial)
 
 
 def lot_class_uri(product: ProductInfo, lot_code: str | None) -> str:
-    if product.gtin:
-        if lot_code is None:
-            return f"https://id.gs1.org/01/{product.gtin}"
-        return f"https://id.gs1.org/01/{product.gtin}/10/{_part(lot_code)}"
-    if lot_code is None:
-        return f"urn:lotline:class:{_part(product.sku)}"
-    return f"urn:lotline:class:{_part(product.sku)}:lot:{_part(lot_code)}"
+    return gs1.class_id(product.sku, product.gtin, lot_code)
 
 
 def location_uri(location: str) -> str:

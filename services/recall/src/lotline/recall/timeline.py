@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from lotline.recall import gs1
 from lotline.recall.domain import Recall
 
 
@@ -320,7 +321,8 @@ def assemble_unit(
         lot_code=unit.get("lot_code"),
         recalled=unit.get("recalled", False),
         recall_ids=unit.get("recall_ids", []),
-        digital_link=unit.get("digital_link"),
+        # From the catalog's GTIN, as the EPCIS export builds its identifiers: the two agree.
+        digital_link=gs1.unit_link(product.gtin, serial),
         customer_ref=unit.get("customer_ref"),
         recalls=recalls,
         events=sorted(events, key=_order),
