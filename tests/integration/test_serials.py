@@ -8,9 +8,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 from conftest import EventBus, ServiceProcess
 from pymongo import AsyncMongoClient
 
@@ -465,3 +467,33 @@ async def test_a_ten_thousand_serial_receipt_then_a_recall(
         f"\n10,000-serial receipt registered in {received_in:.2f}s; recall answered in "
         f"{recalled_in:.2f}s"
     )
+
+
+async def test_a_units_digital_link_only_where_gs1_can_encode_its_serial(
+    bus: EventBus, registry: httpx.AsyncClient, run_id: str
+) -> None:
+    http = registry
+    sku, plain = f"LINKED-{run_id}", f"UNLINKED-{run_id}"
+    # '#' is outside GS1's character set 82 and AI 21 takes at most 20 characters: biip
+    # refuses such links, so the registry gives none rather than an invalid one.
+    serials = ["OK-1", "SN#42", "X" * 21]
+    await bus.publish(product(sku, gtin=GTIN), product(plain))
+    await bus.publish(receipt(sku, "R-1", serials, "L1"), receipt(plain, "R-2", ["OK-2"], "L2"))
+
+    async def links() -> dict[str, Any]:
+        found = {}
+        for s, serial in [(sku, s) for s in serials] + [(plain, "OK-2")]:
+            response = await http.get(f"/units/{s}/{quote(serial, safe='')}")
+            assert response.status_code == 200, response.text
+            found[serial] = response.json()["digital_link"]
+        return found
+
+    found = await eventually(links)
+    assert found == {
+        "OK-1": f"https://id.gs1.org/01/{GTIN}/21/OK-1",
+        "SN#42": None,
+        "X" * 21: None,
+        "OK-2": None,  # no GTIN
+    }
+    link = GS1DigitalLinkURI.parse(found["OK-1"])
+    assert [(e.ai.ai, e.value) for e in link.element_strings] == [("01", GTIN), ("21", "OK-1")]

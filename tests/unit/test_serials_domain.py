@@ -502,9 +502,12 @@ def test_a_received_unit_is_stored_without_its_receipt_entry_and_read_back_whole
 
 def test_ids_links_and_texts() -> None:
     assert unit_id("PHONE", "A/1") == "PHONE A/1"
-    assert digital_link("04006381333931", "A/1 x") == (
-        "https://id.gs1.org/01/04006381333931/21/A%2F1%20x"
+    assert digital_link("04006381333931", "A/1:x") == (
+        "https://id.gs1.org/01/04006381333931/21/A%2F1%3Ax"
     )
+    # GS1 cannot encode a space (AI 21 takes character set 82), nor a unit without a GTIN.
+    assert digital_link("04006381333931", "A/1 x") is None
+    assert digital_link(None, "A1") is None
     assert clip("x" * 600) == "x" * 499 + "…"
     assert clip("short") == "short"
 

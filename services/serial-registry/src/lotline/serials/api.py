@@ -110,7 +110,11 @@ class UnitSummary(BaseModel):
 
 class UnitView(UnitSummary):
     gtin: str | None = None
-    digital_link: str | None = Field(None, description="GS1 Digital Link, when the GTIN is known")
+    digital_link: str | None = Field(
+        None,
+        description="GS1 Digital Link, when the GTIN is known and GS1 can encode the serial "
+        "(AI 21: character set 82, at most 20)",
+    )
     history: list[HistoryView]
 
 
@@ -143,7 +147,7 @@ async def get_unit(
     return UnitView(
         **UnitSummary.fields_of(unit, may_read_personal_data(caller)),
         gtin=gtin,
-        digital_link=digital_link(gtin, unit.serial) if gtin else None,
+        digital_link=digital_link(gtin, unit.serial),
         # A timeline, in the order things happened (events may be applied in another order).
         history=[HistoryView.of(e) for e in sorted(unit.history, key=lambda e: e.at)],
     )

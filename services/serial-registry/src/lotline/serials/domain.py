@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
 from math import ceil
-from urllib.parse import quote
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from lotline.events import (
@@ -24,6 +23,7 @@ from lotline.events import (
     Tracking,
     UnitsRecalled,
     UnitStatus,
+    gs1,
 )
 
 SOURCE = "lotline/serial-registry"
@@ -53,9 +53,10 @@ def lot_key(sku: str, lot_code: str) -> str:
     return f"{sku} {lot_code}"
 
 
-def digital_link(gtin: str, serial: str) -> str:
-    """The GS1 Digital Link URI of one unit (AI 01 GTIN + AI 21 serial)."""
-    return f"https://id.gs1.org/01/{gtin}/21/{quote(serial, safe='')}"
+def digital_link(gtin: str | None, serial: str) -> str | None:
+    """The GS1 Digital Link URI of one unit (AI 01 GTIN + AI 21 serial); None without a GTIN
+    or for a serial GS1 cannot encode (outside its character set 82, or over 20 long)."""
+    return gs1.unit_link(gtin, serial)
 
 
 @dataclass(frozen=True)
