@@ -214,6 +214,23 @@ def test_the_schema_rejects_what_epcis_forbids() -> None:
     assert list(schema_validator().iter_errors(broken))
 
 
+def test_the_schema_is_gs1s_ratified_epcis_2_0_not_the_pre_ratification_draft() -> None:
+    # What changed between the February 2022 draft and the schema of the ratified standard.
+    trace = assemble_lot("MILK", "L1", milk(), stock_part(), None, [])
+    document = epcis.lot_document(trace, T0)
+    ratified = copy.deepcopy(document)
+    ratified["epcisBody"]["eventList"][0]["certificationInfo"] = "https://example.com/cert/1"
+    del ratified["epcisBody"]["eventList"][1]["quantityList"][0]["quantity"]
+    assert not list(schema_validator().iter_errors(ratified))
+    # A CBV URI where EPCIS 2.0 JSON wants the bare word, as the exports write it.
+    broken = copy.deepcopy(document)
+    broken["epcisBody"]["eventList"][0]["disposition"] = "urn:epcglobal:cbv:disp:active"
+    assert list(schema_validator().iter_errors(broken))
+    broken = copy.deepcopy(document)
+    broken["epcisBody"]["eventList"][0]["quantityList"][0]["lot"] = "L1"
+    assert list(schema_validator().iter_errors(broken))
+
+
 UNIT = {
     "sku": "PHONE",
     "serial": "IMEI-1",
