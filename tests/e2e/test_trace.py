@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 
 from lotline.events import ItemReceived, ItemReturned, ItemSold, Lot, ReturnReason
 
@@ -56,6 +57,11 @@ def epcis_schema() -> jsonschema.Draft7Validator:
 def assert_valid_epcis(document: dict[str, Any]) -> None:
     errors = list(epcis_schema().iter_errors(document))
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+    # Every GS1 Digital Link in it is one biip reads back unchanged.
+    for event in document["epcisBody"]["eventList"]:
+        ids = event.get("epcList", []) + [q["epcClass"] for q in event.get("quantityList", [])]
+        for link in (i for i in ids if i.startswith("https://id.gs1.org/")):
+            assert GS1DigitalLinkURI.parse(link).as_canonical_uri() == link
 
 
 async def get(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
@@ -357,6 +363,8 @@ async def test_a_serial_units_life_is_traced_with_every_event(  # type: ignore[n
     http = httpx.AsyncClient(timeout=30, headers=AS_OPERATOR)
     phone = f"TPHONE-{run_id}"
     imei = [f"IMEI-{run_id}-{n}" for n in range(3)]
+    # A serial GS1 cannot encode in AI 21 ('#' is outside its character set 82): a URN.
+    odd = f"SN#{run_id}"
     created = await http.post(
         f"{catalog.url}/products",
         json={"sku": phone, "name": "Phone X", "tracking": "serial", "gtin": PHONE_GTIN},
@@ -367,9 +375,9 @@ async def test_a_serial_units_life_is_traced_with_every_event(  # type: ignore[n
             sku=phone,
             receipt_id=f"TRP-{run_id}",
             location="A",
-            quantity=3,
+            quantity=4,
             lot=Lot(code="P1"),
-            serials=imei,
+            serials=[*imei, odd],
             received_at=hour(0),
         )
     )
@@ -437,16 +445,29 @@ async def test_a_serial_units_life_is_traced_with_every_event(  # type: ignore[n
         return lot_trace
 
     lot_trace = await eventually(lot_traced, timeout=90)
-    assert [e["serials"] for e in lot_trace["events"]] == [sorted(imei), [imei[0]], [imei[0]]]
-    assert lot_trace["unit_counts"] == {"in_stock": 2, "returned": 1}
+    assert [e["serials"] for e in lot_trace["events"]] == [
+        sorted([*imei, odd]),
+        [imei[0]],
+        [imei[0]],
+    ]
+    assert lot_trace["unit_counts"] == {"in_stock": 3, "returned": 1}
     assert lot_trace["totals"]["damaged"] == 1
     response = await http.get(f"{recall.url}/trace/lots/{phone}/P1/epcis")
     document = response.json()
     assert_valid_epcis(document)
     received = document["epcisBody"]["eventList"][0]
     assert received["epcList"] == [
-        f"https://id.gs1.org/01/{PHONE_GTIN}/21/{serial}" for serial in sorted(imei)
+        *(f"https://id.gs1.org/01/{PHONE_GTIN}/21/{serial}" for serial in sorted(imei)),
+        f"urn:lotline:unit:{phone}:SN%23{run_id}",
     ]
+    odd_trace = await get(http, f"{recall.url}/trace/units/{phone}/SN%23{run_id}")
+    assert (odd_trace["serial"], odd_trace["digital_link"]) == (odd, None)
+    response = await http.get(f"{recall.url}/trace/units/{phone}/SN%23{run_id}/epcis")
+    document = response.json()
+    assert_valid_epcis(document)
+    assert {tuple(e["epcList"]) for e in document["epcisBody"]["eventList"]} == {
+        (f"urn:lotline:unit:{phone}:SN%23{run_id}",)
+    }
     out = await lotline(recall.url, "trace", "unit", phone, imei[0])
     assert link in out
     assert "Timeline (3 events)" in out
