@@ -73,6 +73,13 @@ class CloudEvent(BaseModel, Generic[DataT]):
     def dedupe_key(self) -> str:
         return f"{self.source}#{self.id}"
 
+    @property
+    def idempotency_key(self) -> str:
+        """What makes two deliveries the same fact: the data's business key where it has
+        one (a sale line, a return line, a receipt), so a producer's retry under a new
+        envelope id is still recognised; otherwise the envelope's source and id."""
+        return self.data.fact_key or self.dedupe_key
+
 
 def envelope_of(
     data: DataT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import date, datetime
 from enum import StrEnum
@@ -168,6 +169,12 @@ class EventData(BaseModel):
     def key(self) -> str:
         return self.sku
 
+    @property
+    def fact_key(self) -> str | None:
+        """The business key that identifies this fact, if it has one: the same fact sent
+        twice (under any envelope id) is applied once. None: the envelope's id decides."""
+        return None
+
 
 class ProductRegistered(EventData):
     """A product was registered or changed in the catalog (the topic keeps the latest)."""
@@ -225,6 +232,17 @@ class ItemReceived(EventData):
             raise ValueError(f"serials are not distinct: {', '.join(repeated[:5])} repeated")
         return self
 
+    @property
+    def fact_key(self) -> str:
+        # One receipt line: a receipt of a SKU at a location, per lot, and for serial items
+        # per set of serials (the same receipt id with other serials is another receipt).
+        lot = self.lot.code if self.lot else ""
+        serials = ""
+        if self.serials:
+            joined = "\n".join(sorted(self.serials)).encode()
+            serials = hashlib.blake2b(joined, digest_size=8).hexdigest()
+        return f"receipt {self.sku} {self.location} {self.receipt_id} {lot} {serials}"
+
     def check_tracking(self, tracking: Tracking) -> str | None:
         """What this receipt lacks for a product tracked this way, or None if it fits."""
         if tracking is Tracking.SERIAL and self.serials is None:
@@ -250,6 +268,10 @@ class ItemSold(EventData):
     customer_ref: Text | None = Field(None, description="Opaque reference to the customer")
     sold_at: Time
 
+    @property
+    def fact_key(self) -> str:
+        return f"sale {self.sku} {self.location} {self.sale_id} {self.line}"
+
     @model_validator(mode="after")
     def _one_unit_per_serial(self) -> ItemSold:
         if self.serial is not None and self.quantity != 1:
@@ -271,6 +293,10 @@ class ItemReturned(EventData):
     lot_code: LotCode | None = None
     reason: ReturnReason
     returned_at: Time | None = None
+
+    @property
+    def fact_key(self) -> str:
+        return f"return {self.sku} {self.location} {self.return_id} {self.line}"
 
     @model_validator(mode="after")
     def _one_unit_per_serial(self) -> ItemReturned:

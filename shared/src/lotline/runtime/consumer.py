@@ -39,7 +39,7 @@ from lotline.runtime.dedupe import Dedupe, SeenEvents
 from lotline.runtime.owned import ForgetOnRebalance, OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.telemetry import CONSUMER_LAG, TopicMetrics, consuming
-from lotline.runtime.wal import StreamTaken, WriteAheadLog
+from lotline.runtime.wal import Fact, StreamTaken, WriteAheadLog
 
 log = structlog.get_logger(__name__)
 
@@ -223,7 +223,7 @@ class EventConsumer:
         revisit: list[Delivery] = []
         if deliveries:
             revisit, dead = await self.apply(deliveries)
-            if self.dedupe is not Dedupe.NONE:
+            if self.dedupe is Dedupe.LOOKUP:
                 waiting = {id(d) for d in revisit} | {id(d) for d in dead}
                 done = [d for d in deliveries if id(d) not in waiting]
                 await self._remember(done)
@@ -271,7 +271,7 @@ class EventConsumer:
         for item in expired:
             await self.dead_letter_delivery(item.delivery, item.reason)
         if expired and self.give_up is not None:
-            await self._until_done(partial(self.give_up, expired))
+            await self._until_done(partial(self._give_up, self.give_up, expired))
         applied = {(d.stream, d.offset) for d in deliveries} - {
             (item.delivery.stream, item.delivery.offset) for item in deferred
         }
@@ -315,10 +315,47 @@ class EventConsumer:
 
     async def _call_handler(self, deliveries: list[Delivery]) -> BatchResult | None:
         try:
-            return await self.handler(deliveries)
+            if self.dedupe is Dedupe.LOG:
+                return await self._unit_of_work(deliveries)
+            result = await self.handler(deliveries)
+            if self.wal is not None:
+                await self.wal.commit()  # whatever the handler staged
+            return result
         except BaseException:
             # Memory may now hold changes the database never got: read afresh.
             self.owned.forget("batch failed")
+            if self.wal is not None:
+                self.wal.abort()
+            raise
+
+    async def _unit_of_work(self, deliveries: list[Delivery]) -> BatchResult:
+        """One unit of work: the events not applied yet go to the handler, which stages the
+        documents it changes and the events it emits on the write-ahead log; then all of it,
+        and the record of which events were applied, is made durable in one insert and the
+        events are published. Only then does the batch's commit move the offsets."""
+        assert self.wal is not None, "Dedupe.LOG needs the write-ahead log"
+        facts = [Fact(d.partition, d.event.idempotency_key, d.event.time) for d in deliveries]
+        done = await self.wal.applied(facts)
+        fresh = [(d, f) for d, f, old in zip(deliveries, facts, done, strict=True) if not old]
+        self.metrics.duplicate.inc(len(deliveries) - len(fresh))
+        result = BatchResult()
+        if fresh:
+            result = await self.handler([d for d, _ in fresh]) or result
+        waiting = {id(item.delivery) for item in result.deferred}
+        self.wal.record(f for d, f in fresh if id(d) not in waiting)
+        await self.wal.commit()
+        return result
+
+    async def _give_up(self, hook: GiveUp, expired: list[Deferred]) -> None:
+        """The hook's answer to events given up (the business must hear of them), made
+        durable and sent like any batch's events."""
+        try:
+            await hook(expired)
+            if self.wal is not None:
+                await self.wal.commit()
+        except BaseException:
+            if self.wal is not None:
+                self.wal.abort()
             raise
 
     async def _until_done(self, step: Callable[[], Awaitable[Any]]) -> Any:

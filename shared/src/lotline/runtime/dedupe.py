@@ -1,8 +1,11 @@
-"""Remembers which events a service has applied, so a re-sent copy (new offset) changes nothing.
+"""Remembers which events a service has applied, so a redelivery or a re-sent copy changes
+nothing.
 
-Redelivery of the same record is caught by each effect's own offset guard. A copy of an event
-sent twice by its producer sits at another offset; it is caught here by its CloudEvents
-`source` + `id`. Both copies share a key, hence a partition, so the first is always remembered
+Consumers that write through the write-ahead log (`Dedupe.LOG`) have it answered there, in
+the same unit of work that applies the batch (`lotline.runtime.wal`, `RecentEvents` per
+partition). The others look every event up in `seen_events` by its CloudEvents `source` +
+`id` and remember it after applying it (`Dedupe.LOOKUP`), or need nothing (`Dedupe.NONE`).
+Both copies of an event share a key, hence a partition, so the first is always remembered
 before the second is read.
 """
 
@@ -31,9 +34,9 @@ class Dedupe(StrEnum):
 
     # Look every event up in `seen_events` before applying, remember it after.
     LOOKUP = "lookup"
-    # The handler recognises copies from its documents (`RecentEvents`) and asks
-    # `seen_events` only for old events; the consumer remembers what was applied.
-    DOCUMENT = "document"
+    # The write-ahead log answers, and records the events applied with the batch's changes
+    # (one insert): no lookup for recent events, no separate write.
+    LOG = "log"
     # Applying twice is harmless (e.g. the newest product revision wins).
     NONE = "none"
 
@@ -75,14 +78,14 @@ def digest(dedupe_key: str) -> str:
 
 @dataclass
 class RecentEvents:
-    """The events applied to one document lately, kept in the document itself.
+    """The events applied lately (by one partition's owner: `lotline.runtime.wal`).
 
     A re-sent copy of an event usually arrives soon after the original; looking each event
-    up in `seen_events` costs a round trip per event, which at thousands of events a second
-    is most of the work. A document that every event of a key passes through (a stock
-    level) instead carries the fingerprints of the events it applied since `since`, and
-    answers for those without a round trip. For an event older than `since` it cannot tell
-    (`knows` returns None) and the caller asks `seen_events`, which holds every event.
+    up costs a round trip per event, which at thousands of events a second is most of the
+    work. So the fingerprints of the events applied since `since` are held in memory, and
+    answer for those without a round trip. For an event older than `since` that is not held
+    it cannot tell (`knows` returns None) and the caller looks it up where the forgotten
+    ones went.
     """
 
     seen: dict[str, float] = field(default_factory=dict)
@@ -97,24 +100,35 @@ class RecentEvents:
 
     def knows(self, dedupe_key: str, at: datetime) -> bool | None:
         """True: applied already; False: not applied; None: too old to tell from here."""
-        if at.timestamp() < self.since:
-            return None
-        return digest(dedupe_key) in self.seen
+        return self.knows_digest(digest(dedupe_key), at.timestamp())
+
+    def knows_digest(self, fingerprint: str, at: float) -> bool | None:
+        if fingerprint in self.seen:
+            return True
+        return None if at < self.since else False
 
     def add(self, dedupe_key: str, at: datetime) -> None:
         self.seen[digest(dedupe_key)] = at.timestamp()
 
-    def prune(self, now: datetime, window_s: float, max_entries: int) -> None:
+    def prune(self, now: datetime, window_s: float, max_entries: int) -> dict[str, float]:
         """Forget events older than the window, and the oldest beyond `max_entries`;
-        `since` moves up so that what is forgotten is looked up instead."""
+        `since` moves up so that what is forgotten is looked up instead. Returns what was
+        forgotten (fingerprint: time), for the caller to keep where lookups find it."""
+        cutoff = self.cutoff(now, window_s, max_entries)
+        if cutoff <= self.since:
+            return {}
+        forgotten = {key: at for key, at in self.seen.items() if at < cutoff}
+        self.seen = {key: at for key, at in self.seen.items() if at >= cutoff}
+        self.since = cutoff
+        return forgotten
+
+    def cutoff(self, now: datetime, window_s: float, max_entries: int) -> float:
+        """Where `since` moves to when pruning now (no lower than it is)."""
         cutoff = now.timestamp() - window_s
         if len(self.seen) > max_entries:
             times = sorted(self.seen.values())
             cutoff = max(cutoff, times[len(times) - max_entries])
-        if cutoff <= self.since:
-            return
-        self.seen = {key: at for key, at in self.seen.items() if at >= cutoff}
-        self.since = cutoff
+        return max(cutoff, self.since)
 
     def to_document(self) -> dict[str, Any]:
         # JSON has no infinities (FerretDB stores JSON): -inf is None, +inf a far future.

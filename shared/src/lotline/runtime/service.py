@@ -160,7 +160,11 @@ class Service:
         self.progress = Progress(self.settings.consumer_stall_after_s)
         # A batch's changed documents and events: one insert, written out in the background.
         self.wal = WriteAheadLog(
-            self.db, self.publisher, max_pending_docs=self.settings.wal_max_pending_docs
+            self.db,
+            self.publisher,
+            max_pending_docs=self.settings.wal_max_pending_docs,
+            recent_max=self.settings.dedupe_recent_max,
+            window_s=self.settings.dedupe_window_hours * 3600,
         )
         self.consumer = ServiceConsumer(name, self.settings, self.owned, self.progress, self.wal)
         self._startup: list[Hook] = []

@@ -67,13 +67,17 @@ class Settings(BaseSettings):
         description="How long a consumer may fail or retry without committing before "
         "`/health/ready` says not ready",
     )
-    # Re-sent copies: documents remember the events they applied within this window
-    # (and at most this many each); older events are looked up in `seen_events`.
+    # Re-sent copies: each partition's owner remembers the events applied within this
+    # window (and at most this many); older events are looked up by _id (`wal_applied`).
     dedupe_window_hours: float = Field(
-        72.0, gt=0, description="How long a document remembers the events it applied"
+        72.0, gt=0, description="How long a partition's owner remembers the events it applied"
     )
     dedupe_recent_max: int = Field(
-        5000, ge=1, description="Most events a document remembers (older: looked up)"
+        100_000,
+        ge=1,
+        le=300_000,
+        description="Most events a partition's owner remembers in memory (older: looked "
+        "up); about 100 bytes each, and one page of them stays under 16 MB",
     )
     consumer_retry_backoff_s: float = Field(0.2, gt=0, description="First wait between tries")
     consumer_retry_backoff_max_s: float = Field(

@@ -29,6 +29,16 @@ How it holds.
   small collection: only what is not materialized yet), then the documents, and keeps, per
   document, the newest of the two by entry number. An entry is deleted only after its
   documents are written, so whatever a reader misses in `wal` it finds in the documents.
+- **Applied once, answered here.** An entry also records which events its batch applied
+  (a fingerprint of each one's idempotency key, with its time), so the changes and the
+  record of having made them are one write. The owner keeps each partition's recent
+  fingerprints in memory (`RecentEvents`) and answers `applied` from it. Each materializer
+  round keeps the fingerprints of the entries it deletes in a page (`wal_keys`); a
+  partition's pages are merged when they pile up, and what memory forgets (older than the
+  dedupe window, or beyond `recent_max`) goes to `wal_applied`, one document each, before
+  `since` moves past it. So a partition's next owner restores its memory from a few pages,
+  and an event older than `since` is looked up by _id. A commit split into several entries
+  (over `ENTRY_BYTES`) that failed part-way is dropped by `restore`: its batch is retried.
 - **Bounded memory.** Pending entries are what an instance holds beyond its caches; when
   they exceed `wal_max_pending_docs` documents, `commit` waits for the materializer.
 """
@@ -40,6 +50,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 import bson
@@ -50,6 +61,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lotline.events.codec import OutgoingMessage, decode
+from lotline.runtime.dedupe import RecentEvents, digest
 from lotline.runtime.mongo import Doc, bulk_write_in_parts, find_by_ids
 
 log = structlog.get_logger(__name__)
@@ -59,6 +71,8 @@ DUPLICATE_KEY = 11000
 VERSION = "_wal"
 # An entry stays well under MongoDB's 16 MB document limit.
 ENTRY_BYTES = 4 * 1024 * 1024
+# A partition's pages of applied-event fingerprints are merged into one beyond this many.
+MAX_KEY_PAGES = 16
 
 
 class StreamTaken(RuntimeError):
@@ -77,6 +91,20 @@ def entry_id(partition: int, seq: int) -> str:
 
 def checkpoint_id(partition: int) -> str:
     return f"done {partition}"
+
+
+def key_page_id(partition: int, seq: int) -> str:
+    return f"keys {partition} {seq:012d}"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One event as the log tracks it: its key's partition, what makes two deliveries the
+    same event (its idempotency key), and its time."""
+
+    partition: int
+    key: str
+    at: datetime
 
 
 @dataclass
@@ -108,6 +136,10 @@ class Entry:
     puts: list[Put]
     # Events that change no document (a flag about a unit nobody registered, say).
     outbox: list[OutgoingMessage] = field(default_factory=list)
+    # The events the batch applied: fingerprint -> time (seconds since the epoch).
+    keys: dict[str, float] = field(default_factory=dict)
+    # The last entry number of the commit this entry is part of.
+    end: int = 0
 
     @property
     def messages(self) -> list[OutgoingMessage]:
@@ -120,6 +152,8 @@ class Entry:
             "seq": self.seq,
             "puts": [put.to_document() for put in self.puts],
             "out": [_message_doc(m) for m in self.outbox],
+            "keys": self.keys,
+            "end": self.end or self.seq,
         }
 
     @classmethod
@@ -129,6 +163,8 @@ class Entry:
             doc["seq"],
             [Put.from_document(p) for p in doc["puts"]],
             [_message_of(m) for m in doc.get("out", [])],
+            dict(doc.get("keys") or {}),
+            int(doc.get("end") or doc["seq"]),
         )
 
 
@@ -147,9 +183,17 @@ class WriteAheadLog:
         max_pending_docs: int = 50_000,
         round_docs: int = 5_000,
         flush_after_s: float = 1.0,
+        recent_max: int = 100_000,
+        window_s: float = 72 * 3600,
     ) -> None:
         self._db = db
         self._entries: AsyncCollection[Doc] = db["wal"]
+        # Fingerprints of applied events: recent ones in pages per partition, older ones
+        # (forgotten by memory) one document each.
+        self._key_pages: AsyncCollection[Doc] = db["wal_keys"]
+        self._forgotten: AsyncCollection[Doc] = db["wal_applied"]
+        self._recent_max = recent_max
+        self._window_s = window_s
         self._publisher = publisher
         self._max_pending_docs = max_pending_docs
         self._round_docs = round_docs
@@ -160,6 +204,10 @@ class WriteAheadLog:
         # The newest pending version of each document: (partition, seq, document).
         self._latest: dict[tuple[str, str], tuple[int, int, Doc]] = {}
         self._staged: dict[tuple[str, str], tuple[int, Put]] = {}
+        # Per owned partition: the events applied lately, and the pages that hold them.
+        self._recent: dict[int, RecentEvents] = {}
+        self._pages: dict[int, list[str]] = {}
+        self._staged_keys: dict[int, dict[str, float]] = {}
         self._unsent: list[OutgoingMessage] = []
         self._partition_of: dict[str, int] = {}
         self._emitted: dict[int, list[OutgoingMessage]] = {}
@@ -197,6 +245,24 @@ class WriteAheadLog:
             async for doc in self._entries.find({"p": partition, "seq": {"$gt": last}})
         ]
         entries = sorted(found, key=lambda entry: entry.seq)
+        if entries and entries[-1].seq < entries[-1].end:
+            # A commit in several entries that failed part-way: it never happened (nothing
+            # of it was published or remembered); its batch is applied again.
+            broken = [e for e in entries if e.end == entries[-1].end]
+            await bulk_write_in_parts(
+                self._entries,
+                [DeleteOne({"_id": entry_id(partition, e.seq)}) for e in broken],
+                ordered=False,
+            )
+            entries = entries[: len(entries) - len(broken)]
+            log.warning("wal_incomplete_commit_dropped", partition=partition, entries=len(broken))
+        pages: list[str] = list((done or {}).get("pages", []))
+        since = (done or {}).get("since")
+        recent = RecentEvents(since=float("-inf") if since is None else since)
+        for page in (await find_by_ids(self._key_pages, pages)).values():
+            recent.seen.update(page["keys"])
+        self._recent[partition] = recent
+        self._pages[partition] = pages
         self._pending[partition] = entries
         self._next_seq[partition] = (entries[-1].seq if entries else last) + 1
         for entry in entries:
@@ -222,8 +288,48 @@ class WriteAheadLog:
         for partition in partitions:
             self._pending.pop(partition, None)
             self._next_seq.pop(partition, None)
+            self._recent.pop(partition, None)
+            self._pages.pop(partition, None)
         for key in [k for k, (p, _, _) in self._latest.items() if p in partitions]:
             del self._latest[key]
+
+    async def applied(self, facts: Sequence[Fact]) -> list[bool]:
+        """For each event, whether it was applied already: by a committed batch, earlier in
+        this one, or by a copy before it in `facts`. Recent events are answered from memory;
+        one older than a partition's memory is looked up by _id in `wal_applied`."""
+        await self.restore({fact.partition for fact in facts})
+        answers: list[bool | None] = []
+        batch: set[tuple[int, str]] = set()
+        for fact in facts:
+            fingerprint = digest(fact.key)
+            if (fact.partition, fingerprint) in batch or fingerprint in self._staged_keys.get(
+                fact.partition, {}
+            ):
+                answers.append(True)
+                continue
+            batch.add((fact.partition, fingerprint))
+            answers.append(
+                self._recent[fact.partition].knows_digest(fingerprint, fact.at.timestamp())
+            )
+        unsure = [digest(f.key) for f, a in zip(facts, answers, strict=True) if a is None]
+        old = await find_by_ids(self._forgotten, unsure, {"_id": 1}) if unsure else {}
+        return [
+            digest(f.key) in old if a is None else a
+            for f, a in zip(facts, answers, strict=True)
+        ]
+
+    def record(self, facts: Iterable[Fact]) -> None:
+        """These events were applied by the batch: recorded with its changes by `commit`."""
+        for fact in facts:
+            self._staged_keys.setdefault(fact.partition, {})[digest(fact.key)] = (
+                fact.at.timestamp()
+            )
+
+    def abort(self) -> None:
+        """The batch failed: nothing it staged or recorded is committed."""
+        self._staged = {}
+        self._emitted = {}
+        self._staged_keys = {}
 
     def observe(self, key: str, partition: int) -> None:
         """An event of `key` came from `partition`: the documents it changes belong there."""
@@ -274,8 +380,11 @@ class WriteAheadLog:
         found: dict[str, Doc] = {}
         missing = []
         for doc_id in wanted:
+            staged = self._staged.get((collection, doc_id))
             pending = self._latest.get((collection, doc_id))
-            if pending is not None:
+            if staged is not None:
+                found[doc_id] = staged[1].doc
+            elif pending is not None:
                 found[doc_id] = pending[2]
             else:
                 missing.append(doc_id)
@@ -293,26 +402,33 @@ class WriteAheadLog:
         await self._send([])
         staged, self._staged = self._staged, {}
         emitted, self._emitted = self._emitted, {}
-        if not staged and not emitted:
+        keys, self._staged_keys = self._staged_keys, {}
+        if not staged and not emitted and not keys:
             return
-        unowned = ({p for p, _ in staged.values()} | emitted.keys()) - self._next_seq.keys()
+        unowned = (
+            {p for p, _ in staged.values()} | emitted.keys() | keys.keys()
+        ) - self._next_seq.keys()
         if unowned:
             await self.restore(unowned)
         while self.pending_docs >= self._max_pending_docs:
             self._drained.clear()
             self._work.set()
             await self._drained.wait()
-        by_partition: dict[int, list[Put]] = {partition: [] for partition in emitted}
+        by_partition: dict[int, list[Put]] = {p: [] for p in emitted.keys() | keys.keys()}
         for partition, put in staged.values():
             by_partition.setdefault(partition, []).append(put)
         entries: list[Entry] = []
         for partition, puts in sorted(by_partition.items()):
             parts = list(_parts(puts)) or [[]]
-            entries.extend(Entry(partition, 0, part) for part in parts)
-            entries[-1].outbox = emitted.get(partition, [])
-        for entry in entries:
-            entry.seq = self._next_seq[entry.partition]
-            self._next_seq[entry.partition] += 1
+            group = [Entry(partition, 0, part) for part in parts]
+            group[-1].outbox = emitted.get(partition, [])
+            group[-1].keys = keys.get(partition, {})
+            for entry in group:
+                entry.seq = self._next_seq[partition]
+                self._next_seq[partition] += 1
+            for entry in group:
+                entry.end = group[-1].seq
+            entries.extend(group)
         try:
             await self._entries.insert_many([e.to_document() for e in entries], ordered=True)
         except BaseException as exc:
@@ -336,6 +452,9 @@ class WriteAheadLog:
     def _remember(self, entry: Entry) -> None:
         for put in entry.puts:
             self._latest[(put.collection, put.doc_id)] = (entry.partition, entry.seq, put.doc)
+        recent = self._recent.get(entry.partition)
+        if recent is not None:
+            recent.seen.update(entry.keys)
 
     async def _send(self, messages: list[OutgoingMessage]) -> None:
         """Publish, after whatever an earlier failed publish left; kept until Kafka has it."""
@@ -376,18 +495,19 @@ class WriteAheadLog:
                 )
             for collection, operations in by_collection.items():
                 await bulk_write_in_parts(self._db[collection], operations, ordered=False)
-            await bulk_write_in_parts(
-                self._entries,
-                [
+            checkpoints: list[UpdateOne] = []
+            dropped_pages: list[str] = []
+            for partition, entries in taken.items():
+                state, dropped = await self._keep_keys(partition, entries)
+                checkpoints.append(
                     UpdateOne(
                         {"_id": checkpoint_id(partition)},
-                        {"$set": {"seq": entries[-1].seq}},
+                        {"$set": {"seq": entries[-1].seq, **state}},
                         upsert=True,
                     )
-                    for partition, entries in taken.items()
-                ],
-                ordered=False,
-            )
+                )
+                dropped_pages.extend(dropped)
+            await bulk_write_in_parts(self._entries, checkpoints, ordered=False)
             await bulk_write_in_parts(
                 self._entries,
                 [
@@ -396,6 +516,9 @@ class WriteAheadLog:
                     for e in entries
                 ],
                 ordered=False,
+            )
+            await bulk_write_in_parts(
+                self._key_pages, [DeleteOne({"_id": page}) for page in dropped_pages], ordered=False
             )
             for partition, entries in taken.items():
                 done = {e.seq for e in entries}
@@ -413,6 +536,37 @@ class WriteAheadLog:
             if self.pending_docs < self._max_pending_docs:
                 self._drained.set()
             return len(newest)
+
+    async def _keep_keys(self, partition: int, entries: list[Entry]) -> tuple[Doc, list[str]]:
+        """Before `entries` are deleted, keep the fingerprints they hold: in a page of the
+        partition (all of its memory in one page when the pages pile up), and what memory
+        forgets now in `wal_applied`. Returns the checkpoint's new fields and the pages it
+        no longer names (deleted once it is moved)."""
+        recent = self._recent.get(partition)
+        pages = self._pages.get(partition)
+        if recent is None or pages is None:
+            return {}, []
+        forgotten = recent.prune(datetime.now(UTC), self._window_s, self._recent_max)
+        if forgotten:
+            docs = [{"_id": key, "t": at} for key, at in forgotten.items()]
+            with suppress(BulkWriteError):  # already kept by an interrupted round
+                await self._forgotten.insert_many(docs, ordered=False)
+        keys: dict[str, float] = {}
+        for entry in entries:
+            keys.update(entry.keys)
+        dropped: list[str] = []
+        page = key_page_id(partition, entries[-1].seq)
+        if len(pages) >= MAX_KEY_PAGES:
+            # One page with all the partition remembers (a pending entry's fingerprints too:
+            # that entry is durable, so keeping them early is harmless).
+            keys = dict(recent.seen)
+            dropped, pages = pages, []
+        if keys:
+            await _replace(self._key_pages, {"_id": page, "p": partition, "keys": keys})
+            pages.append(page)
+        self._pages[partition] = pages
+        since = None if recent.since == float("-inf") else recent.since
+        return {"pages": list(pages), "since": since}, dropped
 
     async def run(self, idle_s: float = 0.05) -> None:
         """The materializer: a round whenever something is pending; never ends on an error
@@ -459,7 +613,7 @@ class WriteAheadLog:
         number, document). For a query on another field than _id, which the documents alone
         answer only for what is written out (`overlay` merges the two)."""
         found: dict[str, tuple[int, Doc]] = {}
-        async for entry in self._entries.find({"puts": {"$exists": True}}):
+        async for entry in self._entries.find({"puts": {"$exists": True}}, _ENTRY_PUTS):
             for put in entry["puts"]:
                 if put["c"] == collection:
                     held = found.get(put["id"])
@@ -477,7 +631,7 @@ class WriteAheadLog:
             return {}
         pending: dict[str, tuple[int, Doc]] = {}
         wanted_set = set(wanted)
-        async for entry in self._entries.find({"puts": {"$exists": True}}):
+        async for entry in self._entries.find({"puts": {"$exists": True}}, _ENTRY_PUTS):
             for put in entry["puts"]:
                 if put["c"] == collection and put["id"] in wanted_set:
                     held = pending.get(put["id"])
@@ -494,6 +648,10 @@ class WriteAheadLog:
                 doc.pop(VERSION, None)
                 found[doc_id] = doc
         return found
+
+
+# What a reader needs of an entry (not its events or fingerprints).
+_ENTRY_PUTS = {"puts": 1, "seq": 1}
 
 
 def _parts(puts: list[Put]) -> Iterable[list[Put]]:
@@ -554,6 +712,14 @@ def _message_of(doc: Doc) -> OutgoingMessage:
 async def _insert_ignoring_duplicate(collection: AsyncCollection[Doc], doc: Doc) -> None:
     with suppress(DuplicateKeyError):
         await collection.insert_one(doc)
+
+
+async def _replace(collection: AsyncCollection[Doc], doc: Doc) -> None:
+    """Insert, or after an interrupted round that inserted it, write it again whole."""
+    try:
+        await collection.insert_one(doc)
+    except DuplicateKeyError:
+        await collection.replace_one({"_id": doc["_id"]}, doc)
 
 
 def overlay(stored: Iterable[Doc], pending: Mapping[str, tuple[int, Doc]]) -> list[Doc]:

@@ -20,23 +20,26 @@ handlers = SerialHandlers(store)
 # replay harmless, so its events need no seen-events bookkeeping.
 service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=Dedupe.NONE)
 service.consume(
-    EventType.ITEM_RECEIVED, handlers.on_items_received, give_up=handlers.on_receipts_given_up
+    EventType.ITEM_RECEIVED,
+    handlers.on_items_received,
+    give_up=handlers.on_receipts_given_up,
+    dedupe=Dedupe.LOG,
 )
 # Topics are applied in this order within a batch (one consumer for all of them). Recalls
 # before sales, as in stock: a sale in the same batch as its unit's recall is flagged
 # `recalled` by both services, whenever it was made. A sale applied before its recall (in an
 # earlier batch) is still flagged if it was made once the recall was issued: see
 # SerialHandlers._flag_sold_under_recall.
-service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled)
-# A unit's history names every event that changed it (by id and by sale or return line), so
-# a re-sent sale or return is recognised by the unit itself: no seen-events lookup needed.
+service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled, dedupe=Dedupe.LOG)
+# Each event is applied once by the write-ahead log's unit of work; a unit's history also
+# names every event that changed it (by id and by sale or return line).
 service.consume(
     EventType.ITEM_SOLD,
     handlers.on_items_sold,
     give_up=handlers.on_sales_given_up,
-    dedupe=Dedupe.NONE,
+    dedupe=Dedupe.LOG,
 )
-service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.NONE)
+service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.LOG)
 service.http.state.serial_store = store
 try:
     # Who may read a unit's customer (LOTLINE_TOKENS); without tokens, nobody may.

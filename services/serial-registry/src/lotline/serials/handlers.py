@@ -458,7 +458,7 @@ class SerialHandlers:
         causes, so a resend (a redelivered batch, a restored log) is a duplicate that
         consumers drop."""
         unique = {str(item.id): item for item in derived}
-        await self.store.publish(
+        self.store.publish(
             [
                 encode(item.data, source=SOURCE, id=item.id, time=item.time)
                 for item in unique.values()

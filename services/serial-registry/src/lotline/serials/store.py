@@ -395,8 +395,9 @@ class SerialStore:
         return existing
 
     async def apply_changes(self, changes: Sequence[UnitChange]) -> bool:
-        """Make the changes durable: new units inserted, changed ones logged whole (one
-        insert into the write-ahead log). False if a unit thought new already existed
+        """Make the changes durable: new units inserted, changed ones staged whole on the
+        batch's unit of work (committed by the consumer: one insert into the write-ahead
+        log), and seen by the next read at once. False if a unit thought new already existed
         (another consumer registered it meanwhile): the caller reads again and redecides."""
         if not changes:
             return True
@@ -414,14 +415,13 @@ class SerialStore:
             if change.before is not None or change.after.id not in inserted:
                 self.wal.stage(change.after.sku, UNITS, change.after.id, unit_doc(change.after))
             inserted.discard(change.after.id)
-        await self.wal.commit()
         return True
 
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Derived events, durable with the batch in the write-ahead log, then published."""
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Derived events, made durable with the batch in the write-ahead log, then
+        published, when the consumer commits the batch."""
         for message in messages:
             self.wal.emit(message.key.decode(), [message])
-        await self.wal.commit()
 
     async def _journal(self, units: Iterable[Unit]) -> None:
         """Append each unit's new state to its lot's journal, before the unit is written:

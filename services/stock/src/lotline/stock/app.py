@@ -14,25 +14,26 @@ from lotline.stock.store import StockStore
 
 service = Service("stock", database="stock", http_port=8002, title="Lotline stock")
 store = StockStore(service.db, service.owned, service.wal)
-handlers = StockHandlers(store, service.publisher, service.seen, service.settings)
+handlers = StockHandlers(store, service.publisher, service.settings)
 
 service.on_startup(store.create_indexes)
 # Within a batch, topics are applied in this order: products first, receipts before the
 # sales they cover, and a recall before the sales that must be flagged by it.
 service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=Dedupe.NONE)
-# Receipts, returns and sales each change one level, which recognises re-sent copies itself.
-service.consume(EventType.ITEM_RECEIVED, handlers.on_items_received, dedupe=Dedupe.DOCUMENT)
+# Receipts, returns, sales and recalls are applied once each by the write-ahead log's unit of
+# work (by business key: a sale line, a return line, a receipt's lot; else the event id).
+service.consume(EventType.ITEM_RECEIVED, handlers.on_items_received, dedupe=Dedupe.LOG)
 # The registry's refusals of serial units right after the receipts they correct, before the
 # sales that must not count on those units. One level each, like receipts; a refusal is also
 # recorded per receipt, so one re-derived under a new id changes nothing either.
-service.consume(EventType.RECEIPT_REJECTED, handlers.on_receipts_rejected, dedupe=Dedupe.DOCUMENT)
-service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.DOCUMENT)
-service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled)
+service.consume(EventType.RECEIPT_REJECTED, handlers.on_receipts_rejected, dedupe=Dedupe.LOG)
+service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.LOG)
+service.consume(EventType.BATCH_RECALLED, handlers.on_batches_recalled, dedupe=Dedupe.LOG)
 service.consume(
     EventType.ITEM_SOLD,
     handlers.on_items_sold,
     give_up=handlers.on_give_up_sales,
-    dedupe=Dedupe.DOCUMENT,
+    dedupe=Dedupe.LOG,
 )
 expiry_warnings = ExpiryWarnings(
     service.db,

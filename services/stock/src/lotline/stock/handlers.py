@@ -24,7 +24,6 @@ from lotline.events import (
     encode,
 )
 from lotline.runtime.consumer import BatchResult, Deferred, Delivery, Publisher
-from lotline.runtime.dedupe import SeenEvents
 from lotline.runtime.settings import Settings
 from lotline.stock.domain import Level, Quarantine, Recall
 from lotline.stock.ledger import Movement, counts_of, movements
@@ -50,8 +49,6 @@ Change = Callable[[Delivery, Level, Product], list[tuple[EventData, str]]]
 class StockHandlers:
     store: StockStore
     publisher: Publisher
-    # Every applied event, for copies older than a level's own memory (`RecentEvents`).
-    seen: SeenEvents
     settings: Settings
 
     async def on_products_registered(self, deliveries: list[Delivery]) -> None:
@@ -178,14 +175,11 @@ class StockHandlers:
                     [level.quarantine_lot(code, event.recall_id) for code in event.lot_codes],
                 )
 
-            # Recalls are looked up in `seen_events` by the consumer (few, and they touch
-            # every level of the SKU), so the levels need not recognise their copies.
             await self._apply_to_levels(
                 [delivery],
                 quarantine,
                 products,
                 load=lambda sku=recall.sku: self.store.load_levels_of_sku(sku),
-                recognise_copies=False,
             )
         return result
 
@@ -236,20 +230,14 @@ class StockHandlers:
         change: Change,
         products: dict[str, Product],
         load: Callable[[], Any],
-        recognise_copies: bool = True,
     ) -> None:
-        """Read the levels, apply every event not applied yet, write them back, publish.
-
-        An event is not applied again when its level saw its offset (a redelivery) or the
-        event itself (a copy re-sent at another offset: the level's recent events, or for
-        an event older than those, `seen_events`)."""
+        """Read the levels, apply every event, stage the changed levels and the events they
+        emit on the batch's unit of work (the consumer has already dropped the events
+        applied before, and commits the batch: `lotline.runtime.wal`)."""
         levels: dict[str, StoredLevel] = await load()
-        copies = await self._old_copies(deliveries, levels) if recognise_copies else set()
-        applied_now: set[str] = set()
         moved: list[Movement] = []
         for delivery in deliveries:
             data = delivery.data
-            copy_key, stamped = delivery.event.dedupe_key, delivery.event.time
             targets = (
                 [key for key, s in levels.items() if s.level.sku == data.sku]
                 if isinstance(data, BatchRecalled)
@@ -261,48 +249,15 @@ class StockHandlers:
                     stored = levels[key] = self.store.new_level(
                         key, Level(data.sku, data.location), delivery.partition
                     )
-                if stored.applied(delivery.stream, delivery.offset):
-                    continue
-                if recognise_copies and (
-                    copy_key in applied_now
-                    or copy_key in copies
-                    or stored.recent.knows(copy_key, stamped)
-                ):
-                    continue
-                applied_now.add(copy_key)
-                stored.recent.add(copy_key, stamped)
                 before = counts_of(stored.level)
                 for event, suffix in change(delivery, stored.level, products[data.sku]):
                     stored.outbox.append(
                         encode(event, source=SOURCE, id=derived_id(delivery, f"{key}/{suffix}"))
                     )
                 moved.extend(movements(delivery.event, before, stored.level))
-                stored.mark_applied(delivery.stream, delivery.offset)
+                stored.changed = True
         await self.store.record_movements(moved)
-        # The changed levels and their events, durable in one step and then published.
-        await self.store.save_levels(
-            levels,
-            window_s=self.settings.dedupe_window_hours * 3600,
-            recent_max=self.settings.dedupe_recent_max,
-        )
-
-    async def _old_copies(
-        self, deliveries: list[Delivery], levels: dict[str, StoredLevel]
-    ) -> set[str]:
-        """Events older than their level's memory that `seen_events` has: one lookup for
-        all of them (usually there are none)."""
-        unsure = []
-        for delivery in deliveries:
-            stored = levels.get(level_id(delivery.data.sku, delivery.data.location))
-            if (
-                stored is not None
-                and stored.recent.knows(delivery.event.dedupe_key, delivery.event.time) is None
-            ):
-                unsure.append(delivery)
-        if not unsure:
-            return set()
-        fresh = {d.event.dedupe_key for d in await self.seen.unseen(unsure)}
-        return {d.event.dedupe_key for d in unsure} - fresh
+        await self.store.stage_levels(levels)
 
 
 def _quarantine_events(

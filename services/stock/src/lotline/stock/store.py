@@ -2,11 +2,9 @@
 the movements ledger (what each event did to each lot: the lot trace), kept per lot in
 insert-only pages (lotline.runtime.pages) so a lot's movements are read by _id alone.
 
-The only module that speaks Mongo. A level document carries, beside its lots:
-- `version`, counting its writes;
-- `streams`, the last offset applied from each Kafka topic-partition, so a redelivered event
-  is recognised inside the same atomic write that applies it;
-- `recent`, the events it applied lately, so a re-sent copy is recognised without a lookup.
+The only module that speaks Mongo. A level document carries its lots and `version`, counting
+its writes; nothing about the events that made it (which events were applied is the write-
+ahead log's business, recorded in the same insert as the change).
 
 Levels are written through the service's write-ahead log (`lotline.runtime.wal`): a batch's
 changed levels and the events they emit are one insert, and the levels themselves are
@@ -23,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
@@ -31,7 +29,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lotline.events import OutgoingMessage, ProductRegistered, Tracking, decode, encode_event
-from lotline.runtime.dedupe import RecentEvents
 from lotline.runtime.mongo import bulk_write_in_parts, find_by_ids
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.pages import PagedLists
@@ -71,19 +68,10 @@ class StoredLevel:
 
     level: Level
     version: int = 0
-    streams: dict[str, int] = field(default_factory=dict)
     outbox: list[OutgoingMessage] = field(default_factory=list)
-    recent: RecentEvents = field(default_factory=RecentEvents)
     # The Kafka partition of its SKU, known for a level created in this batch.
     partition: int | None = None
     changed: bool = False
-
-    def applied(self, stream: str, offset: int) -> bool:
-        return self.streams.get(stream, -1) >= offset
-
-    def mark_applied(self, stream: str, offset: int) -> None:
-        self.streams[stream] = offset
-        self.changed = True
 
 
 class StockStore:
@@ -209,30 +197,18 @@ class StockStore:
         stored = self._levels[key] = StoredLevel(level, partition=partition)
         return stored
 
-    async def save_levels(
-        self, levels: dict[str, StoredLevel], *, window_s: float, recent_max: int
-    ) -> None:
-        """Make every changed level durable, whole, with the events its change emits: one
-        insert into the write-ahead log for the batch; the level documents follow.
+    async def stage_levels(self, levels: dict[str, StoredLevel]) -> None:
+        """Stage every changed level, whole, with the events its change emits, on the
+        batch's unit of work; the consumer commits it (one insert into the write-ahead log
+        for the batch; the level documents follow in the background).
 
         A level has one writer: its SKU's partitions of every topic belong to one consumer
-        instance, which applies one batch at a time. The offsets in `streams`, logged with
-        the level, make a redelivered event change nothing."""
-        now = datetime.now(UTC)
+        instance, which applies one batch at a time."""
         changed = {key: stored for key, stored in levels.items() if stored.changed}
         await self._index_new_levels([s for s in changed.values() if s.version == 0])
         for key, stored in changed.items():
-            stored.recent.prune(now, window_s, recent_max)
-            doc = {
-                "_id": key,
-                **stored.level.to_document(),
-                "version": stored.version + 1,
-                "streams": stored.streams,
-                "recent": stored.recent.to_document(),
-            }
+            doc = {"_id": key, **stored.level.to_document(), "version": stored.version + 1}
             self.wal.stage(stored.level.sku, LEVELS, key, doc, stored.outbox)
-        await self.wal.commit()
-        for stored in changed.values():
             stored.version += 1
             stored.changed = False
             stored.outbox = []
@@ -306,8 +282,8 @@ class StockStore:
         return sorted(rows, key=lambda row: (row["expires_on"], row["sku"], row["location"]))
 
 
-# What the read side shows of a level (not its bookkeeping; `outbox` is in levels written
-# before the write-ahead log).
+# What the read side shows of a level (not the bookkeeping of levels written before the
+# write-ahead log: `outbox`, `streams`, `recent`).
 _PUBLIC = {"outbox": 0, "streams": 0, "recent": 0}
 
 
@@ -315,8 +291,6 @@ def _stored(doc: dict[str, Any]) -> StoredLevel:
     return StoredLevel(
         level=Level.from_document(doc),
         version=doc.get("version", 0),
-        streams=doc.get("streams", {}),
         # Events a level written before the log kept to send: sent with its next change.
         outbox=[encode_event(decode(e["value"].encode())) for e in doc.get("outbox", [])],
-        recent=RecentEvents.from_document(doc.get("recent"), datetime.now(UTC)),
     )
