@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from pymongo.errors import AutoReconnect
 
 from lotline.events import OutgoingMessage, StockQuarantined, encode
 from lotline.runtime import wal as wal_module
-from lotline.runtime.wal import VERSION, WriteAheadLog, checkpoint_id, entry_id
+from lotline.runtime.wal import VERSION, Fact, WriteAheadLog, checkpoint_id, entry_id
 
 pytestmark = pytest.mark.infra
 
@@ -250,3 +250,81 @@ async def test_a_batch_whose_insert_failed_is_applied_again_by_the_same_owner(
     assert (await WriteAheadLog(db).read("levels", ["A S1"]))["A S1"]["on_hand"] == 2
     assert await log.materialize() == 1
     assert (await stored(db, "levels"))["A S1"]["on_hand"] == 2
+
+
+def facts(partition: int, *keys: str, at: datetime | None = None) -> list[Fact]:
+    when = at or datetime.now(UTC)
+    return [Fact(partition, key, when) for key in keys]
+
+
+async def test_the_events_a_batch_applied_are_recorded_with_it_and_known_to_the_next_owner(
+    db,
+) -> None:  # type: ignore[no-untyped-def]
+    owner = WriteAheadLog(db, HandedToKafka())
+    await owner.restore([0])
+    owner.observe("A", 0)
+    # Copies within one batch: the first counts, the second is already applied.
+    assert await owner.applied(facts(0, "sale 1", "sale 1", "sale 2")) == [False, True, False]
+    owner.stage("A", "levels", "A S1", {"sku": "A", "on_hand": 1})
+    owner.record(facts(0, "sale 1", "sale 2"))
+    await owner.commit()
+    assert await owner.applied(facts(0, "sale 1", "sale 2", "sale 3")) == [True, True, False]
+
+    # Logged, not written out: the next owner reads the entry.
+    pending = WriteAheadLog(db, HandedToKafka())
+    assert await pending.applied(facts(0, "sale 1", "sale 3")) == [True, False]
+
+    # Written out: the entry is gone, and its fingerprints are in a page of the partition.
+    await owner.materialize()
+    assert await db["wal"].count_documents({"puts": {"$exists": True}}) == 0
+    assert await db["wal_keys"].count_documents({"p": 0}) == 1
+    after = WriteAheadLog(db, HandedToKafka())
+    assert await after.applied(facts(0, "sale 1", "sale 2", "sale 3")) == [True, True, False]
+
+
+async def test_what_memory_forgets_is_looked_up_and_pages_are_merged(db) -> None:  # type: ignore[no-untyped-def]
+    owner = WriteAheadLog(db, HandedToKafka(), recent_max=3)
+    await owner.restore([0])
+    owner.observe("A", 0)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    for n in range(wal_module.MAX_KEY_PAGES + 4):  # more rounds than pages are kept
+        owner.stage("A", "levels", "A S1", {"sku": "A", "on_hand": n})
+        owner.record([Fact(0, f"sale {n}", start + timedelta(minutes=n))])
+        await owner.commit()
+        await owner.materialize()
+    assert await db["wal_keys"].count_documents({"p": 0}) <= wal_module.MAX_KEY_PAGES
+    # The oldest are forgotten by memory (at most 3 held) but kept by _id: still applied.
+    assert len(await db["wal_applied"].find({}).to_list()) >= 10
+    again = WriteAheadLog(db, HandedToKafka(), recent_max=3)
+    old_and_new = [Fact(0, f"sale {n}", start + timedelta(minutes=n)) for n in range(20)]
+    assert await again.applied(old_and_new) == [True] * 20
+    assert await again.applied([Fact(0, "sale new", start)]) == [False]
+
+
+async def test_a_commit_split_in_entries_that_failed_part_way_never_happened(
+    db, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(wal_module, "ENTRY_BYTES", 200)  # one document per entry
+    owner = WriteAheadLog(db, HandedToKafka())
+    await owner.restore([0])
+    owner.observe("A", 0)
+    for n in range(3):
+        owner.stage("A", "levels", f"A S{n}", {"sku": "A", "on_hand": n, "pad": "x" * 150})
+    owner.record(facts(0, "receipt 1"))
+    # The last of the three entries never made it (the insert stopped before it).
+    real_insert = db["wal"].insert_many
+
+    async def insert_two(docs: list[dict[str, Any]], **kwargs: Any) -> Any:
+        await real_insert(docs[:2], **kwargs)
+        raise AutoReconnect("connection lost mid-insert")
+
+    monkeypatch.setattr(owner, "_entries", db["wal"])
+    monkeypatch.setattr(owner._entries, "insert_many", insert_two, raising=False)
+    with pytest.raises(AutoReconnect):
+        await owner.commit()
+
+    successor = WriteAheadLog(db, HandedToKafka())
+    # Not applied: its batch is redelivered and applied whole; the two entries are gone.
+    assert await successor.applied(facts(0, "receipt 1")) == [False]
+    assert await db["wal"].count_documents({"puts": {"$exists": True}}) == 0
+    assert await successor.read("levels", ["A S0", "A S1"]) == {}
