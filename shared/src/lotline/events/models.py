@@ -149,6 +149,29 @@ class RejectReason(StrEnum):
     UNKNOWN_SKU = "unknown_sku"
 
 
+class AdjustmentReason(StrEnum):
+    """Why a store changed its on-hand outside a sale, receipt or return."""
+
+    DAMAGED = "damaged"
+    EXPIRED = "expired"
+    THEFT = "theft"
+    FOUND = "found"
+    SAMPLE = "sample"
+    OTHER = "other"
+
+
+class AdjustmentDirection(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class DisposalMethod(StrEnum):
+    """What became of quarantined stock that left the store for good."""
+
+    DESTROYED = "destroyed"
+    RETURNED_TO_SUPPLIER = "returned_to_supplier"
+
+
 class UnitStatus(StrEnum):
     """Where a serialized unit physically is; a recall is kept apart from this."""
 
@@ -334,6 +357,14 @@ class StockQuarantined(EventData):
     location: Location
     lot_code: LotCode | None = Field(None, description="None for stock without a lot")
     quantity: Int64 = Field(ge=0, description="Units now in quarantine for this lot here")
+    # The lot's account at this location, so the recall can account for every unit.
+    received: Int64 | None = Field(None, ge=0, description="Units of the lot received here")
+    disposed: Int64 | None = Field(
+        None, ge=0, description="Units of the lot destroyed or returned to the supplier here"
+    )
+    sold_before_recall: Int64 | None = Field(
+        None, ge=0, description="Units of the lot sold here before the recall was issued"
+    )
 
 
 class SoldUnit(BaseModel):
@@ -434,6 +465,146 @@ class LotExpiring(EventData):
         return self
 
 
+def _distinct(values: list[str], what: str) -> None:
+    if len(set(values)) != len(values):
+        repeated = sorted(v for v, n in Counter(values).items() if n > 1)
+        raise ValueError(f"{what} are not distinct: {', '.join(repeated[:5])} repeated")
+
+
+class CountedLot(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lot_code: LotCode | None = Field(
+        None, description="None: units whose lot was not read (spread over the lots not named)"
+    )
+    quantity: Int64 = Field(ge=0, le=MAX_QUANTITY, description="Units found")
+
+
+class StockCounted(EventData):
+    """A physical count of a SKU at a location: its on-hand becomes what was counted.
+
+    The count covers the whole SKU there: a lot it does not name was not found. For serial
+    items `serials` lists every unit found, so the serial registry can tell the missing ones
+    (its units in stock at the location that the count does not list)."""
+
+    event_type: ClassVar[EventType] = EventType.STOCK_COUNTED
+
+    count_id: Identifier
+    location: Location
+    lots: list[CountedLot] = Field(max_length=10_000, description="Units found, per lot")
+    serials: list[Serial] | None = Field(
+        None, description="Serial items only: every serial found, as many as the lots' units"
+    )
+    counted_by: Text | None = None
+    counted_at: Time
+
+    @property
+    def fact_key(self) -> str:
+        return f"count {self.sku} {self.location} {self.count_id}"
+
+    @property
+    def quantity(self) -> int:
+        return sum(lot.quantity for lot in self.lots)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StockCounted:
+        _distinct([lot.lot_code or "" for lot in self.lots], "lots' lot_code values")
+        if self.serials is not None:
+            _distinct(self.serials, "serials")
+            if len(self.serials) != self.quantity:
+                raise ValueError(
+                    f"serials lists {len(self.serials)} serials but lots count {self.quantity}"
+                )
+        return self
+
+
+class StockAdjusted(EventData):
+    """On-hand changed outside a sale, receipt or return: written off (damaged, expired,
+    stolen, given as a sample) or found."""
+
+    event_type: ClassVar[EventType] = EventType.STOCK_ADJUSTED
+
+    adjustment_id: Identifier
+    location: Location
+    quantity: Quantity
+    direction: AdjustmentDirection = Field(description="out: taken off on-hand; in: added")
+    reason: AdjustmentReason
+    lot_code: LotCode | None = Field(None, description="The lot, if known (else FEFO for out)")
+    serials: list[Serial] | None = Field(None, description="Serial items: the units concerned")
+    note: Text | None = None
+    adjusted_at: Time
+
+    @property
+    def fact_key(self) -> str:
+        return f"adjustment {self.sku} {self.location} {self.adjustment_id}"
+
+    @model_validator(mode="after")
+    def _serials_match_quantity(self) -> StockAdjusted:
+        if self.serials is not None:
+            _distinct(self.serials, "serials")
+            if len(self.serials) != self.quantity:
+                raise ValueError(
+                    f"serials lists {len(self.serials)} serials but quantity is {self.quantity}"
+                )
+        return self
+
+
+class StockDisposed(EventData):
+    """Quarantined stock (recalled, or returned to quarantine) left the store for good:
+    destroyed, or sent back to the supplier, under a reference (certificate, RMA)."""
+
+    event_type: ClassVar[EventType] = EventType.STOCK_DISPOSED
+
+    disposal_id: Identifier
+    location: Location
+    lot_code: LotCode | None = None
+    quantity: Quantity
+    serials: list[Serial] | None = Field(None, description="Serial items: the units disposed of")
+    method: DisposalMethod
+    reference: Text = Field(description="Destruction certificate or the supplier's return number")
+    recall_id: Identifier | None = Field(None, description="The recall it clears, if any")
+    disposed_at: Time
+
+    @property
+    def fact_key(self) -> str:
+        return f"disposal {self.sku} {self.location} {self.disposal_id}"
+
+    @model_validator(mode="after")
+    def _serials_match_quantity(self) -> StockDisposed:
+        if self.serials is not None:
+            _distinct(self.serials, "serials")
+            if len(self.serials) != self.quantity:
+                raise ValueError(
+                    f"serials lists {len(self.serials)} serials but quantity is {self.quantity}"
+                )
+        return self
+
+
+class ReorderPointSet(EventData):
+    """A store set (or, with none, cleared) the on-hand below which a product is reordered."""
+
+    event_type: ClassVar[EventType] = EventType.REORDER_POINT_SET
+
+    location: Location
+    reorder_point: Int64 | None = Field(
+        None, ge=0, le=MAX_QUANTITY, description="None clears it; the latest set wins"
+    )
+    set_by: Text | None = None
+    set_at: Time
+
+
+class StockLow(EventData):
+    """A product's on-hand at a location fell below its reorder point: once per crossing
+    (it is armed again once on-hand is back at or above the point)."""
+
+    event_type: ClassVar[EventType] = EventType.STOCK_LOW
+
+    location: Location
+    on_hand: Int64 = Field(ge=-MAX_INT64, description="Sellable units on hand now")
+    reorder_point: Int64 = Field(ge=0)
+    cause: Identifier = Field(description="The event type that took it below the point")
+
+
 EVENT_MODELS: dict[EventType, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -447,5 +618,10 @@ EVENT_MODELS: dict[EventType, type[EventData]] = {
         SaleFlagged,
         ReceiptRejected,
         LotExpiring,
+        StockCounted,
+        StockAdjusted,
+        StockDisposed,
+        ReorderPointSet,
+        StockLow,
     )
 }

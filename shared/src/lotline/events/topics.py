@@ -19,6 +19,12 @@ class EventType(StrEnum):
     SALE_FLAGGED = "sale-flagged"
     RECEIPT_REJECTED = "receipt-rejected"
     LOT_EXPIRING = "lot-expiring"
+    # A store's own operations: counts, adjustments, disposals, reorder points (store-ops).
+    STOCK_COUNTED = "stock-counted"
+    STOCK_ADJUSTED = "stock-adjusted"
+    STOCK_DISPOSED = "stock-disposed"
+    REORDER_POINT_SET = "reorder-point-set"
+    STOCK_LOW = "stock-low"
 
     @property
     def topic(self) -> str:
@@ -44,6 +50,11 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.BATCH_RECALLED,
         # Serial units the registry refused come off stock's on-hand: the two agree.
         EventType.RECEIPT_REJECTED,
+        # What the store's staff did to the shelf, and the reorder points they set.
+        EventType.REORDER_POINT_SET,
+        EventType.STOCK_COUNTED,
+        EventType.STOCK_ADJUSTED,
+        EventType.STOCK_DISPOSED,
     ),
     "serial-registry": (
         EventType.PRODUCT_REGISTERED,
@@ -65,7 +76,13 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
 PUBLISHED_BY: dict[str, tuple[EventType, ...]] = {
     "catalog": (EventType.PRODUCT_REGISTERED,),
     # lot-expiring has no consumer in Lotline yet: it is for stores' markdown and waste tools.
-    "stock": (EventType.STOCK_QUARANTINED, EventType.SALE_FLAGGED, EventType.LOT_EXPIRING),
+    # stock-low is for the stores' replenishment tools, like lot-expiring.
+    "stock": (
+        EventType.STOCK_QUARANTINED,
+        EventType.SALE_FLAGGED,
+        EventType.LOT_EXPIRING,
+        EventType.STOCK_LOW,
+    ),
     "serial-registry": (
         EventType.UNITS_RECALLED,
         EventType.SALE_FLAGGED,
@@ -74,6 +91,14 @@ PUBLISHED_BY: dict[str, tuple[EventType, ...]] = {
     "recall": (EventType.BATCH_RECALLED,),
     "pos": (EventType.ITEM_SOLD, EventType.ITEM_RETURNED),
     "receiving": (EventType.ITEM_RECEIVED,),
+    # The stock room's handhelds and the store manager's tools: a login of their own, so a
+    # till (many, on the shop floor) cannot write stock off, and a handheld cannot sell.
+    "store-ops": (
+        EventType.STOCK_COUNTED,
+        EventType.STOCK_ADJUSTED,
+        EventType.STOCK_DISPOSED,
+        EventType.REORDER_POINT_SET,
+    ),
 }
 
 
