@@ -24,6 +24,10 @@ class LotLevel(BaseModel):
         0, description="Units its receipts booked that the serial registry refused: not here"
     )
     recall_id: str | None
+    variance: int = Field(0, description="What counts found minus what the books said, summed")
+    adjusted_out: int = Field(0, description="Units written off (damaged, expired, theft, ...)")
+    adjusted_in: int = Field(0, description="Units found outside a receipt or a count")
+    disposed: int = Field(0, description="Held units destroyed or returned to the supplier")
 
 
 class ReceiptRefusal(BaseModel):
@@ -54,6 +58,8 @@ class LocationLine(BaseModel):
     on_hand: int
     quarantined: int
     refused: int = 0
+    reorder_point: int | None = Field(None, description="Reordered below this on-hand")
+    low: bool = Field(False, description="On-hand is below the reorder point")
     lots: list[LotLevel]
 
 
@@ -86,6 +92,10 @@ def _lots(doc: dict[str, Any]) -> list[LotLevel]:
             damaged=lot.get("damaged", 0),
             refused=lot.get("refused", 0),
             recall_id=lot.get("recall_id"),
+            variance=lot.get("variance", 0),
+            adjusted_out=lot.get("adjusted_out", 0),
+            adjusted_in=lot.get("adjusted_in", 0),
+            disposed=lot.get("disposed", 0),
         )
         for lot in doc.get("lots", [])
     ]
@@ -131,6 +141,8 @@ async def stock_at_location(location: str, request: Request) -> LocationStock:
                 on_hand=doc.get("on_hand", 0),
                 quarantined=doc.get("quarantined", 0),
                 refused=doc.get("refused", 0),
+                reorder_point=doc.get("reorder_point"),
+                low=doc.get("low", False),
                 lots=_lots(doc),
             )
             for doc in docs
@@ -147,3 +159,32 @@ async def expiring_lots(
     until = datetime.now(UTC).date() + timedelta(days=days)
     docs = await _store(request).expiring_lots(until, location)
     return [ExpiringLot.model_validate(doc) for doc in docs]
+
+
+class LowStock(BaseModel):
+    sku: str
+    location: str
+    on_hand: int = Field(description="Sellable units on hand now")
+    reorder_point: int = Field(description="The store's reorder point: on-hand is below it")
+
+
+@router.get(
+    "/levels/low",
+    response_model=list[LowStock],
+    summary="Products below their reorder point, per location",
+)
+async def low_stock(
+    request: Request, location: Annotated[str | None, Query(min_length=1)] = None
+) -> list[LowStock]:
+    """Every product and location whose on-hand is below the reorder point the store set
+    (`reorder-point-set`); each crossing was also published once as `stock-low`."""
+    docs = await _store(request).low_levels(location)
+    return [
+        LowStock(
+            sku=doc["sku"],
+            location=doc["location"],
+            on_hand=doc.get("on_hand", 0),
+            reorder_point=doc.get("reorder_point") or 0,
+        )
+        for doc in docs
+    ]

@@ -20,6 +20,8 @@ service.on_startup(store.create_indexes)
 # Within a batch, topics are applied in this order: products first, receipts before the
 # sales they cover, and a recall before the sales that must be flagged by it.
 service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=Dedupe.NONE)
+# A reorder point before the sales of its batch, so a sale below it is reported.
+service.consume(EventType.REORDER_POINT_SET, handlers.on_reorder_points_set, dedupe=Dedupe.LOG)
 # Receipts, returns, sales and recalls are applied once each by the write-ahead log's unit of
 # work (by business key: a sale line, a return line, a receipt's lot; else the event id).
 service.consume(EventType.ITEM_RECEIVED, handlers.on_items_received, dedupe=Dedupe.LOG)
@@ -35,6 +37,11 @@ service.consume(
     give_up=handlers.on_give_up_sales,
     dedupe=Dedupe.LOG,
 )
+# The store's own operations after the sales of their batch: a count is of the shelf as the
+# tills left it. Each applied once by its business key (count, adjustment, disposal id).
+service.consume(EventType.STOCK_COUNTED, handlers.on_stock_counted, dedupe=Dedupe.LOG)
+service.consume(EventType.STOCK_ADJUSTED, handlers.on_stock_adjusted, dedupe=Dedupe.LOG)
+service.consume(EventType.STOCK_DISPOSED, handlers.on_stock_disposed, dedupe=Dedupe.LOG)
 expiry_warnings = ExpiryWarnings(
     service.db,
     store,

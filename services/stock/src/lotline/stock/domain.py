@@ -10,6 +10,11 @@ receipt booked into the lot's `refused` figure, so stock shows what the registry
 person still sees the units. The rejection may arrive before its receipt (two topics), so a
 level remembers the serial receipts it booked lately and keeps a refusal of a receipt it has
 not booked yet until that receipt arrives, so waiting for it never takes on-hand below zero.
+
+A store's own operations change a level too: a count sets each lot's on-hand to what was
+found (the difference is the lot's `variance`), an adjustment writes units off or books
+units found, and a disposal takes quarantined (then damaged) units out for good. A level
+with a reorder point knows whether it is `low`, so each crossing below it is reported once.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from lotline.events import FlagReason, RejectReason, ReturnReason, Tracking
+from lotline.events import AdjustmentDirection, FlagReason, RejectReason, ReturnReason, Tracking
 
 # Stock without a lot (quantity items, or units sold beyond every known lot) sits here.
 NO_LOT: str | None = None
@@ -46,6 +51,14 @@ class LotStock:
     returned: int = 0
     # Units its receipts booked that the serial registry refused: not on hand, not here.
     refused: int = 0
+    # What the store's own operations did: counted minus booked (signed, summed over
+    # counts), units written off and found, units destroyed or sent back to the supplier.
+    variance: int = 0
+    adjusted_out: int = 0
+    adjusted_in: int = 0
+    disposed: int = 0
+    # Units sold before the lot's recall was issued (customers to contact, not a mistake).
+    sold_before_recall: int = 0
 
     def is_expired(self, today: date) -> bool:
         return self.expires_on is not None and self.expires_on < today
@@ -88,6 +101,19 @@ class Quarantine:
 
 
 @dataclass(frozen=True)
+class Variance:
+    """What a count found of one lot against the books (`counted - booked`)."""
+
+    lot_code: str | None
+    booked: int
+    counted: int
+
+    @property
+    def difference(self) -> int:
+        return self.counted - self.booked
+
+
+@dataclass(frozen=True)
 class BookedReceipt:
     """A receipt of serial units this level booked, remembered for a refusal to find."""
 
@@ -116,6 +142,10 @@ class Level:
     # Every refusal of a receipt here, by receipt id: one per receipt, so a re-sent
     # rejection (even under a new id) changes nothing.
     refusals: dict[str, Refusal] = field(default_factory=dict)
+    # The on-hand below which the store reorders (None: not watched), and whether on-hand
+    # is below it now: a crossing is reported when `low` turns true, not at every sale.
+    reorder_point: int | None = None
+    low: bool = False
 
     def lot(self, code: str | None, expires_on: date | None = None) -> LotStock:
         stock = self.lots.get(code)
@@ -283,7 +313,9 @@ class Level:
         flags: list[Flag] = []
         if recall is not None:
             # Sold before the recall was issued: a customer to contact, not a till's mistake.
-            if sold_at >= recall.issued_at:
+            if sold_at < recall.issued_at:
+                stock.sold_before_recall += pick.quantity
+            else:
                 flags.append(
                     Flag(
                         FlagReason.RECALLED,
@@ -358,8 +390,104 @@ class Level:
         moved = max(stock.on_hand, 0)
         stock.on_hand -= moved
         stock.quarantined += moved
+        if stock.recall_id is None:
+            # Everything sold here so far went before the recall (later sales are flagged).
+            stock.sold_before_recall = stock.sold
         stock.recall_id = recall_id
         return Quarantine(recall_id, lot_code, stock.quarantined)
+
+    # --- the store's own operations ---------------------------------------------------
+
+    def count(self, counted: dict[str | None, int]) -> list[Variance]:
+        """A physical count of the whole SKU here: every lot's on-hand becomes what was
+        found, and a lot the count does not name was not found.
+
+        Units counted without a lot (`NO_LOT`: a quantity item, or serials whose lot was not
+        read) fill the lots the count does not name, first expiry first, up to what each
+        holds on the books; what is left stays without a lot. Quarantined and damaged units
+        are held apart and not part of a shelf count."""
+        named = {code: n for code, n in counted.items() if code is not NO_LOT}
+        unread = counted.get(NO_LOT, 0)
+        targets: dict[str | None, int] = dict(named)
+        others = sorted(
+            (lot for lot in self.lots.values() if lot.code is not None and lot.code not in named),
+            key=LotStock.fefo_order,
+        )
+        for lot in others:
+            share = min(max(lot.on_hand, 0), unread)
+            targets[lot.code] = share
+            unread -= share
+        if unread or NO_LOT in self.lots:
+            targets[NO_LOT] = unread
+        variances = []
+        for code, found in targets.items():
+            stock = self.lot(code)
+            variances.append(Variance(code, stock.on_hand, found))
+            stock.variance += found - stock.on_hand
+            stock.on_hand = found
+        return variances
+
+    def adjust(
+        self, quantity: int, direction: AdjustmentDirection, lot_code: str | None
+    ) -> list[Pick]:
+        """Units written off (out) or found (in). Out of no named lot, they leave the lots
+        holding stock first expiry first (an expired lot first of all); what no lot holds
+        goes below zero without a lot, as a sale would, until a count sets it right."""
+        if direction is AdjustmentDirection.IN:
+            stock = self.lot(lot_code)
+            stock.on_hand += quantity
+            stock.adjusted_in += quantity
+            return [Pick(lot_code, quantity)]
+        if lot_code is not None:
+            picks = [Pick(lot_code, quantity)]
+        else:
+            picks, remaining = [], quantity
+            holding = sorted(
+                (lot for lot in self.lots.values() if lot.code is not None and lot.on_hand > 0),
+                key=LotStock.fefo_order,
+            )
+            for lot in holding:
+                if remaining == 0:
+                    break
+                taken = min(lot.on_hand, remaining)
+                picks.append(Pick(lot.code, taken))
+                remaining -= taken
+            if remaining:
+                picks.append(Pick(NO_LOT, remaining))
+        for pick in picks:
+            stock = self.lot(pick.lot_code)
+            stock.on_hand -= pick.quantity
+            stock.adjusted_out += pick.quantity
+        return picks
+
+    def dispose(self, quantity: int, lot_code: str | None) -> Quarantine | None:
+        """Held units (quarantined, then damaged) left for good: destroyed or sent back.
+
+        A disposal is a physical fact: units beyond what the books hold apart were on the
+        shelf, so they come off on-hand. Returns the recall's new quarantine total when
+        the disposal took units out of a recalled lot's quarantine."""
+        stock = self.lot(lot_code)
+        from_quarantine = min(max(stock.quarantined, 0), quantity)
+        stock.quarantined -= from_quarantine
+        rest = quantity - from_quarantine
+        from_damaged = min(max(stock.damaged, 0), rest)
+        stock.damaged -= from_damaged
+        stock.on_hand -= rest - from_damaged
+        stock.disposed += quantity
+        if stock.recall_id is not None:
+            return Quarantine(stock.recall_id, lot_code, stock.quarantined)
+        return None
+
+    def set_reorder_point(self, reorder_point: int | None) -> None:
+        self.reorder_point = reorder_point
+
+    def crossed_below_reorder_point(self) -> bool:
+        """Whether on-hand has just gone below the reorder point (true once per crossing:
+        it is armed again once on-hand is back at or above the point)."""
+        below = self.reorder_point is not None and self.on_hand < self.reorder_point
+        crossed = below and not self.low
+        self.low = below
+        return crossed
 
     def to_document(self) -> dict[str, Any]:
         next_expiry = self.next_expiry
@@ -371,6 +499,8 @@ class Level:
             "quarantined": self.quarantined,
             "refused": self.refused,
             "next_expiry": next_expiry.isoformat() if next_expiry else None,
+            "reorder_point": self.reorder_point,
+            "low": self.low,
             # Lists, not maps: a receipt id may hold a '.' or start with '$'.
             "serial_receipts": [
                 {"receipt_id": receipt_id, "lot_code": booked.lot_code, "at": booked.at.isoformat()}
@@ -396,7 +526,12 @@ class Level:
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Level:
-        level = cls(sku=doc["sku"], location=doc["location"])
+        level = cls(
+            sku=doc["sku"],
+            location=doc["location"],
+            reorder_point=doc.get("reorder_point"),
+            low=doc.get("low", False),
+        )
         for raw in doc.get("lots", []):
             expires = raw.get("expires_on")
             lot = LotStock(
@@ -410,6 +545,11 @@ class Level:
                 sold=raw.get("sold", 0),
                 returned=raw.get("returned", 0),
                 refused=raw.get("refused", 0),
+                variance=raw.get("variance", 0),
+                adjusted_out=raw.get("adjusted_out", 0),
+                adjusted_in=raw.get("adjusted_in", 0),
+                disposed=raw.get("disposed", 0),
+                sold_before_recall=raw.get("sold_before_recall", 0),
             )
             level.lots[lot.code] = lot
         for raw in doc.get("serial_receipts", []):
@@ -439,4 +579,9 @@ def _lot_document(lot: LotStock) -> dict[str, Any]:
         "sold": lot.sold,
         "returned": lot.returned,
         "refused": lot.refused,
+        "variance": lot.variance,
+        "adjusted_out": lot.adjusted_out,
+        "adjusted_in": lot.adjusted_in,
+        "disposed": lot.disposed,
+        "sold_before_recall": lot.sold_before_recall,
     }

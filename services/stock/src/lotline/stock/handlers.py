@@ -18,7 +18,12 @@ from lotline.events import (
     ProductRegistered,
     ReceiptRejected,
     RejectReason,
+    ReorderPointSet,
     SaleFlagged,
+    StockAdjusted,
+    StockCounted,
+    StockDisposed,
+    StockLow,
     StockQuarantined,
     Tracking,
     encode,
@@ -113,10 +118,18 @@ class StockHandlers:
     async def on_items_sold(self, deliveries: list[Delivery]) -> BatchResult:
         def sell(delivery: Delivery, level: Level, product: Product) -> list[tuple[EventData, str]]:
             sale: ItemSold = delivery.data
+            held = {code: lot.quarantined for code, lot in level.lots.items() if lot.recall_id}
             outcome = level.sell(
                 sale.quantity, sale.lot_code, product.tracking, sale.sold_at, product.recalls
             )
-            return [
+            # A sale out of a recall's quarantine lowers its total: the recall must not count
+            # those units twice (held, and sold after the recall).
+            emptied = [
+                Quarantine(lot.recall_id, code, lot.quarantined)
+                for code, lot in level.lots.items()
+                if lot.recall_id and code in held and lot.quarantined != held[code]
+            ]
+            return _quarantine_events(level, emptied) + [
                 (
                     SaleFlagged(
                         sku=sale.sku,
@@ -182,6 +195,58 @@ class StockHandlers:
                 load=lambda sku=recall.sku: self.store.load_levels_of_sku(sku),
             )
         return result
+
+    async def on_reorder_points_set(self, deliveries: list[Delivery]) -> BatchResult:
+        """A store's reorder point for a product: the latest set wins; a level below it
+        when it is set is low from then on (reported once, like any crossing)."""
+
+        def set_point(
+            delivery: Delivery, level: Level, product: Product
+        ) -> list[tuple[EventData, str]]:
+            event: ReorderPointSet = delivery.data
+            level.set_reorder_point(event.reorder_point)
+            return []
+
+        return await self._apply(deliveries, set_point)
+
+    async def on_stock_counted(self, deliveries: list[Delivery]) -> BatchResult:
+        """A physical count sets each lot's on-hand to what was found (the ledger records
+        the variance). For serial items stock books how many were found; the serials in
+        the event are for the serial registry to tell which units are missing."""
+
+        def count(
+            delivery: Delivery, level: Level, product: Product
+        ) -> list[tuple[EventData, str]]:
+            event: StockCounted = delivery.data
+            counted: dict[str | None, int] = {}
+            for lot in event.lots:
+                counted[lot.lot_code] = counted.get(lot.lot_code, 0) + lot.quantity
+            level.count(counted)
+            return []
+
+        return await self._apply(deliveries, count)
+
+    async def on_stock_adjusted(self, deliveries: list[Delivery]) -> BatchResult:
+        def adjust(
+            delivery: Delivery, level: Level, product: Product
+        ) -> list[tuple[EventData, str]]:
+            event: StockAdjusted = delivery.data
+            level.adjust(event.quantity, event.direction, event.lot_code)
+            return []
+
+        return await self._apply(deliveries, adjust)
+
+    async def on_stock_disposed(self, deliveries: list[Delivery]) -> BatchResult:
+        """Quarantined units destroyed or sent back: a recalled lot's quarantine total goes
+        down and its disposed figure up, both reported to the recall (stock-quarantined)."""
+
+        def dispose(
+            delivery: Delivery, level: Level, product: Product
+        ) -> list[tuple[EventData, str]]:
+            event: StockDisposed = delivery.data
+            return _quarantine_events(level, [level.dispose(event.quantity, event.lot_code)])
+
+        return await self._apply(deliveries, dispose)
 
     def _receipts_remembered_since(self) -> datetime:
         """A level remembers its serial receipts as long as its events (the dedupe window)."""
@@ -254,6 +319,17 @@ class StockHandlers:
                     stored.outbox.append(
                         encode(event, source=SOURCE, id=derived_id(delivery, f"{key}/{suffix}"))
                     )
+                if stored.level.crossed_below_reorder_point():
+                    low = StockLow(
+                        sku=data.sku,
+                        location=stored.level.location,
+                        on_hand=stored.level.on_hand,
+                        reorder_point=stored.level.reorder_point or 0,
+                        cause=delivery.event.type.value,
+                    )
+                    stored.outbox.append(
+                        encode(low, source=SOURCE, id=derived_id(delivery, f"{key}/low"))
+                    )
                 moved.extend(movements(delivery.event, before, stored.level))
                 stored.changed = True
         await self.store.record_movements(moved)
@@ -263,17 +339,22 @@ class StockHandlers:
 def _quarantine_events(
     level: Level, quarantines: list[Quarantine | None]
 ) -> list[tuple[EventData, str]]:
-    return [
-        (
-            StockQuarantined(
-                sku=level.sku,
-                recall_id=q.recall_id,
-                location=level.location,
-                lot_code=q.lot_code,
-                quantity=q.quantity,
-            ),
-            f"quarantine/{q.lot_code}",
+    """The recall's lots here as they stand now: held, and the lot's account (received,
+    disposed, sold before the recall), so the recall can account for every unit."""
+    events: list[tuple[EventData, str]] = []
+    for q in quarantines:
+        if q is None:
+            continue
+        lot = level.lots.get(q.lot_code)
+        event = StockQuarantined(
+            sku=level.sku,
+            recall_id=q.recall_id,
+            location=level.location,
+            lot_code=q.lot_code,
+            quantity=q.quantity,
+            received=max(lot.received, 0) if lot else None,
+            disposed=max(lot.disposed, 0) if lot else None,
+            sold_before_recall=max(lot.sold_before_recall, 0) if lot else None,
         )
-        for q in quarantines
-        if q is not None
-    ]
+        events.append((event, f"quarantine/{q.lot_code}"))
+    return events

@@ -22,6 +22,9 @@ from lotline.events import (
     ItemReturned,
     ItemSold,
     ReceiptRejected,
+    StockAdjusted,
+    StockCounted,
+    StockDisposed,
 )
 from lotline.stock.domain import Level
 
@@ -36,6 +39,13 @@ class MovementKind(StrEnum):
     # Units a receipt booked that the serial registry refused (its serials were already
     # registered, or it listed none): no longer on hand; the reference is the receipt.
     REFUSED = "refused"
+    # A physical count of the lot here: `quantity` is what was found, `variance` the
+    # difference from the books (a count that matched is recorded too: it is evidence).
+    COUNTED = "counted"
+    # Units written off (`direction` out) or found (in), with the adjustment's reason.
+    ADJUSTED = "adjusted"
+    # Held units destroyed or sent back to the supplier (`disposal_method`, `reference`).
+    DISPOSED = "disposed"
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,10 @@ class LotCounts:
     returned: int = 0
     quarantined: int = 0
     refused: int = 0
+    on_hand: int = 0
+    adjusted_out: int = 0
+    adjusted_in: int = 0
+    disposed: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,11 @@ class Movement:
     return_reason: str | None = None
     recall_id: str | None = None
     reject_reason: str | None = None
+    variance: int | None = None
+    adjust_reason: str | None = None
+    direction: str | None = None
+    disposal_method: str | None = None
+    reference: str | None = None
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -90,6 +109,11 @@ class Movement:
             "return_reason": self.return_reason,
             "recall_id": self.recall_id,
             "reject_reason": self.reject_reason,
+            "variance": self.variance,
+            "adjust_reason": self.adjust_reason,
+            "direction": self.direction,
+            "disposal_method": self.disposal_method,
+            "reference": self.reference,
         }
         doc.update({name: value for name, value in optional.items() if value is not None})
         return doc
@@ -98,7 +122,17 @@ class Movement:
 def counts_of(level: Level) -> dict[str | None, LotCounts]:
     """The counters a movement is derived from, per lot (taken before the event applies)."""
     return {
-        code: LotCounts(lot.received, lot.sold, lot.returned, lot.quarantined, lot.refused)
+        code: LotCounts(
+            lot.received,
+            lot.sold,
+            lot.returned,
+            lot.quarantined,
+            lot.refused,
+            lot.on_hand,
+            lot.adjusted_out,
+            lot.adjusted_in,
+            lot.disposed,
+        )
         for code, lot in level.lots.items()
     }
 
@@ -116,7 +150,26 @@ def movements(
             "returned": lot.returned - was.returned,
             "quarantined": lot.quarantined - was.quarantined,
             "refused": lot.refused - was.refused,
+            "adjusted": lot.adjusted_out - was.adjusted_out + lot.adjusted_in - was.adjusted_in,
+            "disposed": lot.disposed - was.disposed,
         }
+        if isinstance(event.data, StockCounted):
+            counted = code in {c.lot_code for c in event.data.lots}
+            if not (counted or was.on_hand or lot.on_hand):
+                continue
+            found.append(
+                _movement(
+                    event,
+                    level,
+                    code,
+                    MovementKind.COUNTED,
+                    lot.on_hand,
+                    None,
+                    lot.expires_on,
+                    variance=lot.on_hand - was.on_hand,
+                )
+            )
+            continue
         for kind, quantity in _kinds(event.data, deltas):
             found.append(
                 _movement(event, level, code, kind, quantity, lot.recall_id, lot.expires_on)
@@ -133,6 +186,10 @@ def _kinds(data: Any, deltas: dict[str, int]) -> list[tuple[MovementKind, int]]:
         kinds.append((MovementKind.SOLD, deltas["sold"]))
     elif isinstance(data, ItemReturned):
         kinds.append((MovementKind.RETURNED, deltas["returned"]))
+    elif isinstance(data, StockAdjusted):
+        kinds.append((MovementKind.ADJUSTED, deltas["adjusted"]))
+    elif isinstance(data, StockDisposed):
+        kinds.append((MovementKind.DISPOSED, deltas["disposed"]))
     # A receipt applies a refusal that arrived before it; a rejection, one of a booked receipt.
     kinds.append((MovementKind.REFUSED, deltas["refused"]))
     # Stock leaving quarantine (sold or refused from it) is in that movement; only what
@@ -149,6 +206,8 @@ def _movement(
     quantity: int,
     recall_id: str | None,
     expires_on: date | None,
+    *,
+    variance: int | None = None,
 ) -> Movement:
     data = event.data
     common: dict[str, Any] = {
@@ -204,6 +263,32 @@ def _movement(
             line=data.line,
             sale_id=data.sale_id,
             return_reason=data.reason.value,
+        )
+    if isinstance(data, StockCounted):
+        return Movement(
+            **common,
+            at=data.counted_at,
+            document_type="count",
+            document_id=data.count_id,
+            variance=variance,
+        )
+    if isinstance(data, StockAdjusted):
+        return Movement(
+            **common,
+            at=data.adjusted_at,
+            document_type="adjustment",
+            document_id=data.adjustment_id,
+            adjust_reason=data.reason.value,
+            direction=data.direction.value,
+        )
+    if isinstance(data, StockDisposed):
+        return Movement(
+            **{**common, "recall_id": data.recall_id or recall_id},
+            at=data.disposed_at,
+            document_type="disposal",
+            document_id=data.disposal_id,
+            disposal_method=data.method.value,
+            reference=data.reference,
         )
     if isinstance(data, BatchRecalled):
         return Movement(

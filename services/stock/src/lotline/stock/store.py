@@ -281,6 +281,21 @@ class StockStore:
         ]
         return sorted(rows, key=lambda row: (row["expires_on"], row["sku"], row["location"]))
 
+    async def low_levels(self, location: str | None = None) -> list[dict[str, Any]]:
+        """Levels whose on-hand is below their reorder point, by SKU then location (written
+        documents first, then the log's pending ones, as for expiring lots)."""
+        query: dict[str, Any] = {"low": True}
+        if location:
+            query["location"] = location
+        pending = await self.wal.pending(LEVELS)
+        written = [doc async for doc in self.levels.find(query, _PUBLIC)]
+        rows = [
+            doc
+            for doc in overlay(written, pending)
+            if doc.get("low") and (location is None or doc.get("location") == location)
+        ]
+        return sorted(rows, key=lambda doc: (doc["sku"], doc["location"]))
+
 
 # What the read side shows of a level (not the bookkeeping of levels written before the
 # write-ahead log: `outbox`, `streams`, `recent`).

@@ -25,6 +25,10 @@ class LotAtLocation(BaseModel):
     quarantined: int
     damaged: int
     recall_id: str | None
+    variance: int = 0
+    adjusted_out: int = 0
+    adjusted_in: int = 0
+    disposed: int = 0
 
 
 class MovementView(BaseModel):
@@ -34,7 +38,9 @@ class MovementView(BaseModel):
     quantity: int
     at: datetime
     event_id: str = Field(description="CloudEvents source#id of the event that moved stock")
-    document_type: str = Field(description="receipt, sale, return or recall")
+    document_type: str = Field(
+        description="receipt, sale, return, recall, count, adjustment or disposal"
+    )
     document_id: str
     line: int | None = None
     customer_ref: str | None = None
@@ -43,6 +49,11 @@ class MovementView(BaseModel):
     return_reason: str | None = None
     recall_id: str | None = None
     expires_on: str | None = None
+    variance: int | None = Field(None, description="A count: found minus the books (signed)")
+    adjust_reason: str | None = Field(None, description="An adjustment: damaged, theft, ...")
+    direction: str | None = Field(None, description="An adjustment: out (written off) or in")
+    disposal_method: str | None = Field(None, description="destroyed or returned_to_supplier")
+    reference: str | None = Field(None, description="A disposal's certificate or return number")
 
 
 class LotStockTrace(BaseModel):
@@ -54,6 +65,7 @@ class LotStockTrace(BaseModel):
     on_hand: int
     quarantined: int
     damaged: int
+    disposed: int = 0
     locations: list[LotAtLocation]
     movements: list[MovementView]
 
@@ -74,13 +86,17 @@ def _at_location(doc: dict[str, Any]) -> LotAtLocation:
         quarantined=doc.get("quarantined", 0),
         damaged=doc.get("damaged", 0),
         recall_id=doc.get("recall_id"),
+        variance=doc.get("variance", 0),
+        adjusted_out=doc.get("adjusted_out", 0),
+        adjusted_in=doc.get("adjusted_in", 0),
+        disposed=doc.get("disposed", 0),
     )
 
 
 @router.get(
     "/lots/{sku}/{lot_code:path}/trace",
     response_model=LotStockTrace,
-    summary="One lot: stock per location and every receipt, sale, return and quarantine",
+    summary="One lot: stock per location and every movement (receipts to disposals)",
 )
 async def lot_trace(
     sku: str, lot_code: str, request: Request, caller: Caller, response: Response
@@ -108,6 +124,7 @@ async def lot_trace(
         on_hand=sum(loc.on_hand for loc in locations),
         quarantined=sum(loc.quarantined for loc in locations),
         damaged=sum(loc.damaged for loc in locations),
+        disposed=sum(loc.disposed for loc in locations),
         locations=locations,
         movements=movements,
     )
