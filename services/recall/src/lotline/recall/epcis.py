@@ -10,6 +10,13 @@ Every trace event becomes one `ObjectEvent`, with the CBV 2.0 vocabulary:
 | returned        | OBSERVE| receiving        | returned             |
 | quarantined     | OBSERVE| holding          | non_sellable_other   |
 | recalled        | OBSERVE| (none)           | recalled             |
+| counted         | OBSERVE| cycle_counting   | sellable_accessible  |
+| adjusted        | OBSERVE| by its reason    | by its reason        |
+| disposed        | DELETE | destroying       | destroyed            |
+|  (to supplier)  | OBSERVE| shipping         | returned             |
+
+An adjustment's disposition is its reason's (damaged, expired, stolen, dispensed for a
+sample, sellable_accessible for units found); a count carries its `lotline:variance`.
 
 A receipt is the lot's first appearance in the retailer's records, so it is an ADD and
 carries the lot's master data (ILMD: lot number, expiry). CBV has no "returning" step: a
@@ -51,9 +58,21 @@ _VOCABULARY: dict[TraceKind, tuple[str, str | None, str]] = {
     TraceKind.RETURNED: ("OBSERVE", "receiving", "returned"),
     TraceKind.QUARANTINED: ("OBSERVE", "holding", "non_sellable_other"),
     TraceKind.RECALLED: ("OBSERVE", None, "recalled"),
+    TraceKind.COUNTED: ("OBSERVE", "cycle_counting", "sellable_accessible"),
+    TraceKind.ADJUSTED: ("OBSERVE", "other", "non_sellable_other"),
+    TraceKind.DISPOSED: ("DELETE", "destroying", "destroyed"),
 }
+# An adjustment by its reason (units found are back on the shelf), a disposal by its method.
+_ADJUSTMENTS: dict[str, tuple[str, str | None, str]] = {
+    "damaged": ("OBSERVE", "inspecting", "damaged"),
+    "expired": ("OBSERVE", "inspecting", "expired"),
+    "theft": ("OBSERVE", None, "stolen"),
+    "sample": ("OBSERVE", "sampling", "dispensed"),
+    "found": ("OBSERVE", "cycle_counting", "sellable_accessible"),
+}
+_RETURNED_TO_SUPPLIER = ("OBSERVE", "shipping", "returned")
 # CBV business transaction types for the documents that have one.
-_TRANSACTION_TYPES = {"receipt": "recadv", "return": "rma"}
+_TRANSACTION_TYPES = {"receipt": "recadv", "return": "rma", "disposal": "rma"}
 
 
 def _part(value: str) -> str:
@@ -83,6 +102,15 @@ def _time(at: datetime) -> str:
 def object_event(product: ProductInfo, event: TraceEvent) -> dict[str, Any]:
     """One trace event as an EPCIS ObjectEvent."""
     action, biz_step, disposition = _VOCABULARY[event.kind]
+    if event.kind is TraceKind.ADJUSTED:
+        fallback = (
+            "OBSERVE",
+            "other",
+            "sellable_accessible" if event.direction == "in" else "non_sellable_other",
+        )
+        action, biz_step, disposition = _ADJUSTMENTS.get(event.adjust_reason or "", fallback)
+    elif event.kind is TraceKind.DISPOSED and event.disposal_method == "returned_to_supplier":
+        action, biz_step, disposition = _RETURNED_TO_SUPPLIER
     doc: dict[str, Any] = {
         "type": "ObjectEvent",
         "eventTime": _time(event.at),
@@ -135,6 +163,11 @@ def object_event(product: ProductInfo, event: TraceEvent) -> dict[str, Any]:
         "lotline:returnReason": event.return_reason,
         "lotline:recallID": event.recall_id if event.document_type != "recall" else None,
         "lotline:sourceEvent": event.source_event,
+        "lotline:variance": event.variance,
+        "lotline:adjustReason": event.adjust_reason,
+        "lotline:direction": event.direction,
+        "lotline:disposalMethod": event.disposal_method,
+        "lotline:reference": event.reference,
     }
     doc.update({name: value for name, value in extensions.items() if value is not None})
     return doc

@@ -47,6 +47,9 @@ EVENT_TYPES = {
     TraceKind.RETURNED: "return",
     TraceKind.QUARANTINED: "quarantine",
     TraceKind.RECALLED: "recall",
+    TraceKind.COUNTED: "count",
+    TraceKind.ADJUSTED: "adjustment",
+    TraceKind.DISPOSED: "disposal",
 }
 
 

@@ -31,6 +31,10 @@ class TraceKind(StrEnum):
     # In this order at the same instant: a recall, then the quarantines it caused.
     RECALLED = "recalled"
     QUARANTINED = "quarantined"
+    # A store's own operations (stock's ledger): a count, an adjustment, a disposal.
+    COUNTED = "counted"
+    ADJUSTED = "adjusted"
+    DISPOSED = "disposed"
 
 
 class ProductInfo(BaseModel):
@@ -58,6 +62,11 @@ class TraceEvent(BaseModel):
     sale_id: str | None = None
     return_reason: str | None = None
     recall_id: str | None = None
+    variance: int | None = Field(None, description="A count: found minus the books")
+    adjust_reason: str | None = None
+    direction: str | None = Field(None, description="An adjustment: out or in")
+    disposal_method: str | None = None
+    reference: str | None = Field(None, description="A disposal's certificate or return number")
     expires_on: str | None = None
     source_event: str | None = Field(None, description="CloudEvents source#id it came from")
     detail: str | None = None
@@ -239,6 +248,11 @@ def _movement_event(
         recall_id=movement.get("recall_id"),
         expires_on=movement.get("expires_on"),
         source_event=movement.get("event_id"),
+        variance=movement.get("variance"),
+        adjust_reason=movement.get("adjust_reason"),
+        direction=movement.get("direction"),
+        disposal_method=movement.get("disposal_method"),
+        reference=movement.get("reference"),
     )
     serials = _serials_of(event, units or [])
     # Only when the registry accounts for every unit of the movement: a partial list would
