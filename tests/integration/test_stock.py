@@ -200,7 +200,9 @@ async def test_fefo_sales_recall_and_flags(bus, start_service, run_id) -> None: 
     records = await bus.read_all("stock-quarantined")
     quarantine = [decode(r.value).data for r in records if r.key == milk.encode()]
     latest_by_place = {(q.location, q.lot_code): q.quantity for q in quarantine}
-    assert latest_by_place == {("S1", "L-B"): 8, ("S2", "L-B"): 5}
+    # The recalled unit sold at S1 left the quarantine, which is reported again (7), so the
+    # recall does not count that unit twice: held, and sold after the recall.
+    assert latest_by_place == {("S1", "L-B"): 7, ("S2", "L-B"): 5}
 
     async with httpx.AsyncClient(base_url=stock.url) as client:
         at_s1 = (await client.get("/locations/S1/stock")).json()
