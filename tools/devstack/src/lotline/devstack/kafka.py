@@ -35,8 +35,12 @@ from lotline.events.topics import TopicSpec
 
 T = TypeVar("T")
 
-KAFKA_VERSION = "3.9.1"
+KAFKA_VERSION = "4.4.0"
 POM = Path(__file__).resolve().parents[3] / "kafka" / "pom.xml"
+# The main classes of kafka-storage.sh and kafka-configs.sh; Kafka 4 moved ConfigCommand from
+# core (kafka.admin) to the tools module.
+STORAGE_TOOL = "kafka.tools.StorageTool"
+CONFIG_COMMAND = "org.apache.kafka.tools.ConfigCommand"
 
 # CreateTopics error codes (Kafka protocol).
 TOPIC_ALREADY_EXISTS = 36
@@ -79,8 +83,8 @@ class KafkaLayout:
         return self.base / "server.properties"
 
     @property
-    def log4j_properties(self) -> Path:
-        return self.base / "log4j.properties"
+    def log4j2_properties(self) -> Path:
+        return self.base / "log4j2.properties"
 
     @property
     def cluster_id_file(self) -> Path:
@@ -141,6 +145,16 @@ def _classpath(layout: KafkaLayout) -> str:
     return f"{layout.libs}/*"
 
 
+def _log_config(layout: KafkaLayout) -> str:
+    return f"-Dlog4j2.configurationFile={layout.log4j2_properties}"
+
+
+def tool_command(layout: KafkaLayout, main_class: str, *arguments: str) -> list[str]:
+    """The command line of one of Kafka's own tools, run from the stack's jars."""
+    java = _require("java", "a Java 17+ runtime, to run Kafka")
+    return [java, "-cp", _classpath(layout), _log_config(layout), main_class, *arguments]
+
+
 def cluster_id(layout: KafkaLayout) -> str:
     """One id per data dir, made once: a KRaft log refuses to start under another id."""
     if layout.cluster_id_file.exists():
@@ -188,6 +202,9 @@ def write_config(layout: KafkaLayout, secrets: StackSecrets) -> None:
     properties = {
         "process.roles": "broker,controller",
         "node.id": "1",
+        # A static quorum: one voter, known at format time. (Kafka 4's dynamic quorum,
+        # controller.quorum.bootstrap.servers, needs `format --standalone` and buys nothing
+        # with one controller.)
         "controller.quorum.voters": f"1@{controller}",
         "listeners": listeners(layout),
         "advertised.listeners": f"{CLIENT_LISTENER}://{layout.bootstrap}",
@@ -250,14 +267,18 @@ def write_config(layout: KafkaLayout, secrets: StackSecrets) -> None:
         + _jaas("org.apache.kafka.common.security.scram.ScramLoginModule", admin)
         + "\n",
     )
-    # The broker's stdout is its log file, so WARN to the console is WARN to that file.
-    layout.log4j_properties.write_text(
-        "log4j.rootLogger=WARN, stdout\n"
-        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
-        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
-        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+    # Log4j 2 (Kafka 4 has no Log4j 1). The broker's stdout is its log file, so WARN to the
+    # console is WARN to that file.
+    layout.log4j2_properties.write_text(
+        "appender.stdout.type=Console\n"
+        "appender.stdout.name=STDOUT\n"
+        "appender.stdout.layout.type=PatternLayout\n"
+        "appender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
+        "rootLogger.level=WARN\n"
+        "rootLogger.appenderRef.stdout.ref=STDOUT\n"
         # Say once that the broker is up, to make the log readable.
-        "log4j.logger.kafka.server.KafkaRaftServer=INFO\n"
+        "logger.raft.name=kafka.server.KafkaRaftServer\n"
+        "logger.raft.level=INFO\n"
     )
 
 
@@ -273,7 +294,6 @@ def format_storage(layout: KafkaLayout, secrets: StackSecrets) -> None:
             return
         shutil.rmtree(layout.data)
         private_dir(layout.data)
-    java = _require("java", "a Java 17+ runtime, to run Kafka")
     scram = [
         argument
         for name in secrets.names
@@ -283,12 +303,9 @@ def format_storage(layout: KafkaLayout, secrets: StackSecrets) -> None:
             f"password={secrets.credentials(name).password.get_secret_value()}]",
         )
     ]
-    command = [
-        java,
-        "-cp",
-        _classpath(layout),
-        f"-Dlog4j.configuration=file:{layout.log4j_properties}",
-        "kafka.tools.StorageTool",
+    command = tool_command(
+        layout,
+        STORAGE_TOOL,
         "format",
         "-t",
         cluster_id(layout),
@@ -296,7 +313,7 @@ def format_storage(layout: KafkaLayout, secrets: StackSecrets) -> None:
         str(layout.server_properties),
         "--ignore-formatted",
         *scram,
-    ]
+    )
     result = subprocess.run(
         command, capture_output=True, text=True, umask=PRIVATE_UMASK, check=False
     )
@@ -326,19 +343,15 @@ def add_users(layout: KafkaLayout, secrets: StackSecrets) -> list[str]:
     missing = [name for name in secrets.names if name not in known_users(layout)]
     if not missing:
         return []
-    java = _require("java", "a Java 17+ runtime, to run Kafka")
     for name in missing:
         password = secrets.credentials(name).password.get_secret_value()
         # The password goes in a file only we can read, not on a command line others can see.
         with tempfile.TemporaryDirectory(dir=layout.base) as scratch:
             config_file = Path(scratch) / "scram.properties"
             write_private(config_file, f"{SCRAM_MECHANISM}=password={password}\n")
-            command = [
-                java,
-                "-cp",
-                _classpath(layout),
-                f"-Dlog4j.configuration=file:{layout.log4j_properties}",
-                "kafka.admin.ConfigCommand",
+            command = tool_command(
+                layout,
+                CONFIG_COMMAND,
                 "--bootstrap-server",
                 layout.bootstrap,
                 "--command-config",
@@ -350,7 +363,7 @@ def add_users(layout: KafkaLayout, secrets: StackSecrets) -> list[str]:
                 name,
                 "--add-config-file",
                 str(config_file),
-            ]
+            )
             result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             output = _without_secrets(result.stdout + result.stderr, secrets)
@@ -370,7 +383,7 @@ def process_spec(layout: KafkaLayout, log_file: Path, pid_file: Path) -> Process
         "-Djava.awt.headless=true",
         "-cp",
         _classpath(layout),
-        f"-Dlog4j.configuration=file:{layout.log4j_properties}",
+        _log_config(layout),
         "kafka.Kafka",
         str(layout.server_properties),
     )
