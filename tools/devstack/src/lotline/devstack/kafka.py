@@ -41,6 +41,8 @@ POM = Path(__file__).resolve().parents[3] / "kafka" / "pom.xml"
 # core (kafka.admin) to the tools module.
 STORAGE_TOOL = "kafka.tools.StorageTool"
 CONFIG_COMMAND = "org.apache.kafka.tools.ConfigCommand"
+# How Kafka 4's StorageTool starts the line that lists the records it formats with.
+BOOTSTRAP_RECORDS = "Bootstrap metadata:"
 
 # CreateTopics error codes (Kafka protocol).
 TOPIC_ALREADY_EXISTS = 36
@@ -324,10 +326,12 @@ def format_storage(layout: KafkaLayout, secrets: StackSecrets) -> None:
 
 
 def _without_secrets(output: str, secrets: StackSecrets) -> str:
-    """The tail of a tool's output, with any password it echoed masked."""
+    """The tail of a tool's output, with any password it echoed masked, and without the
+    bootstrap records Kafka 4's formatter prints (every principal's salt and SCRAM keys)."""
     for password in secrets.all_passwords():
         output = output.replace(password, "******")
-    return "\n".join(output.splitlines()[-30:])
+    lines = [line for line in output.splitlines() if not line.startswith(BOOTSTRAP_RECORDS)]
+    return "\n".join(lines[-30:])
 
 
 def known_users(layout: KafkaLayout) -> set[str]:
