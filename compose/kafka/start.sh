@@ -69,7 +69,10 @@ sasl.jaas.config=$scram $login;
 EOF
 
 # Once: a formatted dir is left as it is (--ignore-formatted), with the credentials it has.
+# Kafka 4's formatter prints the bootstrap records, the admin's salt and SCRAM keys among them:
+# they stay out of the container's log.
 "$kafka_home/bin/kafka-storage.sh" format --cluster-id "$CLUSTER_ID" \
     --config "$config_dir/server.properties" --ignore-formatted \
-    --add-scram "SCRAM-SHA-512=[name=admin,password=$KAFKA_ADMIN_PASSWORD]"
+    --add-scram "SCRAM-SHA-512=[name=admin,password=$KAFKA_ADMIN_PASSWORD]" \
+    | sed '/^Bootstrap metadata:/d'
 exec "$kafka_home/bin/kafka-server-start.sh" "$config_dir/server.properties"
