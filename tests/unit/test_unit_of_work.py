@@ -1,0 +1,678 @@
+"""The unit of work without Kafka or a database: the write-ahead log (`lotline.runtime.wal`)
+over the in-memory database, and the consumer's `Dedupe.LOG` path through it.
+
+What a batch commits is one insert into `wal`, whatever it changed; the owner and any other
+reader see it before it is written out; the materializer writes each document once however
+many batches changed it; a next owner restores what was not written out, republishes its
+events and knows the events it applied (a split commit that failed part-way never
+happened); fingerprints move to pages and, forgotten, to `wal_applied`; too much pending
+makes a commit wait. The consumer drops copies before its handler, records nothing of a
+deferred event, drops what a failed handler staged, and applies a batch retried after a
+failed commit once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+import pytest
+from memory_db import MemoryDatabase, MemoryPublisher
+from pymongo import DeleteOne
+from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, DuplicateKeyError
+
+from lotline.events import EventType, ItemSold, StockLow, encode, envelope_of
+from lotline.events.codec import OutgoingMessage
+from lotline.runtime import wal as wal_module
+from lotline.runtime.consumer import BatchResult, Delivery, EventConsumer, Progress
+from lotline.runtime.dedupe import Dedupe, SeenEvents, digest
+from lotline.runtime.owned import OwnedState
+from lotline.runtime.settings import Settings
+from lotline.runtime.wal import (
+    MAX_KEY_PAGES,
+    Fact,
+    StreamTaken,
+    WriteAheadLog,
+    checkpoint_id,
+    entry_id,
+    key_page_id,
+    overlay,
+)
+
+NOW = datetime.now(UTC)
+
+
+def fact(key: str, partition: int = 0, at: datetime = NOW) -> Fact:
+    return Fact(partition, key, at)
+
+
+def message(sku: str, n: int) -> OutgoingMessage:
+    """An event a change emits (its id derived, as the services derive theirs)."""
+    low = StockLow(sku=sku, location="S1", on_hand=n, reorder_point=10, cause="item-sold")
+    return encode(low, source="lotline/test", id=uuid5(NAMESPACE_URL, f"{sku}/{n}"), time=NOW)
+
+
+def sent_ids(publisher: MemoryPublisher) -> list[str]:
+    return [m.event.id for m in publisher.sent]
+
+
+def log_of(db: MemoryDatabase | None = None, **options: Any) -> WriteAheadLog:
+    return WriteAheadLog(db or MemoryDatabase(), MemoryPublisher(), **options)  # type: ignore[arg-type]
+
+
+def parts(wal: WriteAheadLog) -> tuple[MemoryDatabase, MemoryPublisher]:
+    return wal._db, wal._publisher  # type: ignore[return-value]
+
+
+async def commit_one(
+    wal: WriteAheadLog, sku: str, doc: dict[str, Any], key: str | None = None, partition: int = 0
+) -> None:
+    """One batch: a document of `sku` as the batch leaves it, and the event it applied."""
+    wal.observe(sku, partition)
+    wal.stage(sku, "docs", sku, doc)
+    if key is not None:
+        wal.record([fact(key, partition)])
+    await wal.commit()
+
+
+# ------------------------------------------------------------------------------ the memory db
+
+
+async def test_the_memory_db_refuses_duplicates_as_mongodb_does() -> None:
+    """The premise of everything below: a duplicate _id is refused, an ordered insert stops
+    at it, an upsert whose guard misses the document is a duplicate, and values come back
+    as BSON leaves them."""
+    db = MemoryDatabase()
+    entries = db["wal"]
+    await entries.insert_one({"_id": "a", "at": datetime(2026, 1, 2, 3, 4, 5, 678901, UTC)})
+    with pytest.raises(DuplicateKeyError):
+        await entries.insert_one({"_id": "a"})
+    with pytest.raises(BulkWriteError) as refused:
+        await entries.insert_many([{"_id": "b"}, {"_id": "a"}, {"_id": "c"}], ordered=True)
+    assert [(e["index"], e["code"]) for e in refused.value.details["writeErrors"]] == [(1, 11000)]
+    assert [d["_id"] for d in entries.documents()] == ["a", "b"]
+    with pytest.raises(BulkWriteError) as unordered:
+        await entries.insert_many([{"_id": "a"}, {"_id": "c"}], ordered=False)
+    assert [e["index"] for e in unordered.value.details["writeErrors"]] == [0]
+    assert [d["_id"] for d in entries.documents()] == ["a", "b", "c"]
+    with pytest.raises(DuplicateKeyError):
+        await entries.update_one(
+            {"_id": "a", "revision": {"$lt": 1}}, {"$set": {"x": 1}}, upsert=True
+        )
+    assert await entries.find_one({"_id": "a"}) == {
+        "_id": "a",
+        "at": datetime(2026, 1, 2, 3, 4, 5, 678000, UTC),  # milliseconds, aware, as stored
+    }
+    with pytest.raises(NotImplementedError):
+        entries.find({"_id": {"$in": ["a"]}})
+
+
+# -------------------------------------------------------------------------------- committing
+
+
+async def test_a_batch_is_one_insert_of_its_partitions_entries_then_its_events() -> None:
+    wal = log_of()
+    db, publisher = parts(wal)
+    wal.observe("SKU-1", 2)
+    wal.observe("SKU-2", 5)
+    wal.stage("SKU-1", "levels", "SKU-1 S1", {"on_hand": 1}, [message("SKU-1", 1)])
+    wal.stage("SKU-1", "levels", "SKU-1 S2", {"on_hand": 7})
+    wal.stage("SKU-2", "levels", "SKU-2 S1", {"on_hand": 3}, [message("SKU-2", 3)])
+    # Staged again in the same batch: the last version wins, the events add up.
+    wal.stage("SKU-1", "levels", "SKU-1 S1", {"on_hand": 2}, [message("SKU-1", 2)])
+    wal.emit("SKU-2", [message("SKU-2", 99)])
+    wal.record([fact("sale 1", 2), fact("sale 2", 5)])
+    assert publisher.sent == []
+    await wal.commit()
+
+    assert db["wal"].calls["insert_many"] == 1
+    entries = {doc["_id"]: doc for doc in db["wal"].documents() if "puts" in doc}
+    assert sorted(entries) == [entry_id(2, 1), entry_id(5, 1)]
+    assert [(p["id"], p["doc"]) for p in entries[entry_id(2, 1)]["puts"]] == [
+        ("SKU-1 S1", {"on_hand": 2}),
+        ("SKU-1 S2", {"on_hand": 7}),
+    ]
+    assert entries[entry_id(2, 1)]["keys"] == {digest("sale 1"): NOW.timestamp()}
+    assert entries[entry_id(5, 1)]["keys"] == {digest("sale 2"): NOW.timestamp()}
+    assert [m["value"] for m in entries[entry_id(5, 1)]["out"]] == [
+        message("SKU-2", 99).value.decode()
+    ]
+    # Published after the insert, each once, in entry order.
+    assert sent_ids(publisher) == [
+        message("SKU-1", 1).event.id,
+        message("SKU-1", 2).event.id,
+        message("SKU-2", 3).event.id,
+        message("SKU-2", 99).event.id,
+    ]
+    assert wal.pending_docs == 3
+    assert db["levels"].documents() == []  # not written out yet
+
+
+async def test_a_key_no_event_of_the_batch_named_has_no_partition() -> None:
+    wal = log_of()
+    with pytest.raises(LookupError, match="'SKU-9'"):
+        wal.stage("SKU-9", "levels", "SKU-9 S1", {})
+
+
+async def test_an_empty_batch_writes_nothing() -> None:
+    wal = log_of()
+    db, publisher = parts(wal)
+    await wal.commit()
+    assert db["wal"].calls == {}
+    assert publisher.sent == []
+
+
+async def test_the_owner_reads_staged_then_pending_then_stored_versions() -> None:
+    wal = log_of()
+    db, _ = parts(wal)
+    await db["docs"].insert_one({"_id": "C", "v": "stored", "_wal": 0})
+    await db["docs"].insert_one({"_id": "B", "v": "stored"})
+    await commit_one(wal, "B", {"v": "pending"})
+    wal.observe("A", 0)
+    wal.stage("A", "docs", "A", {"v": "staged"})
+    assert await wal.latest("docs", ["A", "B", "C", "missing"]) == {
+        "A": {"v": "staged"},
+        "B": {"v": "pending"},
+        "C": {"_id": "C", "v": "stored"},  # without the log's bookkeeping field
+    }
+
+
+# ------------------------------------------------------------------- applied / record / abort
+
+
+async def test_applied_knows_copies_in_the_batch_staged_records_and_committed_ones() -> None:
+    wal = log_of()
+    assert await wal.applied([fact("a"), fact("b"), fact("a"), fact("a", partition=1)]) == [
+        False,
+        False,
+        True,  # a copy of the first, later in the same batch
+        False,  # the same key on another partition is another stream's business
+    ]
+    wal.record([fact("a")])
+    assert await wal.applied([fact("a"), fact("c")]) == [True, False]  # staged, this batch
+    await wal.commit()
+    assert await wal.applied([fact("a"), fact("c")]) == [True, False]
+    assert await log_of(wal._db).applied([fact("a"), fact("c")]) == [True, False]  # next owner
+
+
+async def test_abort_drops_what_the_batch_staged_emitted_and_recorded() -> None:
+    wal = log_of()
+    db, publisher = parts(wal)
+    wal.observe("SKU-1", 0)
+    wal.stage("SKU-1", "docs", "SKU-1", {"v": 1}, [message("SKU-1", 1)])
+    wal.emit("SKU-1", [message("SKU-1", 2)])
+    wal.record([fact("sale 1")])
+    wal.abort()
+    await wal.commit()
+    assert [d for d in db["wal"].documents() if "puts" in d] == []
+    assert publisher.sent == []
+    assert await wal.latest("docs", ["SKU-1"]) == {}
+    assert await wal.applied([fact("sale 1")]) == [False]
+
+
+# ---------------------------------------------------------------- reading, materializing
+
+
+async def test_materialize_writes_each_document_once_with_its_newest_version() -> None:
+    wal = log_of()
+    db, _ = parts(wal)
+    for n in range(1, 4):
+        await commit_one(wal, "SKU-1", {"v": n}, key=f"sale {n}")
+    await commit_one(wal, "SKU-2", {"v": 10})
+    assert wal.pending_docs == 2
+
+    assert await wal.materialize() == 2
+    assert db["docs"].calls["bulk_write"] == 1
+    assert db["docs"].documents() == [
+        {"v": 3, "_id": "SKU-1", "_wal": 3},
+        {"v": 10, "_id": "SKU-2", "_wal": 4},
+    ]
+    # The entries are gone, the checkpoint names the last one and the page of fingerprints.
+    assert [d["_id"] for d in db["wal"].documents()] == [checkpoint_id(0)]
+    checkpoint = db["wal"].get(checkpoint_id(0))
+    assert checkpoint is not None
+    assert checkpoint["seq"] == 4
+    assert checkpoint["pages"] == [key_page_id(0, 4)]
+    page = db["wal_keys"].get(key_page_id(0, 4))
+    assert page is not None
+    assert sorted(page["keys"]) == sorted(digest(f"sale {n}") for n in range(1, 4))
+    assert wal.pending_docs == 0
+    assert await wal.materialize() == 0  # nothing left: no write
+    assert db["docs"].calls["bulk_write"] == 1
+    assert await wal.latest("docs", ["SKU-1"]) == {"SKU-1": {"v": 3, "_id": "SKU-1"}}
+
+
+async def test_a_round_takes_whole_entries_up_to_round_docs() -> None:
+    wal = log_of(round_docs=2)
+    db, _ = parts(wal)
+    for n in range(3):
+        wal.observe("SKU-1", 0)
+        wal.stage("SKU-1", "docs", f"d{n}a", {"n": n})
+        wal.stage("SKU-1", "docs", f"d{n}b", {"n": n})
+        await wal.commit()
+    assert await wal.materialize() == 2
+    assert await wal.materialize() == 2
+    assert await wal.materialize() == 2
+    assert await wal.materialize() == 0
+    assert len(db["docs"]) == 6
+
+
+async def test_any_reader_sees_every_committed_batch_before_and_after_it_is_written() -> None:
+    owner = log_of()
+    db, _ = parts(owner)
+    reader = WriteAheadLog(db)  # type: ignore[arg-type]
+    await commit_one(owner, "SKU-1", {"v": 1, "outbox": ["old"]})
+    assert await reader.read("docs", ["SKU-1", "nope"]) == {
+        "SKU-1": {"_id": "SKU-1", "v": 1, "outbox": ["old"]}
+    }
+    await owner.materialize()
+    await commit_one(owner, "SKU-1", {"v": 2, "outbox": ["old"]})
+    # Written out at entry 1, pending at entry 2: the newer one, by entry number.
+    assert await reader.read("docs", ["SKU-1"], {"outbox": 0}) == {
+        "SKU-1": {"_id": "SKU-1", "v": 2}
+    }
+    assert await reader.read("docs", ["SKU-1"], {"v": 1}) == {"SKU-1": {"_id": "SKU-1", "v": 2}}
+    await owner.materialize()
+    assert await reader.read("docs", ["SKU-1"], {"outbox": 0}) == {
+        "SKU-1": {"_id": "SKU-1", "v": 2}
+    }
+    assert await reader.read("docs", []) == {}
+
+
+async def test_pending_and_overlay_answer_a_query_on_another_field() -> None:
+    owner = log_of()
+    db, _ = parts(owner)
+    await commit_one(owner, "A", {"low": True})
+    await owner.materialize()
+    await commit_one(owner, "A", {"low": False})
+    await commit_one(owner, "B", {"low": True})
+    pending = await WriteAheadLog(db).pending("docs")  # type: ignore[arg-type]
+    assert pending == {"A": (2, {"low": False, "_id": "A"}), "B": (3, {"low": True, "_id": "B"})}
+    written = [doc async for doc in db["docs"].find({"low": True})]
+    assert written == [{"low": True, "_id": "A", "_wal": 1}]
+    merged = overlay(written, pending)
+    # Newest of each: A's pending version wins over the written one; the caller filters.
+    assert sorted(merged, key=lambda d: d["_id"]) == [
+        {"low": False, "_id": "A"},
+        {"low": True, "_id": "B"},
+    ]
+
+
+# --------------------------------------------------------------------- the next owner
+
+
+async def test_a_next_owner_restores_what_was_not_written_out_and_sends_its_events_again() -> None:
+    first = log_of()
+    db, sent_first = parts(first)
+    first.observe("SKU-1", 3)
+    first.stage("SKU-1", "docs", "SKU-1", {"v": 1}, [message("SKU-1", 1)])
+    first.record([fact("sale 1", 3)])
+    await first.commit()
+    await first.materialize()
+    await commit_one(first, "SKU-1", {"v": 2}, key="sale 2", partition=3)
+    first.observe("SKU-1", 3)
+    first.stage("SKU-1", "docs", "SKU-1", {"v": 3}, [message("SKU-1", 3)])
+    await first.commit()
+    assert sent_ids(sent_first) == [message("SKU-1", 1).event.id, message("SKU-1", 3).event.id]
+
+    # The first owner is gone (killed before its materializer ran again).
+    second = log_of(db)
+    _, sent_second = parts(second)
+    await second.restore([3])
+    # Only the entries after the checkpoint, so entry 1's event is not sent again.
+    assert sent_ids(sent_second) == [message("SKU-1", 3).event.id]
+    assert second.pending_docs == 1
+    assert await second.latest("docs", ["SKU-1"]) == {"SKU-1": {"v": 3}}
+    assert await second.applied([fact("sale 1", 3), fact("sale 2", 3), fact("sale 4", 3)]) == [
+        True,  # from its page
+        True,  # from its pending entry
+        False,
+    ]
+    await second.restore([3])  # already its own: nothing read or sent again
+    assert len(sent_second.sent) == 1
+    await commit_one(second, "SKU-1", {"v": 4}, partition=3)
+    assert db["wal"].get(entry_id(3, 4)) is not None  # numbering goes on without a gap
+    assert await second.materialize() == 1
+    assert db["docs"].get("SKU-1") == {"_id": "SKU-1", "v": 4, "_wal": 4}
+
+
+async def test_a_split_commit_that_failed_part_way_is_dropped_by_the_next_owner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = log_of()
+    db, _ = parts(first)
+    await commit_one(first, "SKU-1", {"v": "kept"}, key="sale 1")
+    monkeypatch.setattr(wal_module, "ENTRY_BYTES", 200)  # three documents, three entries
+    first.observe("SKU-1", 0)
+    for n in range(3):
+        first.stage("SKU-1", "docs", f"big {n}", {"pad": "x" * 150}, [message("SKU-1", n)])
+    first.record([fact("sale 2")])
+    await first.commit()
+    entries = {d["_id"]: d for d in db["wal"].documents() if "puts" in d}
+    assert [(e["seq"], e["end"]) for e in entries.values()] == [(1, 1), (2, 4), (3, 4), (4, 4)]
+    # The ordered insert landed its first two entries, not the last (which holds the
+    # batch's fingerprints and events): as if the connection dropped in between.
+    await db["wal"].bulk_write([DeleteOne({"_id": entry_id(0, 4)})])
+
+    second = log_of(db)
+    _, sent = parts(second)
+    await second.restore([0])
+    assert sorted(d["_id"] for d in db["wal"].documents()) == sorted(
+        [checkpoint_id(0), entry_id(0, 1)]
+    )
+    assert sent.sent == []  # nothing of the broken commit was published
+    assert await second.latest("docs", ["SKU-1", "big 0", "big 1"]) == {"SKU-1": {"v": "kept"}}
+    assert await second.applied([fact("sale 1"), fact("sale 2")]) == [True, False]
+    await commit_one(second, "SKU-1", {"v": "again"})
+    assert db["wal"].get(entry_id(0, 2))["puts"][0]["doc"] == {"v": "again"}  # type: ignore[index]
+
+
+async def test_a_writer_that_lost_its_partition_is_told_and_reads_the_log_again() -> None:
+    old = log_of()
+    db, _ = parts(old)
+    await old.restore([0])
+    new = log_of(db)
+    await commit_one(new, "SKU-1", {"v": "new owner"}, key="sale 1")
+    with pytest.raises(StreamTaken):
+        await commit_one(old, "SKU-1", {"v": "old owner"}, key="sale 1")
+    # What it held of the partition is dropped: its next read restores from the log.
+    old.observe("SKU-1", 0)
+    assert await old.latest("docs", ["SKU-1"]) == {"SKU-1": {"v": "new owner"}}
+    assert await old.applied([fact("sale 1")]) == [True]
+
+
+# ---------------------------------------------------------------- fingerprints over time
+
+
+async def test_key_pages_pile_up_then_merge_into_one_a_next_owner_reads() -> None:
+    wal = log_of()
+    db, _ = parts(wal)
+    for n in range(MAX_KEY_PAGES):
+        await commit_one(wal, "SKU-1", {"v": n}, key=f"sale {n}")
+        await wal.materialize()
+    assert len(db["wal_keys"]) == MAX_KEY_PAGES
+    await commit_one(wal, "SKU-1", {"v": "last"}, key="sale last")
+    await wal.materialize()
+    last = key_page_id(0, MAX_KEY_PAGES + 1)
+    assert [d["_id"] for d in db["wal_keys"].documents()] == [last]
+    page = db["wal_keys"].get(last)
+    assert page is not None
+    assert len(page["keys"]) == MAX_KEY_PAGES + 1
+    checkpoint = db["wal"].get(checkpoint_id(0))
+    assert checkpoint is not None
+    assert checkpoint["pages"] == [last]
+    keys = [fact(f"sale {n}") for n in range(MAX_KEY_PAGES)] + [fact("sale last"), fact("new")]
+    assert await log_of(db).applied(keys) == [True] * (MAX_KEY_PAGES + 1) + [False]
+
+
+async def test_fingerprints_memory_forgets_are_looked_up_in_wal_applied() -> None:
+    wal = log_of(recent_max=2)
+    db, _ = parts(wal)
+    times = [NOW - timedelta(minutes=10 - n) for n in range(4)]
+    for n, at in enumerate(times):
+        wal.observe("SKU-1", 0)
+        wal.stage("SKU-1", "docs", "SKU-1", {"v": n})
+        wal.record([fact(f"sale {n}", at=at)])
+        await wal.commit()
+    await wal.materialize()
+    # Memory keeps the newest two; the older two went to wal_applied, one document each.
+    assert sorted(d["_id"] for d in db["wal_applied"].documents()) == sorted(
+        [digest("sale 0"), digest("sale 1")]
+    )
+    checkpoint = db["wal"].get(checkpoint_id(0))
+    assert checkpoint is not None
+    assert checkpoint["since"] == times[2].timestamp()
+    lookups = db["wal_applied"].calls.get("find_one", 0)
+    assert await wal.applied(
+        [
+            fact("sale 0", at=times[0]),  # forgotten: looked up, found
+            fact("sale 3", at=times[3]),  # remembered
+            fact("never", at=times[0]),  # older than memory: looked up, not found
+            fact("new", at=NOW),  # newer than memory's start: not applied, no lookup
+        ]
+    ) == [True, True, False, False]
+    assert db["wal_applied"].calls["find_one"] - lookups == 2
+
+
+async def test_events_older_than_the_window_are_forgotten_to_wal_applied() -> None:
+    wal = log_of(window_s=3600)
+    db, _ = parts(wal)
+    old = NOW - timedelta(hours=2)
+    wal.observe("SKU-1", 0)
+    wal.stage("SKU-1", "docs", "SKU-1", {"v": 1})
+    wal.record([fact("old sale", at=old), fact("new sale")])
+    await wal.commit()
+    await wal.materialize()
+    assert [d["_id"] for d in db["wal_applied"].documents()] == [digest("old sale")]
+    assert await wal.applied([fact("old sale", at=old), fact("new sale")]) == [True, True]
+
+
+# --------------------------------------------------------------------------- backpressure
+
+
+async def test_a_commit_waits_while_too_much_is_pending_until_the_materializer_catches_up() -> None:
+    wal = log_of(max_pending_docs=2)
+    db, _ = parts(wal)
+    wal.observe("SKU-1", 0)
+    wal.stage("SKU-1", "docs", "a", {})
+    wal.stage("SKU-1", "docs", "b", {})
+    await wal.commit()
+    wal.observe("SKU-1", 0)
+    wal.stage("SKU-1", "docs", "c", {})
+    waiting = asyncio.ensure_future(wal.commit())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    assert db["wal"].calls["insert_many"] == 1  # the second batch is not in yet
+    assert await wal.materialize() == 2
+    await asyncio.wait_for(waiting, timeout=5)
+    assert db["wal"].calls["insert_many"] == 2
+    assert wal.pending_docs == 1
+
+
+# ------------------------------------------------------------------------ failed commits
+
+
+async def test_a_failed_publish_is_sent_first_by_the_next_commit() -> None:
+    wal = log_of()
+    db, publisher = parts(wal)
+    publisher.fail_next(ConnectionError("broker gone"))
+    wal.observe("SKU-1", 0)
+    wal.stage("SKU-1", "docs", "SKU-1", {"v": 1}, [message("SKU-1", 1)])
+    with pytest.raises(ConnectionError):
+        await wal.commit()
+    assert db["wal"].get(entry_id(0, 1)) is not None  # durable all the same
+    await wal.commit()  # nothing staged: what is unsent goes out
+    assert sent_ids(publisher) == [message("SKU-1", 1).event.id]
+    await wal.commit()
+    assert len(publisher.sent) == 1
+
+
+# ------------------------------------------------------------- the consumer's unit of work
+
+
+def sale(n: int, sku: str = "SKU-1", offset: int | None = None, source: str = "till") -> Delivery:
+    data = ItemSold(sku=sku, sale_id=f"T-{n}", line=1, location="S1", quantity=1, sold_at=NOW)
+    return Delivery(
+        envelope_of(data, source=source), "item-sold", 0, n if offset is None else offset
+    )
+
+
+class Tally:
+    """A handler that counts each SKU's sales in a document staged on the log, and emits an
+    event per sale; `poison` offsets fail once they have staged their change."""
+
+    def __init__(self, wal: WriteAheadLog, poison: set[int] | None = None) -> None:
+        self.wal = wal
+        self.poison = poison or set()
+        self.calls: list[list[int]] = []
+        self.defer: set[int] = set()
+        self.fail_first = 0
+
+    async def __call__(self, deliveries: list[Delivery]) -> BatchResult:
+        self.calls.append([d.offset for d in deliveries])
+        result = BatchResult()
+        for delivery in deliveries:
+            if delivery.offset in self.defer:
+                result.defer(delivery, "not yet")
+                continue
+            sku = delivery.data.sku
+            held = (await self.wal.latest("tally", [sku])).get(sku, {"sold": 0})
+            doc = {"sold": held["sold"] + 1}
+            self.wal.stage(sku, "tally", sku, doc, [message(sku, delivery.offset)])
+            if delivery.offset in self.poison:
+                raise ValueError(f"offset {delivery.offset}")
+        if self.fail_first:
+            self.fail_first -= 1
+            raise ValueError("the first tries fail")
+        return result
+
+
+def log_consumer(wal: WriteAheadLog, handler: Any, **settings: Any) -> EventConsumer:
+    db, publisher = parts(wal)
+    return EventConsumer(
+        service="stock",
+        event_type=EventType.ITEM_SOLD,
+        handler=handler,
+        publisher=publisher,  # type: ignore[arg-type]
+        seen=SeenEvents(db["seen_events"]),  # type: ignore[arg-type]
+        settings=Settings(
+            consumer_retry_backoff_s=1e-6, consumer_retry_backoff_max_s=1e-6, **settings
+        ),
+        owned=OwnedState(),
+        progress=Progress(60.0),
+        wal=wal,
+        dedupe=Dedupe.LOG,
+    )
+
+
+async def deliver(consumer: EventConsumer, deliveries: list[Delivery]) -> list[Delivery]:
+    assert consumer.wal is not None
+    for delivery in deliveries:
+        consumer.wal.observe(delivery.data.sku, delivery.partition)
+    return await consumer.process_deliveries(deliveries)
+
+
+async def tally(wal: WriteAheadLog, sku: str = "SKU-1") -> int:
+    found = await WriteAheadLog(wal._db).read("tally", [sku])
+    return int(found[sku]["sold"]) if sku in found else 0
+
+
+async def test_copies_are_dropped_before_the_handler_and_counted() -> None:
+    wal = log_of()
+    handler = Tally(wal)
+    consumer = log_consumer(wal, handler)
+    first = [sale(1), sale(2)]
+    await deliver(consumer, first)
+    # A redelivery of sale 1, a till's resend of sale 2 under a new envelope id, and two
+    # envelopes of sale 3 in one batch: the handler sees sale 3, once.
+    again = [first[0], sale(2, offset=7), sale(3), sale(3, offset=9)]
+    assert again[1].event.id != first[1].event.id
+    before = consumer.metrics.duplicate._value.get()
+    await deliver(consumer, again)
+    assert handler.calls == [[1, 2], [3]]
+    assert await tally(wal) == 3
+    assert consumer.metrics.duplicate._value.get() - before == 3
+
+
+async def test_a_deferred_event_is_not_recorded_as_applied_and_is_handed_over_again() -> None:
+    wal = log_of()
+    handler = Tally(wal)
+    handler.defer = {2}
+    consumer = log_consumer(wal, handler)
+    revisit = await deliver(consumer, [sale(1), sale(2), sale(3)])
+    assert [d.offset for d in revisit] == [2]
+    keys = [fact(d.event.idempotency_key) for d in (sale(1), sale(2), sale(3))]
+    assert await wal.applied(keys) == [True, False, True]
+    handler.defer = set()
+    assert await deliver(consumer, [sale(2), sale(3)]) == []
+    assert handler.calls == [[1, 2, 3], [2]]
+    assert await tally(wal) == 3
+
+
+async def test_a_failed_handler_leaves_nothing_of_what_it_staged() -> None:
+    wal = log_of()
+    db, publisher = parts(wal)
+    handler = Tally(wal)
+    handler.fail_first = 2
+    consumer = log_consumer(wal, handler)
+    await deliver(consumer, [sale(1), sale(2)])
+    assert handler.calls == [[1, 2], [1, 2], [1, 2]]  # two failed tries, then applied
+    assert await tally(wal) == 2  # not 6: the failed tries' changes were dropped
+    assert [d["_id"] for d in db["wal"].documents() if "puts" in d] == [entry_id(0, 1)]
+    assert sent_ids(publisher) == [message("SKU-1", 1).event.id, message("SKU-1", 2).event.id]
+
+
+async def test_a_poison_event_is_isolated_and_nothing_it_staged_is_committed() -> None:
+    wal = log_of()
+    _, publisher = parts(wal)
+    handler = Tally(wal, poison={2})
+    consumer = log_consumer(wal, handler, consumer_retry_attempts=2)
+    batch = [sale(n, sku=f"SKU-{n}") for n in range(4)]
+    assert await deliver(consumer, batch) == []
+    assert [(topic, h["lotline-dlq-offset"]) for topic, _, _, h in publisher.dead_letters] == [
+        ("item-sold.dlq", "2")
+    ]
+    assert [await tally(wal, f"SKU-{n}") for n in range(4)] == [1, 1, 0, 1]
+    keys = [fact(d.event.idempotency_key) for d in batch]
+    assert await wal.applied(keys) == [True, True, False, True]
+    assert sorted(m.event.id for m in publisher.sent) == sorted(
+        message(f"SKU-{n}", n).event.id for n in (0, 1, 3)
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "after_write", "handled"),
+    [
+        (ConnectionFailure("down before the insert"), False, 2),
+        # The insert landed but its answer was lost: the retry finds the batch in the log.
+        (AutoReconnect("lost on the way back"), True, 1),
+    ],
+)
+async def test_a_batch_retried_after_a_failed_commit_is_applied_once(
+    error: Exception, after_write: bool, handled: int
+) -> None:
+    wal = log_of()
+    db, publisher = parts(wal)
+    handler = Tally(wal)
+    consumer = log_consumer(wal, handler)
+    await deliver(consumer, [sale(1)])
+    db.fail_next("wal", "insert_many", error, after_write=after_write)
+    await deliver(consumer, [sale(2), sale(3)])
+    assert len(handler.calls) == 1 + handled
+    assert await tally(wal) == 3
+    assert [d["_id"] for d in db["wal"].documents() if "puts" in d] == [
+        entry_id(0, 1),
+        entry_id(0, 2),
+    ]
+    # Entry 1 is sent again by the retry's restore (a copy by id, which consumers drop).
+    assert sent_ids(publisher) == [message("SKU-1", n).event.id for n in (1, 1, 2, 3)]
+    assert await log_of(db).applied([fact(sale(n).event.idempotency_key) for n in (1, 2, 3)]) == [
+        True,
+        True,
+        True,
+    ]
+
+
+async def test_a_batch_whose_partition_another_writer_took_is_applied_on_what_it_wrote() -> None:
+    wal = log_of()
+    db, _ = parts(wal)
+    handler = Tally(wal)
+    consumer = log_consumer(wal, handler)
+    await deliver(consumer, [sale(1)])
+    # Meanwhile another instance, owning the partition now, applied sale 2.
+    other = log_of(db)
+    other_consumer = log_consumer(other, Tally(other))
+    await deliver(other_consumer, [sale(2)])
+    # This instance's batch of sales 2 and 3 finds entry 2 taken: StreamTaken, a retry on
+    # what the log holds, sale 2 recognised there.
+    await deliver(consumer, [sale(2), sale(3)])
+    assert handler.calls == [[1], [2, 3], [3]]
+    assert await tally(wal) == 3
+    assert [d["_id"] for d in db["wal"].documents() if "puts" in d] == [
+        entry_id(0, 1),
+        entry_id(0, 2),
+        entry_id(0, 3),
+    ]
