@@ -1,6 +1,8 @@
 """The batch consumer's own logic in memory: a poison event is isolated wherever it fails
 (in the handler, or when its application is recorded), its neighbours are applied, and a
-consumer that cannot commit says so after `stall_after_s`."""
+consumer that cannot commit says so after `stall_after_s`. Retries, bisection, deferral and
+dead letters, each to the exact calls and headers (the unit of work's own path, Dedupe.LOG,
+is in test_unit_of_work.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ from typing import Any
 
 import bson
 import pytest
+from memory_db import MemoryDatabase
 
 from lotline.events import ItemSold, envelope_of
 from lotline.events.envelope import envelope_class
 from lotline.events.topics import EventType
 from lotline.runtime.consumer import BatchResult, Delivery, EventConsumer, Progress
+from lotline.runtime.dedupe import SeenEvents
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
 
@@ -166,3 +170,241 @@ def test_an_unstorable_time_really_fails_bson() -> None:
     """The premise of the tests above: BSON cannot hold the time the till sent."""
     with pytest.raises(OverflowError):
         bson.encode({"at": UNSTORABLE})
+
+
+# ------------------------------------------------- retries, bisection, deferral, dead letters
+
+
+def fast_consumer(handler: Any, **settings: Any) -> EventConsumer:
+    """A consumer whose backoff is a microsecond: retries cost no time, none is measured."""
+    under_test = consumer(handler)
+    under_test.settings = Settings(
+        consumer_retry_backoff_s=1e-6, consumer_retry_backoff_max_s=1e-6, **settings
+    )
+    return under_test
+
+
+def dead_offsets(under_test: EventConsumer) -> list[str]:
+    dead: DeadLetters = under_test.publisher  # type: ignore[assignment]
+    return [headers["lotline-dlq-offset"] for _, _, headers in dead.sent]
+
+
+async def test_a_handler_that_fails_a_few_times_is_retried_and_nothing_is_dead_lettered() -> None:
+    calls: list[list[int]] = []
+
+    async def handler(deliveries: list[Delivery]) -> BatchResult:
+        calls.append([d.offset for d in deliveries])
+        if len(calls) < 3:
+            raise ValueError("a lock timed out")
+        return BatchResult()
+
+    under_test = fast_consumer(handler, consumer_retry_attempts=3)
+    assert await under_test.process_deliveries([sale(0), sale(1)]) == []
+    assert calls == [[0, 1], [0, 1], [0, 1]]  # the whole batch each time: no bisection
+    assert dead_offsets(under_test) == []
+    seen: RememberedInMemory = under_test.seen  # type: ignore[assignment]
+    assert len(seen.remembered) == 2
+    assert "ValueError('a lock timed out')" in under_test.progress.trouble
+
+
+async def test_infrastructure_errors_are_waited_out_however_long_and_never_dead_lettered() -> None:
+    from pymongo.errors import AutoReconnect
+
+    calls = 0
+
+    async def handler(deliveries: list[Delivery]) -> BatchResult:
+        nonlocal calls
+        calls += 1
+        if calls <= 7:
+            raise AutoReconnect("primary stepped down")
+        return BatchResult()
+
+    under_test = fast_consumer(handler, consumer_retry_attempts=2)
+    assert await under_test.process_deliveries([sale(0), sale(1), sale(2)]) == []
+    assert calls == 8  # beyond the retry attempts, and never split
+    assert dead_offsets(under_test) == []
+    assert under_test.progress.trouble.startswith("infrastructure unavailable: AutoReconnect")
+
+
+async def test_bisection_isolates_each_poison_event_and_hands_the_rest_over_in_halves() -> None:
+    calls: list[list[int]] = []
+
+    async def handler(deliveries: list[Delivery]) -> BatchResult:
+        calls.append([d.offset for d in deliveries])
+        if any(d.offset in (1, 6) for d in deliveries):
+            raise KeyError("lots")
+        return BatchResult()
+
+    under_test = fast_consumer(handler, consumer_retry_attempts=1)
+    batch = [sale(n) for n in range(8)]
+    assert await under_test.process_deliveries(batch) == []
+    assert calls == [
+        [0, 1, 2, 3, 4, 5, 6, 7],
+        [0, 1, 2, 3],
+        [0, 1],
+        [0],
+        [1],
+        [2, 3],
+        [4, 5, 6, 7],
+        [4, 5],
+        [6, 7],
+        [6],
+        [7],
+    ]
+    dead: DeadLetters = under_test.publisher  # type: ignore[assignment]
+    assert [(topic, key, h["lotline-dlq-offset"]) for topic, key, h in dead.sent] == [
+        ("item-sold.dlq", b"SKU-1", "1"),
+        ("item-sold.dlq", b"SKU-1", "6"),
+    ]
+    headers = dead.sent[0][2]
+    assert headers["lotline-dlq-reason"] == "handler failed: KeyError('lots')"
+    assert headers["lotline-dlq-field"] == "data"
+    assert headers["lotline-dlq-topic"] == "item-sold"
+    assert headers["lotline-dlq-partition"] == "0"
+    assert headers["lotline-dlq-service"] == "stock"
+    # The poison is not remembered as applied: replayed from the DLQ once fixed, it applies.
+    seen: RememberedInMemory = under_test.seen  # type: ignore[assignment]
+    assert sorted(seen.remembered) == sorted(
+        d.event.dedupe_key for d in batch if d.offset not in (1, 6)
+    )
+
+
+async def test_deferred_events_are_read_again_until_applied_and_then_forgotten() -> None:
+    waiting = {1}
+    handled: list[list[int]] = []
+
+    async def handler(deliveries: list[Delivery]) -> BatchResult:
+        handled.append([d.offset for d in deliveries])
+        result = BatchResult()
+        for delivery in deliveries:
+            if delivery.offset in waiting:
+                result.defer(delivery, "sku 'SKU-1' is not known yet")
+        return result
+
+    under_test = fast_consumer(handler, consumer_defer_max_s=3600.0)
+    batch = [sale(0), sale(1), sale(2)]
+    revisit = await under_test.process_deliveries(batch)
+    assert [d.offset for d in revisit] == [1]
+    seen: RememberedInMemory = under_test.seen  # type: ignore[assignment]
+    assert sorted(seen.remembered) == sorted([batch[0].event.dedupe_key, batch[2].event.dedupe_key])
+    assert list(under_test._deferred_since) == [("item-sold:0", 1)]
+    # Read again from its offset: the later events are recognised, the deferred one applies.
+    waiting.clear()
+    assert await under_test.process_deliveries([batch[1], batch[2]]) == []
+    assert handled == [[0, 1, 2], [1]]
+    assert under_test._deferred_since == {}
+    assert dead_offsets(under_test) == []
+    assert len(seen.remembered) == 3
+
+
+async def test_an_event_deferred_past_its_limit_is_dead_lettered_and_given_up_on() -> None:
+    from pymongo.errors import ConnectionFailure
+
+    given_up: list[tuple[int, str]] = []
+    hook_calls = 0
+
+    async def handler(deliveries: list[Delivery]) -> BatchResult:
+        result = BatchResult()
+        for delivery in deliveries:
+            if delivery.offset == 1:
+                result.defer(delivery, "sku 'SKU-1' is not known yet")
+        return result
+
+    async def give_up(expired: list[Any]) -> None:
+        nonlocal hook_calls
+        hook_calls += 1
+        if hook_calls == 1:
+            raise ConnectionFailure("the flag could not be sent yet")
+        given_up.extend((item.delivery.offset, item.reason) for item in expired)
+
+    under_test = fast_consumer(handler, consumer_defer_max_s=15.0)
+    under_test.give_up = give_up
+    # First deferred long enough ago (no test waits for a clock).
+    under_test._deferred_since[("item-sold:0", 1)] = time.monotonic() - 16.0
+    assert await under_test.process_deliveries([sale(0), sale(1)]) == []
+    assert dead_offsets(under_test) == ["1"]
+    dead: DeadLetters = under_test.publisher  # type: ignore[assignment]
+    assert dead.sent[0][2]["lotline-dlq-reason"] == "sku 'SKU-1' is not known yet"
+    assert given_up == [(1, "sku 'SKU-1' is not known yet")]
+    assert hook_calls == 2  # the hook's infrastructure failure was waited out
+    assert under_test._deferred_since == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Dedupe.LOOKUP remembers an event given up on after deferral as applied "
+    "(process_deliveries leaves only the handler's poison out of `done`), so its replay "
+    "from the DLQ is dropped as a copy; Dedupe.LOG records deferred events in no case",
+)
+async def test_an_event_given_up_on_after_deferral_is_not_remembered_as_applied() -> None:
+    async def handler(deliveries: list[Delivery]) -> BatchResult:
+        result = BatchResult()
+        for delivery in deliveries:
+            result.defer(delivery, "its recall's answer is not in yet")
+        return result
+
+    under_test = fast_consumer(handler, consumer_defer_max_s=15.0)
+    under_test._deferred_since[("item-sold:0", 0)] = time.monotonic() - 16.0
+    assert await under_test.process_deliveries([sale(0)]) == []
+    assert dead_offsets(under_test) == ["0"]
+    seen: RememberedInMemory = under_test.seen  # type: ignore[assignment]
+    assert seen.remembered == {}  # not applied: a replay from the DLQ must apply it
+
+
+async def test_copies_are_dropped_before_the_handler_when_every_event_is_looked_up() -> None:
+    handled: list[int] = []
+
+    async def handler(deliveries: list[Delivery]) -> BatchResult:
+        handled.extend(d.offset for d in deliveries)
+        return BatchResult()
+
+    under_test = fast_consumer(handler)
+    remembered = MemoryDatabase()["seen_events"]
+    under_test.seen = SeenEvents(remembered)  # type: ignore[arg-type]
+    first, second = sale(0), sale(1)
+    await under_test.process_deliveries([first])
+    redelivered = Delivery(first.event, first.topic, first.partition, first.offset)
+    copy = Delivery(second.event, "item-sold", 0, 2)  # the same envelope twice in one batch
+    await under_test.process_deliveries([redelivered, second, copy])
+    assert handled == [0, 1]
+    assert sorted(d["_id"] for d in remembered.documents()) == sorted(
+        [first.event.dedupe_key, second.event.dedupe_key]
+    )
+
+
+async def test_an_undecodable_record_is_dead_lettered_as_sent_and_its_neighbours_applied() -> None:
+    from aiokafka import ConsumerRecord
+
+    from lotline.events import encode_event
+
+    handled: list[int] = []
+
+    async def handler(deliveries: list[Delivery]) -> BatchResult:
+        handled.extend(d.offset for d in deliveries)
+        return BatchResult()
+
+    def record(offset: int, value: bytes, headers: list[tuple[str, bytes]]) -> Any:
+        return ConsumerRecord(
+            "item-sold", 4, offset, 0, 0, b"SKU-1", value, None, 5, len(value), headers
+        )
+
+    good = encode_event(sale(0).event)
+    broken = b'{"specversion": "1.0", "id": "x", "source": "till", "type": "item-sold"}'
+    under_test = fast_consumer(handler)
+    revisit = await under_test.process(
+        [
+            record(10, good.value, good.headers),
+            record(11, broken, [("traceparent", b"00-abc-def-01")]),
+            record(12, good.value.replace(b"T-0", b"T-9"), good.headers),
+        ]
+    )
+    assert revisit == []
+    assert handled == [10, 12]
+    dead: DeadLetters = under_test.publisher  # type: ignore[assignment]
+    assert len(dead.sent) == 1
+    topic, key, headers = dead.sent[0]
+    assert (topic, key) == ("item-sold.dlq", b"SKU-1")
+    assert headers["lotline-dlq-offset"] == "11"
+    assert headers["lotline-dlq-partition"] == "4"
+    assert headers["lotline-dlq-field"] == "subject"
+    assert headers["traceparent"] == "00-abc-def-01"  # the record's own headers, kept
