@@ -202,7 +202,7 @@ class Chaos:
         instance = self.instances[service][0]
         database = {"stock": "stock", "serial-registry": "serials"}[service]
         await self.publish(self.shop.next_events(CHAOS.burst))
-        pending = {"puts": {"$exists": True}}
+        pending = {"p": {"$exists": True}}
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if await self.mongo[database]["wal"].count_documents(pending):

@@ -64,7 +64,7 @@ async def test_a_batch_is_one_insert_and_its_documents_follow_coalesced(db) -> N
         await log.commit()
 
     # Durable and visible before any document is written: five entries per partition.
-    assert await db["wal"].count_documents({"puts": {"$exists": True}}) == 10
+    assert await db["wal"].count_documents({"p": {"$exists": True}}) == 10
     assert await stored(db, "levels") == {}
     assert (await log.latest("levels", ["A S1"]))["A S1"]["on_hand"] == 5
     other_reader = WriteAheadLog(db)
@@ -78,7 +78,7 @@ async def test_a_batch_is_one_insert_and_its_documents_follow_coalesced(db) -> N
         "A S1": (5, 5),
         "B S1": (50, 5),
     }
-    assert await db["wal"].count_documents({"puts": {"$exists": True}}) == 0
+    assert await db["wal"].count_documents({"p": {"$exists": True}}) == 0
     assert (await db["wal"].find_one({"_id": checkpoint_id(0)}) or {})["seq"] == 5
     seen = await other_reader.read("levels", ["A S1", "B S1"], {"sku": 0})
     assert seen == {"A S1": {"_id": "A S1", "on_hand": 5}, "B S1": {"_id": "B S1", "on_hand": 50}}
@@ -183,7 +183,7 @@ async def test_a_batch_too_big_for_one_document_is_split_and_stays_exact(db, mon
     for n in range(60):
         log.stage("A", "levels", f"A S{n}", {"on_hand": n, "pad": "x" * 100})
     await log.commit()
-    assert await db["wal"].count_documents({"puts": {"$exists": True}}) > 1
+    assert await db["wal"].count_documents({"p": {"$exists": True}}) > 1
     seen = await WriteAheadLog(db).read("levels", [f"A S{n}" for n in range(60)])
     assert {k: v["on_hand"] for k, v in seen.items()} == {f"A S{n}": n for n in range(60)}
 
@@ -276,7 +276,7 @@ async def test_the_events_a_batch_applied_are_recorded_with_it_and_known_to_the_
 
     # Written out: the entry is gone, and its fingerprints are in a page of the partition.
     await owner.materialize()
-    assert await db["wal"].count_documents({"puts": {"$exists": True}}) == 0
+    assert await db["wal"].count_documents({"p": {"$exists": True}}) == 0
     assert await db["wal_keys"].count_documents({"p": 0}) == 1
     after = WriteAheadLog(db, HandedToKafka())
     assert await after.applied(facts(0, "sale 1", "sale 2", "sale 3")) == [True, True, False]
@@ -326,5 +326,5 @@ async def test_a_commit_split_in_entries_that_failed_part_way_never_happened(
     successor = WriteAheadLog(db, HandedToKafka())
     # Not applied: its batch is redelivered and applied whole; the two entries are gone.
     assert await successor.applied(facts(0, "receipt 1")) == [False]
-    assert await db["wal"].count_documents({"puts": {"$exists": True}}) == 0
+    assert await db["wal"].count_documents({"p": {"$exists": True}}) == 0
     assert await successor.read("levels", ["A S0", "A S1"]) == {}

@@ -172,7 +172,7 @@ class Bench:
     async def written_out(self, within_s: float) -> float:
         """When no service's write-ahead log holds an entry not written out (monotonic)."""
         deadline = time.monotonic() + within_s
-        pending = {"puts": {"$exists": True}}
+        pending = {"p": {"$exists": True}}
         while time.monotonic() < deadline:
             counts = [
                 await self.mongo[db]["wal"].count_documents(pending) for db in ("stock", "serials")
