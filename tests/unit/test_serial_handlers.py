@@ -1,0 +1,495 @@
+"""Each handler of the serial registry against in-memory state: the store over the in-memory
+database, the write-ahead log, and the consumer's unit of work as `lotline.serials.app`
+wires it. Receipts and their rejections (missing serials, tracking mismatch, duplicates, an
+unknown product given up), sales (unknown serial, sold twice, no serial, recalled unit),
+returns, recalls by serial and by lot (before the receipt and before the product too), and
+the sale applied before a recall issued before it."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from memory_db import MemoryDatabase, MemoryPublisher
+
+from lotline.events import (
+    BatchRecalled,
+    CloudEvent,
+    EventData,
+    EventType,
+    FlagReason,
+    ItemReceived,
+    ItemReturned,
+    ItemSold,
+    Lot,
+    ProductRegistered,
+    RejectReason,
+    ReturnReason,
+    Tracking,
+    UnitStatus,
+    envelope_of,
+)
+from lotline.runtime.consumer import BatchHandler, Delivery, EventConsumer, GiveUp, Progress
+from lotline.runtime.dedupe import Dedupe, SeenEvents
+from lotline.runtime.owned import OwnedState
+from lotline.runtime.settings import Settings
+from lotline.runtime.wal import WriteAheadLog
+from lotline.serials.domain import (
+    Unit,
+    flag_event_id,
+    recall_answer_key,
+    rejection_event_id,
+    units_recalled_event_id,
+)
+from lotline.serials.handlers import SerialHandlers
+from lotline.serials.store import SerialStore
+
+RECEIVED_AT = datetime(2026, 11, 29, 9, 0, 0, 123000, tzinfo=UTC)
+SOLD_AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+ISSUED_AT = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+AFTER = ISSUED_AT + timedelta(hours=1)
+
+
+class Registry:
+    """The serial registry's consumers over in-memory state; `send` is one batch of a topic."""
+
+    def __init__(self, db: MemoryDatabase | None = None) -> None:
+        self.db = db or MemoryDatabase()
+        self.publisher = MemoryPublisher()
+        self.settings = Settings(consumer_retry_backoff_s=1e-6, consumer_retry_backoff_max_s=1e-6)
+        owned = OwnedState()
+        self.wal = WriteAheadLog(self.db, self.publisher)  # type: ignore[arg-type]
+        self.store = SerialStore(self.db, owned, self.wal)  # type: ignore[arg-type]
+        handlers = SerialHandlers(self.store)
+        log = Dedupe.LOG
+        # As lotline.serials.app registers them.
+        wiring: dict[EventType, tuple[BatchHandler, Dedupe, GiveUp | None]] = {
+            EventType.PRODUCT_REGISTERED: (handlers.on_products_registered, Dedupe.NONE, None),
+            EventType.ITEM_RECEIVED: (
+                handlers.on_items_received,
+                log,
+                handlers.on_receipts_given_up,
+            ),
+            EventType.BATCH_RECALLED: (handlers.on_batches_recalled, log, None),
+            EventType.ITEM_SOLD: (handlers.on_items_sold, log, handlers.on_sales_given_up),
+            EventType.ITEM_RETURNED: (handlers.on_items_returned, log, None),
+        }
+        self.consumers = {
+            event_type: EventConsumer(
+                service="serial-registry",
+                event_type=event_type,
+                handler=handler,
+                publisher=self.publisher,  # type: ignore[arg-type]
+                seen=SeenEvents(self.db["seen_events"]),  # type: ignore[arg-type]
+                settings=self.settings,
+                owned=owned,
+                progress=Progress(60.0),
+                wal=self.wal,
+                dedupe=dedupe,
+                give_up=give_up,
+            )
+            for event_type, (handler, dedupe, give_up) in wiring.items()
+        }
+        self.offsets: dict[str, int] = {}
+
+    def delivery(self, item: EventData | CloudEvent[Any], source: str = "till") -> Delivery:
+        event = item if isinstance(item, CloudEvent) else envelope_of(item, source=source)
+        topic = event.type.topic
+        self.offsets[topic] = self.offsets.get(topic, -1) + 1
+        return Delivery(event, topic, 0, self.offsets[topic])
+
+    async def send(
+        self, *items: EventData | CloudEvent[Any], source: str = "till"
+    ) -> list[Delivery]:
+        return await self.apply([self.delivery(item, source) for item in items])
+
+    async def apply(self, deliveries: list[Delivery]) -> list[Delivery]:
+        (event_type,) = {d.event.type for d in deliveries}
+        for delivery in deliveries:
+            self.wal.observe(delivery.data.key, delivery.partition)
+        return await self.consumers[event_type].process_deliveries(deliveries)
+
+    async def unit(self, serial: str, sku: str = "PHONE") -> Unit:
+        """A unit as any reader sees it (the HTTP side: through the log)."""
+        found = await self.store.unit(sku, serial)
+        assert found is not None, f"{sku} {serial} is not in the registry"
+        return found
+
+    def sent(self, event_type: EventType) -> list[Any]:
+        return [event.data for event in self.publisher.events(event_type)]
+
+
+def product(sku: str, tracking: Tracking = Tracking.SERIAL) -> ProductRegistered:
+    return ProductRegistered(sku=sku, name=sku.title(), tracking=tracking, revision=1)
+
+
+def receipt(
+    *serials: str,
+    receipt_id: str = "R-1",
+    lot: str | None = "L1",
+    sku: str = "PHONE",
+    quantity: int | None = None,
+) -> ItemReceived:
+    return ItemReceived(
+        sku=sku,
+        receipt_id=receipt_id,
+        location="S1",
+        quantity=quantity or len(serials),
+        lot=Lot(code=lot) if lot else None,
+        serials=list(serials) or None,
+        received_at=RECEIVED_AT,
+    )
+
+
+def sold(
+    serial: str | None, sale_id: str = "T-1", at: datetime = SOLD_AT, sku: str = "PHONE"
+) -> ItemSold:
+    return ItemSold(
+        sku=sku,
+        sale_id=sale_id,
+        line=1,
+        location="S2",
+        quantity=1,
+        serial=serial,
+        customer_ref="C-7",
+        sold_at=at,
+    )
+
+
+def recall(
+    *serials: str, lots: tuple[str, ...] = (), recall_id: str = "RC-1", sku: str = "PHONE"
+) -> BatchRecalled:
+    return BatchRecalled(
+        sku=sku,
+        recall_id=recall_id,
+        lot_codes=list(lots),
+        serials=list(serials),
+        reason="Battery",
+        classification="II",
+        issued_by="operator",
+        issued_at=ISSUED_AT,
+    )
+
+
+@pytest.fixture
+async def registry() -> Registry:
+    shop = Registry()
+    await shop.send(product("PHONE"), product("SALT", Tracking.QUANTITY), source="lotline/catalog")
+    return shop
+
+
+# ----------------------------------------------------------------------------------- receipts
+
+
+async def test_a_receipt_registers_each_unit_in_stock_once(registry: Registry) -> None:
+    await registry.send(receipt("IMEI-1", "IMEI-2", "IMEI-3"))
+    await registry.send(receipt("IMEI-1", "IMEI-2", "IMEI-3"))  # resent under a new id
+    assert len(registry.db["units"]) == 3  # inserted directly, not through the log
+    unit = await registry.unit("IMEI-2")
+    assert (unit.status, unit.location, unit.lot_code, unit.receipt_id) == (
+        UnitStatus.IN_STOCK,
+        "S1",
+        "L1",
+        "R-1",
+    )
+    assert unit.received_at == RECEIVED_AT
+    assert [entry.what for entry in unit.history] == ["received at S1 in receipt R-1, lot L1"]
+    states = await registry.store.lot_states("PHONE", "L1")
+    assert {serial: doc["status"] for serial, doc in states.items()} == {
+        "IMEI-1": "in_stock",
+        "IMEI-2": "in_stock",
+        "IMEI-3": "in_stock",
+    }
+    assert registry.publisher.sent == []
+
+
+async def test_receipts_the_registry_cannot_take_are_rejected(registry: Registry) -> None:
+    await registry.send(receipt("IMEI-1", "IMEI-2"))
+    await registry.send(
+        receipt(receipt_id="R-2", quantity=5),  # a serial item with no serials
+        receipt("S-1", "S-2", receipt_id="R-3", sku="SALT"),  # serials for a quantity item
+        receipt("IMEI-2", "IMEI-9", receipt_id="R-4"),  # one of them registered already
+    )
+    rejections = registry.publisher.events(EventType.RECEIPT_REJECTED)
+    found = [
+        (e.data.receipt_id, e.data.reason, e.data.serials, e.data.quantity) for e in rejections
+    ]
+    assert found == [
+        ("R-2", RejectReason.MISSING_SERIALS, [], 5),
+        ("R-3", RejectReason.TRACKING_MISMATCH, ["S-1", "S-2"], 2),
+        ("R-4", RejectReason.DUPLICATE_SERIAL, ["IMEI-2"], 1),
+    ]
+    assert [e.data.detail for e in rejections] == [
+        "PHONE is tracked by serial, but receipt R-2 lists no serials for its 5 units: none "
+        "were registered",
+        "SALT is tracked by quantity, not by serial, but receipt R-3 lists 2 serials: none "
+        "were registered",
+        "1 of the 2 serials of receipt R-4 are already registered for PHONE and were not "
+        "booked again: IMEI-2 (receipt R-1, in_stock at S1)",
+    ]
+    assert rejections[2].id == str(
+        rejection_event_id("PHONE", "R-4", RejectReason.DUPLICATE_SERIAL, ["IMEI-2"])
+    )
+    assert (await registry.unit("IMEI-2")).receipt_id == "R-1"  # not taken over
+    assert (await registry.unit("IMEI-9")).receipt_id == "R-4"
+
+
+async def test_a_receipt_of_an_unknown_product_waits_then_is_rejected(registry: Registry) -> None:
+    delivery = registry.delivery(receipt("X-1", "X-2", sku="NOBODY"))
+    waiting = await registry.apply([delivery])
+    assert waiting == [delivery]
+    consumer = registry.consumers[EventType.ITEM_RECEIVED]
+    # First deferred longer ago than the limit (no test waits for a clock).
+    consumer._deferred_since[(delivery.stream, delivery.offset)] = (
+        time.monotonic() - registry.settings.consumer_defer_max_s
+    )
+    assert await registry.apply([delivery]) == []
+    (rejection,) = registry.sent(EventType.RECEIPT_REJECTED)
+    assert (rejection.reason, rejection.serials, rejection.quantity) == (
+        RejectReason.UNKNOWN_SKU,
+        ["X-1", "X-2"],
+        2,
+    )
+    assert rejection.detail == (
+        "NOBODY is not a registered product; the 2 serials of receipt R-1 were not registered"
+    )
+    assert [h["lotline-dlq-topic"] for _, _, _, h in registry.publisher.dead_letters] == [
+        "item-received"
+    ]
+
+
+# -------------------------------------------------------------------------------------- sales
+
+
+async def test_a_sale_records_the_customer_and_flags_what_is_wrong(registry: Registry) -> None:
+    await registry.send(receipt("IMEI-1", "IMEI-2"))
+    await registry.send(
+        sold("IMEI-1"),
+        sold("IMEI-404", sale_id="T-2"),  # never received
+        sold(None, sale_id="T-3"),  # a serial item sold without its serial
+        sold(None, sale_id="T-4", sku="SALT"),  # stock's business
+    )
+    await registry.send(sold("IMEI-1", sale_id="T-5"))  # sold again
+    await registry.wal.materialize()  # (read from the log: see NAIVE_FROM_THE_LOG below)
+    unit = await registry.unit("IMEI-1")
+    assert (unit.status, unit.location, unit.sale_id, unit.customer_ref, unit.sold_at) == (
+        UnitStatus.SOLD,
+        "S2",
+        "T-5",
+        "C-7",
+        SOLD_AT,
+    )
+    ghost = await registry.unit("IMEI-404")
+    assert (ghost.status, ghost.receipt_id, ghost.sale_id) == (UnitStatus.SOLD, None, "T-2")
+    flags = registry.publisher.events(EventType.SALE_FLAGGED)
+    assert [(f.data.sale_id, f.data.reason, f.data.serial) for f in flags] == [
+        ("T-3", FlagReason.UNKNOWN_SERIAL, None),
+        ("T-2", FlagReason.UNKNOWN_SERIAL, "IMEI-404"),
+        ("T-5", FlagReason.SERIAL_NOT_IN_STOCK, "IMEI-1"),
+    ]
+    assert (
+        flags[2].data.detail == "serial IMEI-1 of PHONE was already sold in sale T-1 line 1 at S2"
+    )
+    assert flags[0].data.detail == (
+        "PHONE is tracked by serial but sale T-3 line 1 carries no serial: 1 unit(s) left untraced"
+    )
+    assert flags[2].id == str(flag_event_id("PHONE", "T-5", 1, FlagReason.SERIAL_NOT_IN_STOCK))
+    assert [f.data.lot_code for f in flags] == [None, None, "L1"]
+
+
+async def test_a_sale_resent_under_a_new_id_changes_the_unit_once(registry: Registry) -> None:
+    await registry.send(receipt("IMEI-1"))
+    await registry.send(sold("IMEI-1"))
+    await registry.send(sold("IMEI-1"))
+    unit = await registry.unit("IMEI-1")
+    assert [entry.type for entry in unit.history] == [
+        EventType.ITEM_RECEIVED,
+        EventType.ITEM_SOLD,
+    ]
+    assert registry.sent(EventType.SALE_FLAGGED) == []
+
+
+# ------------------------------------------------------------------------------------ returns
+
+
+async def test_a_return_brings_the_unit_back_where_it_was_returned(registry: Registry) -> None:
+    await registry.send(receipt("IMEI-1"))
+    await registry.send(sold("IMEI-1"))
+    back = ItemReturned(
+        sku="PHONE",
+        return_id="RT-1",
+        sale_id="T-1",
+        location="S3",
+        quantity=1,
+        serial="IMEI-1",
+        reason=ReturnReason.CUSTOMER,
+        returned_at=AFTER,
+    )
+    stranger = back.model_copy(update={"return_id": "RT-2", "serial": "IMEI-77"})
+    await registry.send(back, stranger)
+    await registry.wal.materialize()  # (read from the log: see NAIVE_FROM_THE_LOG below)
+    unit = await registry.unit("IMEI-1")
+    assert (unit.status, unit.location, unit.return_id, unit.returned_at) == (
+        UnitStatus.RETURNED,
+        "S3",
+        "RT-1",
+        AFTER,
+    )
+    assert unit.history[-1].what == "returned at S3 in return RT-1 (customer)"
+    unknown = await registry.unit("IMEI-77")
+    assert unknown.status is UnitStatus.RETURNED
+    assert unknown.history[-1].what == (
+        "returned at S3 in return RT-2 (customer); the serial was never received or sold here"
+    )
+
+
+# ------------------------------------------------------------------------------------ recalls
+
+
+async def test_a_recall_by_serial_flags_its_units_and_answers_with_the_unknown_ones(
+    registry: Registry,
+) -> None:
+    await registry.send(receipt("IMEI-1", "IMEI-2"))
+    await registry.send(recall("IMEI-2", "IMEI-77"))
+    assert (await registry.unit("IMEI-2")).recall_ids == ("RC-1",)
+    assert (await registry.unit("IMEI-1")).recall_ids == ()
+    (answer,) = registry.sent(EventType.UNITS_RECALLED)
+    assert (answer.chunk, answer.chunks, answer.unknown_serials, answer.sold_units) == (
+        1,
+        1,
+        ["IMEI-77"],
+        [],
+    )
+    assert answer.counts == {UnitStatus.IN_STOCK: 1, UnitStatus.SOLD: 0, UnitStatus.RETURNED: 0}
+    await registry.send(sold("IMEI-2", at=AFTER))
+    (flag,) = registry.sent(EventType.SALE_FLAGGED)
+    assert (flag.reason, flag.recall_id, flag.detail) == (
+        FlagReason.RECALLED,
+        "RC-1",
+        "serial IMEI-2 of PHONE is under recall RC-1: contact the customer",
+    )
+
+
+async def test_a_recall_by_lot_counts_its_units_and_lists_the_customers(
+    registry: Registry,
+) -> None:
+    await registry.send(receipt("IMEI-1", "IMEI-2", "IMEI-3"), receipt("OTHER-1", lot="L2"))
+    await registry.send(sold("IMEI-1"))
+    event = recall(lots=("L1",))
+    await registry.send(event)
+    await registry.send(event)  # resent under a new id: the same answer, by id
+    answers = registry.publisher.events(EventType.UNITS_RECALLED)
+    key = recall_answer_key(event)
+    assert [a.id for a in answers] == [str(units_recalled_event_id(key, 1))] * 2
+    answer = answers[0].data
+    assert answer.counts == {UnitStatus.IN_STOCK: 2, UnitStatus.SOLD: 1, UnitStatus.RETURNED: 0}
+    assert [(u.serial, u.customer_ref, u.sale_id, u.sold_at) for u in answer.sold_units] == [
+        ("IMEI-1", "C-7", "T-1", SOLD_AT)
+    ]
+    assert registry.sent(EventType.SALE_FLAGGED) == []  # sold before the recall was issued
+    await registry.send(sold("IMEI-2", sale_id="T-2", at=AFTER), sold("OTHER-1", sale_id="T-3"))
+    flags = registry.sent(EventType.SALE_FLAGGED)
+    assert [(f.serial, f.reason, f.recall_id, f.lot_code) for f in flags] == [
+        ("IMEI-2", FlagReason.RECALLED, "RC-1", "L1")
+    ]
+
+
+async def test_a_recall_before_the_product_and_its_receipt_recalls_the_units_on_arrival() -> None:
+    registry = Registry()
+    await registry.send(recall(lots=("L5",), recall_id="RC-5", sku="LATE"))
+    (answer,) = registry.sent(EventType.UNITS_RECALLED)
+    assert answer.counts == {UnitStatus.IN_STOCK: 0, UnitStatus.SOLD: 0, UnitStatus.RETURNED: 0}
+    await registry.send(product("LATE"), source="lotline/catalog")
+    await registry.send(receipt("LATE-1", "LATE-2", lot="L5", sku="LATE"))
+    unit = await registry.unit("LATE-1", sku="LATE")
+    assert (unit.recall_ids, unit.recalled_at) == (("RC-5",), ISSUED_AT)
+    assert (
+        unit.history[0].what == "received at S1 in receipt R-1, lot L5; already under recall RC-5"
+    )
+    await registry.send(sold("LATE-2", sku="LATE", at=AFTER))
+    (flag,) = registry.sent(EventType.SALE_FLAGGED)
+    assert (flag.serial, flag.reason, flag.recall_id) == ("LATE-2", FlagReason.RECALLED, "RC-5")
+
+
+async def test_a_sale_applied_before_a_recall_issued_before_it_is_flagged_by_the_recall(
+    registry: Registry,
+) -> None:
+    await registry.send(receipt("IMEI-1", "IMEI-2"))
+    # Sold after the recall was issued, but the sale topic was applied first.
+    await registry.send(sold("IMEI-1", at=AFTER))
+    assert registry.sent(EventType.SALE_FLAGGED) == []
+    await registry.send(recall("IMEI-1"))
+    flags = registry.publisher.events(EventType.SALE_FLAGGED)
+    assert [(f.data.serial, f.data.reason, f.data.recall_id) for f in flags] == [
+        ("IMEI-1", FlagReason.RECALLED, "RC-1")
+    ]
+    # The same event the sale's own flag would have been.
+    assert flags[0].id == str(flag_event_id("PHONE", "T-1", 1, FlagReason.RECALLED))
+
+
+# ---------------------------------------------------------------- read back from the log
+
+# Since 47f5095 an entry carries its documents as BSON bytes, decoded by `bson.decode_all`
+# with the default codec options: naive datetimes, where the services' client (tz_aware)
+# gives aware UTC ones. Whatever reads a unit from the log (the HTTP side, a next owner, a
+# retry after a failed commit) then holds naive times.
+NAIVE_FROM_THE_LOG = pytest.mark.xfail(
+    strict=True,
+    reason="wal.put_docs decodes an entry's BSON body without tz_aware: naive datetimes",
+)
+
+
+@NAIVE_FROM_THE_LOG
+async def test_a_unit_read_from_the_log_has_its_times_as_the_database_gives_them(
+    registry: Registry,
+) -> None:
+    await registry.send(receipt("IMEI-1"))
+    await registry.send(sold("IMEI-1"))
+    pending = await registry.unit("IMEI-1")  # the HTTP side: from the log's entry
+    assert (pending.sold_at, pending.received_at) == (SOLD_AT, RECEIVED_AT)
+
+
+def customer_return(at: datetime = AFTER) -> ItemReturned:
+    return ItemReturned(
+        sku="PHONE",
+        return_id="RT-1",
+        location="S1",
+        quantity=1,
+        serial="IMEI-1",
+        reason=ReturnReason.CUSTOMER,
+        returned_at=at,
+    )
+
+
+@NAIVE_FROM_THE_LOG
+async def test_a_next_owner_applies_a_late_sale_to_a_unit_whose_return_is_in_the_log(
+    registry: Registry,
+) -> None:
+    await registry.send(receipt("IMEI-1"))
+    await registry.send(customer_return())
+    next_owner = Registry(registry.db)  # the partition moved; nothing was written out yet
+    await next_owner.send(sold("IMEI-1"))  # made before the return, reported after it
+    assert next_owner.publisher.dead_letters == []
+    unit = await next_owner.unit("IMEI-1")
+    assert (unit.status, unit.sale_id, unit.returned_at) == (UnitStatus.RETURNED, "T-1", AFTER)
+
+
+async def test_a_unit_written_out_by_a_next_owner_keeps_every_change(registry: Registry) -> None:
+    await registry.send(receipt("IMEI-1"))
+    await registry.send(sold("IMEI-1"))
+    next_owner = Registry(registry.db)
+    await next_owner.send(customer_return())
+    assert await next_owner.wal.materialize() == 1
+    assert [d["_id"] for d in registry.db["wal"].documents() if "p" in d] == []
+    written = registry.db["units"].get("PHONE IMEI-1")
+    assert written is not None
+    assert (written["status"], written["sale_id"], written["return_id"], written["_wal"]) == (
+        "returned",
+        "T-1",
+        "RT-1",
+        3,  # the receipt's entry (its record of being applied), the sale's, the return's
+    )
+    assert (written["sold_at"], written["returned_at"]) == (SOLD_AT, AFTER)
+    assert [e["type"] for e in written["history"]] == ["item-sold", "item-returned"]
