@@ -494,3 +494,16 @@ async def test_a_sale_retried_after_a_failed_commit_counts_once(
     assert [(f.reason, f.quantity) for f in flags] == [(FlagReason.INSUFFICIENT_STOCK, 2)]
     entries = [doc for doc in stock.db["wal"].documents() if "p" in doc]  # not checkpoints
     assert len(entries) == 2  # the receipt and the sale, once each (products are not logged)
+
+
+async def test_a_lots_trace_holds_written_and_pending_movements_in_order(stock: Stock) -> None:
+    await stock.send(receipt("MILK", 5, "L1", date(2027, 3, 1)))
+    await stock.wal.materialize()  # the receipt's changes are written out
+    later = datetime.now(UTC)  # after the receipt's time, its envelope's
+    await stock.send(sold("MILK", 2, lot="L1", at=later))  # the sale's are still in the log
+    movements = await stock.store.lot_movements("MILK", "L1")
+    assert [(m["kind"], m["quantity"], m["document_id"]) for m in movements] == [
+        ("received", 5, "R-1"),
+        ("sold", 2, "T-1"),
+    ]
+    assert all(m["at"].tzinfo is not None for m in movements)
