@@ -15,8 +15,12 @@ import pytest
 from memory_db import MemoryDatabase, MemoryPublisher
 
 from lotline.events import (
+    AdjustmentDirection,
+    AdjustmentReason,
     BatchRecalled,
     CloudEvent,
+    CountedLot,
+    DisposalMethod,
     EventData,
     EventType,
     FlagReason,
@@ -29,6 +33,9 @@ from lotline.events import (
     RejectReason,
     ReorderPointSet,
     ReturnReason,
+    StockAdjusted,
+    StockCounted,
+    StockDisposed,
     Tracking,
     envelope_of,
 )
@@ -42,6 +49,7 @@ from lotline.stock.store import StockStore
 
 SOLD_AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 ISSUED_AT = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+AFTER_RECALL = ISSUED_AT + timedelta(days=1)
 
 
 class Stock:
@@ -65,6 +73,9 @@ class Stock:
             EventType.ITEM_RETURNED: (handlers.on_items_returned, log, None),
             EventType.BATCH_RECALLED: (handlers.on_batches_recalled, log, None),
             EventType.ITEM_SOLD: (handlers.on_items_sold, log, handlers.on_give_up_sales),
+            EventType.STOCK_COUNTED: (handlers.on_stock_counted, log, None),
+            EventType.STOCK_ADJUSTED: (handlers.on_stock_adjusted, log, None),
+            EventType.STOCK_DISPOSED: (handlers.on_stock_disposed, log, None),
         }
         self.consumers = {
             event_type: EventConsumer(
@@ -507,3 +518,59 @@ async def test_a_lots_trace_holds_written_and_pending_movements_in_order(stock: 
         ("sold", 2, "T-1"),
     ]
     assert all(m["at"].tzinfo is not None for m in movements)
+
+
+# -------------------------------------------------------------------- the store's operations
+
+
+async def test_a_count_an_adjustment_and_a_disposal_each_apply_once(stock: Stock) -> None:
+    await stock.send(
+        receipt("MILK", 10, "L1", date(2027, 3, 1)),
+        receipt("MILK", 5, "L2", date(2027, 2, 1), receipt_id="R-2"),
+    )
+    count = StockCounted(
+        sku="MILK",
+        count_id="C-1",
+        location="S1",
+        lots=[CountedLot(lot_code="L1", quantity=8)],
+        counted_at=SOLD_AT,
+    )
+    await stock.send(count, source="store-ops")
+    await stock.send(count, source="store-ops")  # resent under a new id
+    lots = await stock.lots("MILK", "S1")
+    assert {c: (lot["on_hand"], lot["variance"]) for c, lot in lots.items()} == {
+        "L1": (8, -2),
+        "L2": (0, -5),  # not named by the count: not found
+    }
+    write_off = StockAdjusted(
+        sku="MILK",
+        adjustment_id="A-1",
+        location="S1",
+        quantity=3,
+        direction=AdjustmentDirection.OUT,
+        reason=AdjustmentReason.DAMAGED,
+        adjusted_at=SOLD_AT,
+    )
+    await stock.send(write_off, write_off, source="store-ops")  # twice in one batch
+    lots = await stock.lots("MILK", "S1")
+    assert (lots["L1"]["on_hand"], lots["L1"]["adjusted_out"], lots["L2"]["on_hand"]) == (5, 3, 0)
+    await stock.send(recall("MILK", "L1"))
+    stock.publisher.clear()
+    disposal = StockDisposed(
+        sku="MILK",
+        disposal_id="D-1",
+        location="S1",
+        lot_code="L1",
+        quantity=2,
+        method=DisposalMethod.DESTROYED,
+        reference="CERT-1",
+        recall_id="RC-1",
+        disposed_at=AFTER_RECALL,
+    )
+    await stock.send(disposal, source="store-ops")
+    await stock.send(disposal, source="store-ops")
+    lots = await stock.lots("MILK", "S1")
+    assert (lots["L1"]["quarantined"], lots["L1"]["disposed"], lots["L1"]["on_hand"]) == (3, 2, 0)
+    assert [
+        (q.lot_code, q.quantity, q.disposed) for q in stock.sent(EventType.STOCK_QUARANTINED)
+    ] == [("L1", 3, 2)]
