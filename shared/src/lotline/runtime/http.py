@@ -1,5 +1,6 @@
 """What every service's HTTP side shares: errors that name the field, database outages that
-answer at once, request bodies bounded before they are read, and requests counted."""
+answer at once, request bodies bounded before they are read, requests counted, and OpenAPI
+documents that say which errors each route gives and what their bodies are."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import contextlib
 import email.message
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, ValidationError
 from pymongo.errors import ConnectionFailure
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
@@ -68,6 +70,157 @@ def unavailable(why: str) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.add_exception_handler(ConnectionFailure, database_unavailable)
+    document_errors(app)
+
+
+# --- what the OpenAPI documents say about errors ------------------------------------------------
+
+
+class Error(BaseModel):
+    """The body of every error but a 422 (FastAPI's HTTPException, the 413, the 503)."""
+
+    detail: str = Field(description="What went wrong, in one sentence")
+
+
+class Problem(BaseModel):
+    """One field at fault in a 422."""
+
+    field: str = Field(description="The field, dotted (`serials.3`); `(body)` for the body")
+    problem: str = Field(description="What is wrong with it")
+    loc: list[str | int] = Field(description="Where the value came from, then its path")
+    msg: str = Field(description="The validator's own message")
+    type: str = Field(description="The validator's error type (`missing`, `int_parsing`, ...)")
+
+
+class ValidationProblem(BaseModel):
+    """The body of a 422, as `validation_problem` sends it."""
+
+    detail: list[Problem]
+    message: str = Field(description="Every problem in one sentence: `field: problem; ...`")
+
+
+_SCHEMAS = "#/components/schemas/"
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+
+# Why each error is given, unless a route says more; and the headers that come with it.
+ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
+    401: (
+        "No token where one is needed, or a token that is not valid",
+        {
+            "WWW-Authenticate": {
+                "description": "Bearer, with the realm",
+                "schema": {"type": "string"},
+            }
+        },
+    ),
+    403: ("The token's role may not do this", {}),
+    404: ("Nothing is recorded under this path", {}),
+    409: ("It conflicts with what is recorded", {}),
+    413: (
+        "The request body is over HTTP_MAX_BODY_BYTES; the connection is closed",
+        {"Connection": {"description": "close", "schema": {"type": "string"}}},
+    ),
+    429: ("Too many failed tokens from this address: wait Retry-After seconds", _RETRY_AFTER),
+    502: ("A service this one assembles its answer from answered with an error", {}),
+    503: (
+        "The database, or a service this one asks, is not answering (retry after Retry-After), "
+        "or no tokens are configured for a change",
+        _RETRY_AFTER,
+    ),
+}
+
+
+def errors(*statuses: int, why: Mapping[int, str] | None = None) -> dict[int | str, Any]:
+    """The `responses=` of a route for the errors it gives itself (404, 409, 401/403 of a
+    change, ...), each with the `Error` body; `why` overrides a status's description. The
+    errors every route can give (413, 422, 503; 401 and 429 with a Bearer token) are added
+    to every operation by `document_errors`."""
+    responses: dict[int | str, Any] = {}
+    for status in statuses:
+        description, headers = ERRORS[status]
+        responses[status] = _error_response((why or {}).get(status, description), headers)
+    return responses
+
+
+# The errors of a change: the token's (401, 403) and a service with no tokens (503).
+CHANGE_ERRORS = (401, 403, 503)
+
+
+def _error_response(description: str, headers: dict[str, Any], model: str = "Error") -> Any:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"{_SCHEMAS}{model}"}}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def operation_name(route: APIRoute) -> str:
+    """An operationId for a route that names none: its function's name in camelCase, a GET
+    read as `get...` (`lot_epcis` -> `getLotEpcis`), never FastAPI's path-derived name."""
+    words = [word for word in route.name.split("_") if word]
+    if "GET" in (route.methods or ()) and words[:1] not in (["get"], ["list"]):
+        words = ["get", *words]
+    return words[0].lower() + "".join(word[:1].upper() + word[1:] for word in words[1:])
+
+
+def document_errors(app: FastAPI) -> None:
+    """Makes the app's OpenAPI document tell the truth about errors: its 422 is the body
+    `validation_problem` sends (not FastAPI's HTTPValidationError), every operation has the
+    413 of the body limit and the 503 of the outage guard (the health checks answer for
+    themselves), one that takes a Bearer token its 401 and 429, and every operation a name.
+
+    Called before the service's routers are included: they take their default names from
+    the app's router; the routes already added (the health checks) are named here."""
+    app.router.generate_unique_id_function = operation_name
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.operation_id is None:
+            route.operation_id = route.unique_id = operation_name(route)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_FASTAPI_422 = {"$ref": f"{_SCHEMAS}HTTPValidationError"}
+_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def with_errors(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with the errors every operation can give, and the real 422 body."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Error, ValidationProblem):
+        schema = model.model_json_schema(ref_template=f"{_SCHEMAS}{{model}}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            invalid = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if invalid.get("schema") == _FASTAPI_422:
+                responses["422"] = _error_response(
+                    "A parameter or the body is not valid: each problem names its field",
+                    {},
+                    model="ValidationProblem",
+                )
+            if operation.get("security"):
+                for status in (401, 429):
+                    responses.setdefault(str(status), _error_response(*ERRORS[status]))
+            responses.setdefault("413", _error_response(*ERRORS[413]))
+            if not path.startswith("/health/"):
+                responses.setdefault("503", _error_response(*ERRORS[503]))
+            operation["responses"] = dict(sorted(responses.items()))
+    if _FASTAPI_422["$ref"] not in json.dumps(document):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    return document
 
 
 # --- request bodies ----------------------------------------------------------------------------
@@ -204,6 +357,15 @@ def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
             "content": {"application/json": {"schema": inline(schema)}},
         }
     }
+
+
+# --- pagination --------------------------------------------------------------------------------
+
+# One style for every list that pages: a cursor, the key of the last item of a page (a SKU, a
+# serial, a recall id), so a page is found by an index and an item added while a client pages
+# neither repeats nor hides another, as an offset over a changing collection would.
+AFTER = "The `next_after` of the previous page (its last item's key); omitted: the first page"
+NEXT_AFTER = "Pass as `after` for the next page; null on the last page"
 
 
 # --- database outages ---------------------------------------------------------------------------
