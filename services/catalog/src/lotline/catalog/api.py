@@ -26,7 +26,7 @@ from lotline.catalog.outbox import ProductOutbox
 from lotline.catalog.store import ProductRecord, ProductStore
 from lotline.events.models import Gtin, ProductRegistered, Sku, Text, Tracking
 from lotline.runtime.auth import Caller, Credential, access_of
-from lotline.runtime.http import field_error
+from lotline.runtime.http import AFTER, CHANGE_ERRORS, NEXT_AFTER, errors, field_error
 
 router = APIRouter(tags=["products"])
 
@@ -94,7 +94,7 @@ class ProductView(BaseModel):
 
 class ProductPage(BaseModel):
     items: list[ProductView]
-    next_after: str | None = Field(description="Pass as `after` to get the next page")
+    next_after: str | None = Field(description=NEXT_AFTER)
 
 
 def product_store(request: Request) -> ProductStore:
@@ -125,7 +125,17 @@ Editor = Annotated[Credential, Depends(product_editor)]
 SkuPath = Annotated[Sku, Path(description="The product's SKU")]
 
 
-@router.post("/products", status_code=201, response_model=ProductView)
+# A GTIN names one product, and two writers of a SKU may collide: each is a 409.
+CONFLICT = {409: "The SKU exists, or another product has the GTIN"}
+
+
+@router.post(
+    "/products",
+    status_code=201,
+    response_model=ProductView,
+    operation_id="registerProduct",
+    responses=errors(*CHANGE_ERRORS, 409, why=CONFLICT),
+)
 async def register_product(
     body: NewProduct, store: Store, outbox: Outbox, editor: Editor
 ) -> ProductView:
@@ -134,7 +144,19 @@ async def register_product(
     return await _published(store, outbox, record)
 
 
-@router.put("/products/{sku:path}", response_model=ProductView)
+@router.put(
+    "/products/{sku:path}",
+    response_model=ProductView,
+    operation_id="putProduct",
+    responses={
+        201: {"model": ProductView, "description": "Created: there was no product of the SKU"},
+        **errors(
+            *CHANGE_ERRORS,
+            409,
+            why={409: "Another product has the GTIN, or its tracking cannot change now"},
+        ),
+    },
+)
 async def put_product(
     sku: SkuPath,
     body: ProductUpdate,
@@ -153,7 +175,12 @@ async def put_product(
     return await _published(store, outbox, record)
 
 
-@router.get("/products/{sku:path}", response_model=ProductView)
+@router.get(
+    "/products/{sku:path}",
+    response_model=ProductView,
+    operation_id="getProduct",
+    responses=errors(404, why={404: "No product has this SKU"}),
+)
 async def get_product(sku: SkuPath, store: Store) -> ProductView:
     record = await store.load(sku)
     if record is None:
@@ -161,11 +188,11 @@ async def get_product(sku: SkuPath, store: Store) -> ProductView:
     return ProductView.of(record)
 
 
-@router.get("/products", response_model=ProductPage)
+@router.get("/products", response_model=ProductPage, operation_id="listProducts")
 async def list_products(
     store: Store,
     tracking: Tracking | None = None,
-    after: Annotated[str | None, Query(description="Last SKU of the previous page")] = None,
+    after: Annotated[str | None, Query(description=AFTER)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ProductPage:
     """Products in SKU order, a page at a time."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from lotline.runtime.http import errors
 from lotline.stock.store import StockStore
 
 router = APIRouter(tags=["stock"])
@@ -107,7 +108,13 @@ def _refusals(doc: dict[str, Any]) -> list[ReceiptRefusal]:
     ]
 
 
-@router.get("/stock/{sku}", response_model=SkuStock, summary="Stock of a SKU by location and lot")
+@router.get(
+    "/stock/{sku}",
+    response_model=SkuStock,
+    summary="Stock of a SKU by location and lot",
+    operation_id="getStock",
+    responses=errors(404, why={404: "No stock of the SKU is recorded anywhere"}),
+)
 async def stock_of_sku(sku: str, request: Request) -> SkuStock:
     docs = await _store(request).levels_of_sku(sku)
     if not docs:
@@ -128,6 +135,8 @@ async def stock_of_sku(sku: str, request: Request) -> SkuStock:
     "/locations/{location}/stock",
     response_model=LocationStock,
     summary="Everything one location holds",
+    operation_id="listLocationStock",
+    responses=errors(404, why={404: "No stock is recorded at the location"}),
 )
 async def stock_at_location(location: str, request: Request) -> LocationStock:
     docs = await _store(request).levels_at(location)
@@ -150,7 +159,12 @@ async def stock_at_location(location: str, request: Request) -> LocationStock:
     )
 
 
-@router.get("/lots/expiring", response_model=list[ExpiringLot], summary="Lots expiring soon")
+@router.get(
+    "/lots/expiring",
+    response_model=list[ExpiringLot],
+    summary="Lots expiring soon",
+    operation_id="listExpiringLots",
+)
 async def expiring_lots(
     request: Request,
     days: Annotated[int, Query(ge=0, le=3650, description="Expiring within this many days")] = 7,
@@ -172,6 +186,7 @@ class LowStock(BaseModel):
     "/levels/low",
     response_model=list[LowStock],
     summary="Products below their reorder point, per location",
+    operation_id="listLowStock",
 )
 async def low_stock(
     request: Request, location: Annotated[str | None, Query(min_length=1)] = None
