@@ -40,6 +40,7 @@ from lotline.serials.domain import (
     Unit,
     flag_event_id,
     recall_answer_key,
+    recall_scope,
     rejection_event_id,
     units_recalled_event_id,
 )
@@ -427,6 +428,47 @@ async def test_a_sale_applied_before_a_recall_issued_before_it_is_flagged_by_the
     ]
     # The same event the sale's own flag would have been.
     assert flags[0].id == str(flag_event_id("PHONE", "T-1", 1, FlagReason.RECALLED))
+
+
+# ------------------------------------------------ a recall saved by another writer meanwhile
+
+
+async def test_a_sale_finds_a_recall_another_writer_saved_after_its_first_look(
+    registry: Registry,
+) -> None:
+    """Issue 11, item 4: the second look at recall scopes reads the database, not the
+    memory the first look filled (a rebalance overlap: another instance applies a recall)."""
+    await registry.send(receipt("IMEI-1", "IMEI-2"))
+    await registry.send(sold("IMEI-2"))  # this instance now remembers PHONE's scopes: none
+    other = Registry(registry.db)
+    await other.store.save_recall_scope("PHONE", recall_scope(recall("IMEI-1"), "other#1"))
+    await registry.send(sold("IMEI-1", sale_id="T-2", at=AFTER))
+    flags = registry.sent(EventType.SALE_FLAGGED)
+    assert [(f.serial, f.sale_id, f.reason, f.recall_id) for f in flags] == [
+        ("IMEI-1", "T-2", FlagReason.RECALLED, "RC-1")
+    ]
+    await registry.wal.materialize()
+    assert (await registry.unit("IMEI-1")).recall_ids == ("RC-1",)
+
+
+async def test_a_receipt_finds_a_recall_another_writer_saved_while_it_inserted(
+    registry: Registry,
+) -> None:
+    other = Registry(registry.db)
+    scope = recall_scope(recall("IMEI-5", recall_id="RC-9"), "other#1")
+    insert_units = registry.store.insert_units
+
+    async def racing(units: Any) -> list[str]:
+        # The other instance saves its recall after this receipt read the scopes, before
+        # its units are in (so the recall's own flagging cannot see them).
+        await other.store.save_recall_scope("PHONE", scope)
+        return await insert_units(units)
+
+    registry.store.insert_units = racing  # type: ignore[method-assign]
+    await registry.send(receipt("IMEI-5", "IMEI-6"))
+    await registry.wal.materialize()
+    assert (await registry.unit("IMEI-5")).recall_ids == ("RC-9",)
+    assert (await registry.unit("IMEI-6")).recall_ids == ()
 
 
 # ---------------------------------------------------------------- read back from the log
