@@ -574,3 +574,29 @@ async def test_a_count_an_adjustment_and_a_disposal_each_apply_once(stock: Stock
     assert [
         (q.lot_code, q.quantity, q.disposed) for q in stock.sent(EventType.STOCK_QUARANTINED)
     ] == [("L1", 3, 2)]
+
+
+# ------------------------------------------------------------------- queries on other fields
+
+
+async def test_expiring_and_low_levels_cover_written_and_pending_levels(stock: Stock) -> None:
+    await stock.send(receipt("MILK", 4, "SOON", date(2027, 1, 10), location="S1"))
+    await stock.send(
+        ReorderPointSet(sku="MILK", location="S1", reorder_point=5, set_at=SOLD_AT),
+        source="store-ops",
+    )
+    await stock.wal.materialize()  # S1's level is written out
+    await stock.send(receipt("MILK", 2, "SOON", date(2027, 1, 10), location="S2"))  # pending
+    await stock.send(receipt("MILK", 9, "LATER", date(2027, 6, 1), location="S2", receipt_id="R-2"))
+    rows = await stock.store.expiring_lots(date(2027, 1, 31))
+    assert [(r["location"], r["lot_code"], r["on_hand"]) for r in rows] == [
+        ("S1", "SOON", 4),
+        ("S2", "SOON", 2),
+    ]
+    assert [r["location"] for r in await stock.store.expiring_lots(date(2027, 1, 31), "S2")] == [
+        "S2"
+    ]
+    low = await stock.store.low_levels()
+    assert [(doc["location"], doc["on_hand"], doc["reorder_point"]) for doc in low] == [
+        ("S1", 4, 5)
+    ]
