@@ -81,10 +81,6 @@ class MemoryDatabase:
                 self._faults.remove(fault)
                 raise fault.error
 
-    def names(self) -> list[str]:
-        """The collections holding documents."""
-        return sorted(name for name, c in self._collections.items() if c._docs)
-
 
 @dataclass
 class _Fault:
@@ -325,7 +321,7 @@ class MemoryCollection:
 
 
 class MemoryCursor:
-    """What `find` returns: iterated with `async for` (or `to_list`)."""
+    """What `find` returns, iterated with `async for` (the only way the code reads one)."""
 
     def __init__(self, docs: list[Doc]) -> None:
         self._docs = iter(docs)
@@ -338,11 +334,6 @@ class MemoryCursor:
             return next(self._docs)
         except StopIteration:
             raise StopAsyncIteration from None
-
-    async def to_list(self, length: int | None = None) -> list[Doc]:
-        if length is not None:
-            raise NotImplementedError("to_list with a length")
-        return list(self._docs)
 
     def __getattr__(self, name: str) -> Any:
         raise NotImplementedError(f"MemoryCursor.{name} (sort, limit, ...): not used")
