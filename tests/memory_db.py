@@ -15,7 +15,12 @@ What it keeps of the driver and the server:
   `insert_many` and `bulk_write`, an ordered write stopping at its first refusal and an
   unordered one going on; an upsert whose filter misses a document with the same `_id`
   is a duplicate key too;
-- filters, projections and updates as far as the code uses them (below).
+- as far as the code uses them: filters of equality on top-level fields, `$exists`, `$ne`
+  and `$gt`/`$gte`/`$lt`/`$lte` (within one BSON type bracket); top-level inclusion or
+  exclusion projections; `$set`, `$setOnInsert`, `$addToSet` (with `$each`) and `$push` (one
+  value); `bulk_write` of ReplaceOne, UpdateOne and DeleteOne, with upsert; `create_index`
+  as a no-op. Not `$in`, `$regex`, dotted paths, array element matching, `delete_many` or
+  `count_documents`: neither the runtime nor these two stores use them.
 
 Anything else raises NotImplementedError, so that a new use fails loudly here rather than
 pass against semantics nobody wrote. `fail_next` makes one call fail, before or after its
