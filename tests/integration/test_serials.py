@@ -277,8 +277,26 @@ async def test_receipts_sales_returns_and_a_recall(
     assert statuses(page) == {"A0": "sold", "A2": "sold"}
     assert page["counts"] == {"in_stock": 8, "sold": 2, "returned": 1}  # A2 sold, D0 arrived
     assert (page["recalled"], page["total"], page["matched"]) == (11, 11, 2)
-    second = await lot(http, sku, "L1", limit=3, skip=3)
+    second = await lot(http, sku, "L1", limit=3, after="A2")
     assert [u["serial"] for u in second["units"]] == ["A3", "A4", "A5"]
+    assert second["next_after"] == "A5"
+    # Page by page, in serial order, each unit once.
+    serials, after = [], None
+    while True:
+        page = await lot(http, sku, "L1", limit=4, **({"after": after} if after else {}))
+        serials += [u["serial"] for u in page["units"]]
+        if (after := page["next_after"]) is None:
+            break
+    assert serials == [*(f"A{n}" for n in range(10)), "D0"]
+    # The deprecated skip still pages (the recall service's traces use it).
+    assert [u["serial"] for u in (await lot(http, sku, "L1", limit=3, skip=3))["units"]] == [
+        "A3",
+        "A4",
+        "A5",
+    ]
+    both = await http.get(f"/lots/{sku}/L1/units", params={"after": "A2", "skip": 3})
+    assert both.status_code == 422
+    assert both.json()["message"] == "skip: give after or skip, not both (skip is deprecated)"
 
     async def rejections() -> dict[str, tuple[str, list[str]]]:
         events = await published(bus, "receipt-rejected", sku)

@@ -6,6 +6,7 @@ A unit's customer reference is personal data: only a caller whose Bearer token m
 
 from __future__ import annotations
 
+import bisect
 from datetime import date, datetime
 from typing import Annotated
 
@@ -14,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from lotline.events import EventType, FlagReason, ReturnReason, UnitStatus
 from lotline.runtime.auth import NO_STORE, Caller, may_read_personal_data
-from lotline.serials.domain import HistoryEntry, Unit, as_recalled, digital_link
+from lotline.runtime.http import AFTER, NEXT_AFTER, errors, field_error
+from lotline.serials.domain import HistoryEntry, Unit, as_recalled, digital_link, unit_id
 from lotline.serials.store import SerialStore
 
 # MongoDB takes a skip as a 64-bit integer: a larger one is a 422 here, not a 500 there.
@@ -124,13 +126,18 @@ class LotUnitsView(BaseModel):
     counts: dict[UnitStatus, int] = Field(description="All units of the lot by status")
     recalled: int = Field(description="Units of the lot under recall")
     total: int
-    matched: int = Field(description="Units matching the filters (before limit/skip)")
+    matched: int = Field(description="Units matching the filters, on every page")
     limit: int
-    skip: int
-    units: list[UnitSummary]
+    units: list[UnitSummary] = Field(description="A page of them, in serial order")
+    next_after: str | None = Field(None, description=NEXT_AFTER)
 
 
-@router.get("/units/{sku}/{serial:path}", response_model=UnitView)
+@router.get(
+    "/units/{sku}/{serial:path}",
+    response_model=UnitView,
+    operation_id="getUnit",
+    responses=errors(404, why={404: "No unit of the SKU has this serial"}),
+)
 async def get_unit(
     sku: str, serial: str, store: Store, caller: Caller, response: Response
 ) -> UnitView:
@@ -153,7 +160,12 @@ async def get_unit(
     )
 
 
-@router.get("/lots/{sku}/{lot_code:path}/units", response_model=LotUnitsView)
+@router.get(
+    "/lots/{sku}/{lot_code:path}/units",
+    response_model=LotUnitsView,
+    operation_id="listLotUnits",
+    responses=errors(404, why={404: "No unit of the lot is registered"}),
+)
 async def get_lot_units(
     sku: str,
     lot_code: str,
@@ -163,7 +175,17 @@ async def get_lot_units(
     status: Annotated[UnitStatus | None, Query(description="Only units in this status")] = None,
     recalled: Annotated[bool | None, Query(description="Only (not) recalled units")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    skip: Annotated[int, Query(ge=0, le=MAX_SKIP)] = 0,
+    after: Annotated[str | None, Query(min_length=1, description=AFTER + " (a serial)")] = None,
+    skip: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_SKIP,
+            deprecated=True,
+            description="Units to pass over; use `after`, which a unit registered while you "
+            "page cannot shift",
+        ),
+    ] = 0,
 ) -> LotUnitsView:
     """The units of one lot, filtered by status and recall flag, with counts by status; their
     customers only with a staff or operator token."""
@@ -171,21 +193,38 @@ async def get_lot_units(
     customers = may_read_personal_data(caller)
     scopes = (await store.recall_scopes([sku], stored=True))[sku]
     lot_recalled = any(lot_code in scope.lot_codes for scope in scopes)
-    page = await store.lot_page(sku, lot_code, status, recalled, limit, skip, lot_recalled)
-    total = sum(page.counts.values())
+    if after is not None and skip:
+        raise field_error(("query", "skip"), "give after or skip, not both (skip is deprecated)")
+    counts = {status_: 0 for status_ in UnitStatus}
+    recalled_count = 0
+    matching: list[str] = []
+    # In serial order, so `after` is found by bisection.
+    for doc in (await store.lot_states(sku, lot_code)).values():
+        unit_status = UnitStatus(doc["status"])
+        unit_recalled = lot_recalled or bool(doc.get("recalled"))
+        counts[unit_status] += 1
+        recalled_count += unit_recalled
+        if (status is None or unit_status is status) and (
+            recalled is None or unit_recalled is recalled
+        ):
+            matching.append(doc["serial"])
+    total = sum(counts.values())
     if total == 0:
         raise HTTPException(404, f"no units of lot {lot_code!r} of sku {sku!r} are registered")
+    start = skip if after is None else bisect.bisect_right(matching, after)
+    chosen = matching[start : start + limit]
+    units = await store.read_units(unit_id(sku, serial) for serial in chosen)
     return LotUnitsView(
         sku=sku,
         lot_code=lot_code,
-        counts=page.counts,
-        recalled=page.recalled,
+        counts=counts,
+        recalled=recalled_count,
         total=total,
-        matched=page.matched,
+        matched=len(matching),
         limit=limit,
-        skip=skip,
         units=[
             UnitSummary(**UnitSummary.fields_of(as_recalled(unit, scopes), customers))
-            for unit in page.units
+            for unit in sorted(units.values(), key=lambda unit: unit.serial)
         ],
+        next_after=chosen[-1] if chosen and start + limit < len(matching) else None,
     )
