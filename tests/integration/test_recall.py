@@ -316,6 +316,23 @@ async def test_a_recall_is_broadcast_once_and_followed_to_its_close(  # type: ig
         closed_only = (await http.get("/recalls", params={"sku": sku, "state": "closed"})).json()
         assert [r["recall_id"] for r in closed_only["items"]] == [recall_id]
 
+        # Paged by cursor: a recall issued while a reader pages shifts nothing (an offset would
+        # have shown the first page's recall again).
+        first = (await http.get("/recalls", params={"sku": sku, "limit": 1})).json()
+        assert [r["recall_id"] for r in first["items"]] == [f"RC-{run_id}"]
+        assert first["next_after"] == f"RC-{run_id}"
+        newer = {"sku": sku, "lot_codes": ["L9"], "reason": "newer", "classification": "III"}
+        assert (await http.post("/recalls", json=newer, headers=bearer(ANA))).status_code == 201
+        after = {"sku": sku, "limit": 1, "after": first["next_after"]}
+        second = (await http.get("/recalls", params=after)).json()
+        assert [r["recall_id"] for r in second["items"]] == [recall_id]
+        assert second["next_after"] is None
+        unknown_cursor = await http.get("/recalls", params={"after": f"RC-NOPE-{run_id}"})
+        assert unknown_cursor.status_code == 422
+        assert unknown_cursor.json()["message"] == (
+            f"after: no recall with recall_id 'RC-NOPE-{run_id}'"
+        )
+
 
 async def test_garbage_goes_to_the_dead_letter_topic_and_the_next_event_applies(  # type: ignore[no-untyped-def]
     start_service, bus, run_id

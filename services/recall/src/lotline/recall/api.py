@@ -40,10 +40,15 @@ from lotline.runtime.auth import (
     access_of,
     may_read_personal_data,
 )
-from lotline.runtime.http import field_error, json_body, json_body_openapi
-
-# MongoDB takes a skip as a 64-bit integer: a larger one is a 422 here, not a 500 there.
-MAX_OFFSET = 1_000_000_000
+from lotline.runtime.http import (
+    AFTER,
+    CHANGE_ERRORS,
+    NEXT_AFTER,
+    errors,
+    field_error,
+    json_body,
+    json_body_openapi,
+)
 
 router = APIRouter(tags=["recalls"])
 
@@ -331,7 +336,7 @@ class RecallDetail(RecallView):
 
 class RecallPage(BaseModel):
     items: list[RecallView]
-    next_offset: int | None = Field(description="Pass as `offset` to get the next page")
+    next_after: str | None = Field(description=NEXT_AFTER)
 
 
 # --- routes ----------------------------------------------------------------------------------
@@ -348,7 +353,15 @@ async def recall_issue_body(request: Request, _: Acting) -> RecallIssue:
     "/recalls",
     status_code=201,
     response_model=RecallView,
-    responses={200: {"model": RecallView, "description": "Issued before: the same recall"}},
+    operation_id="issueRecall",
+    responses={
+        200: {"model": RecallView, "description": "Issued before: the same recall"},
+        **errors(
+            *CHANGE_ERRORS,
+            409,
+            why={409: "The recall_id was issued before with a different request"},
+        ),
+    },
     openapi_extra=json_body_openapi(RecallIssue),
 )
 async def issue_recall(
@@ -415,26 +428,34 @@ async def issue(
     return created, RecallView.of(record, progress[recall_id])
 
 
-@router.get("/recalls", response_model=RecallPage)
+@router.get("/recalls", response_model=RecallPage, operation_id="listRecalls")
 async def list_recalls(
     store: Store,
     state: RecallState | None = None,
     sku: Sku | None = None,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    after: Annotated[Identifier | None, Query(description=AFTER + " (a recall id)")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RecallPage:
     """Recalls, newest first, each with its progress figures."""
-    records = await store.page(state=state, sku=sku, offset=offset, limit=limit + 1)
+    last = None
+    if after is not None and (last := await store.load(after)) is None:
+        raise field_error(("query", "after"), f"no recall with recall_id {after!r}")
+    records = await store.page(state=state, sku=sku, after=last, limit=limit + 1)
     more = len(records) > limit
     records = records[:limit]
     progress = await store.progress([r.recall.recall_id for r in records])
     return RecallPage(
         items=[RecallView.of(r, progress[r.recall.recall_id]) for r in records],
-        next_offset=offset + limit if more else None,
+        next_after=records[-1].recall.recall_id if more and records else None,
     )
 
 
-@router.get("/recalls/{recall_id:path}", response_model=RecallDetail)
+@router.get(
+    "/recalls/{recall_id:path}",
+    response_model=RecallDetail,
+    operation_id="getRecall",
+    responses=errors(404, why={404: "No recall has this id"}),
+)
 async def get_recall(
     recall_id: RecallIdPath, store: Store, caller: Caller, response: Response
 ) -> RecallDetail:
@@ -449,7 +470,12 @@ async def get_recall(
     )
 
 
-@router.post("/recalls/{recall_id:path}/close", response_model=RecallView)
+@router.post(
+    "/recalls/{recall_id:path}/close",
+    response_model=RecallView,
+    operation_id="closeRecall",
+    responses=errors(*CHANGE_ERRORS, 404, why={404: "No recall has this id"}),
+)
 async def close_recall(recall_id: RecallIdPath, store: Store, acting: Acting) -> RecallView:
     """Close a recall (closing a closed one changes nothing); the authenticated operator is
     its `closed_by`. A closed recall still records events."""

@@ -195,7 +195,7 @@ def _is_htmx(request: Request) -> bool:
 
 async def _recent(request: Request) -> list[RecallView]:
     store = _store(request)
-    records = await store.page(state=None, sku=None, offset=0, limit=LIST_LIMIT)
+    records = await store.page(state=None, sku=None, after=None, limit=LIST_LIMIT)
     progress = await store.progress([r.recall.recall_id for r in records])
     return [RecallView.of(r, progress[r.recall.recall_id]) for r in records]
 

@@ -206,17 +206,29 @@ class RecallStore:
         return await self.load(recall_id)
 
     async def page(
-        self, *, state: RecallState | None, sku: str | None, offset: int, limit: int
+        self,
+        *,
+        state: RecallState | None,
+        sku: str | None,
+        after: RecallRecord | None,
+        limit: int,
     ) -> list[RecallRecord]:
+        """Recalls newest first, from the one issued just before `after` (a cursor: a recall
+        issued while a reader pages shifts nothing)."""
         query: dict[str, Any] = {}
         if state is not None:
             query["state"] = state.value
         if sku is not None:
             query["sku"] = sku
+        if after is not None:
+            issued_at = after.recall.issued_at
+            query["$or"] = [
+                {"issued_at": {"$lt": issued_at}},
+                {"issued_at": issued_at, "_id": {"$lt": after.recall.recall_id}},
+            ]
         cursor = (
             self.recalls.find(query, {"outbox": 0})
             .sort([("issued_at", DESCENDING), ("_id", DESCENDING)])
-            .skip(offset)
             .limit(limit)
         )
         docs = [doc async for doc in cursor]

@@ -596,11 +596,12 @@ def recall_list(
         raise CliError(f"--state: {state!r} is not one of 'open', 'closed'")
     api = Services().recall
     items: list[dict[str, Any]] = []
-    offset: int | None = 0
-    while offset is not None:
-        page = api.get("/recalls", state=state, sku=sku, offset=offset, limit=200)
+    after: str | None = None
+    while True:
+        page = api.get("/recalls", state=state, sku=sku, after=after, limit=200)
         items.extend(page["items"])
-        offset = page.get("next_offset")
+        if (after := page.get("next_after")) is None:
+            break
     views.recalls(items)
 
 
