@@ -16,6 +16,7 @@ from pymongo.errors import AutoReconnect
 
 from lotline.events import OutgoingMessage, StockQuarantined, encode
 from lotline.runtime import wal as wal_module
+from lotline.runtime.pages import PagedLists
 from lotline.runtime.wal import VERSION, Fact, WriteAheadLog, checkpoint_id, entry_id
 
 pytestmark = pytest.mark.infra
@@ -328,3 +329,30 @@ async def test_a_commit_split_in_entries_that_failed_part_way_never_happened(
     assert await successor.applied(facts(0, "receipt 1")) == [False]
     assert await db["wal"].count_documents({"p": {"$exists": True}}) == 0
     assert await successor.read("levels", ["A S0", "A S1"]) == {}
+
+
+async def test_list_items_go_with_the_batch_and_read_in_the_order_batches_were_applied(db) -> None:  # type: ignore[no-untyped-def]
+    owner = WriteAheadLog(db, HandedToKafka())
+    journal = PagedLists(db["lot_units"])
+    owner.register(journal)
+    await owner.restore([0])
+    owner.observe("A", 0)
+    # Written directly before the log existed (or by an insert of new units): no number.
+    await journal.append({"A L1": [{"serial": "1", "status": "in_stock"}]})
+    owner.append("A", journal, {"A L1": [{"serial": "1", "status": "sold"}]})
+    # The owner sees the batch it is applying; nobody else does until it commits.
+    assert [i["status"] for i in await owner.read_list(journal, "A L1")] == ["in_stock", "sold"]
+    reader = WriteAheadLog(db)
+    assert [i["status"] for i in await reader.read_list(journal, "A L1")] == ["in_stock"]
+    await owner.commit()
+    owner.append("A", journal, {"A L1": [{"serial": "1", "status": "returned"}]})
+    await owner.commit()
+    pending = await reader.read_list(journal, "A L1")
+    assert [i["status"] for i in pending] == ["in_stock", "sold", "returned"]
+    assert await db["lot_units"].count_documents({}) == 1  # nothing written out yet
+
+    await owner.materialize()  # both batches' items in one page, after the first
+    assert await db["lot_units"].count_documents({}) == 2
+    written = await reader.read_list(journal, "A L1")
+    assert [i["status"] for i in written] == ["in_stock", "sold", "returned"]
+    assert all(VERSION not in item for item in written)

@@ -277,7 +277,9 @@ class EventConsumer:
         }
         for position in applied:
             self._deferred_since.pop(position, None)
-        return revisit, result.dead_lettered
+        # Given up and dead-lettered: not applied, so never remembered as applied (a replay
+        # from the DLQ must not be dropped as a copy).
+        return revisit, [*result.dead_lettered, *(item.delivery for item in expired)]
 
     async def _run_handler(self, deliveries: list[Delivery]) -> BatchResult:
         """Run the handler; a batch that keeps failing is split to isolate the poison."""

@@ -39,6 +39,13 @@ How it holds.
   `since` moves past it. So a partition's next owner restores its memory from a few pages,
   and an event older than `since` is looked up by _id. A commit split into several entries
   (over `ENTRY_BYTES`) that failed part-way is dropped by `restore`: its batch is retried.
+- **Lists too.** Append-only lists kept in pages (`lotline.runtime.pages`: stock's ledger,
+  the registry's lot journals) are appended to through the log (`append`): a batch's items
+  are part of its entry, and the materializer appends them to their pages before it writes
+  the documents, a list's items of many batches in one page. Each item written so carries
+  its entry's number (`_wal`), and `read_list` merges the pages with the pending entries in
+  that order, so a reader sees every committed batch's items, each list in the order the
+  batches were applied.
 - **Bounded memory.** Pending entries are what an instance holds beyond its caches; when
   they exceed `wal_max_pending_docs` documents, `commit` waits for the materializer.
 """
@@ -55,6 +62,7 @@ from typing import Protocol
 
 import bson
 import structlog
+from bson.codec_options import CodecOptions
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -63,6 +71,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from lotline.events.codec import OutgoingMessage, decode
 from lotline.runtime.dedupe import RecentEvents, digest
 from lotline.runtime.mongo import Doc, bulk_write_in_parts, find_by_ids
+from lotline.runtime.pages import PagedLists
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +80,8 @@ DUPLICATE_KEY = 11000
 VERSION = "_wal"
 # An entry stays well under MongoDB's 16 MB document limit.
 ENTRY_BYTES = 4 * 1024 * 1024
+# Documents read back from an entry's bytes as the driver reads them: times in UTC, aware.
+_CODEC: CodecOptions[Doc] = CodecOptions(tz_aware=True, tzinfo=UTC)
 # A partition's pages of applied-event fingerprints are merged into one beyond this many.
 MAX_KEY_PAGES = 16
 
@@ -146,6 +157,8 @@ class Entry:
     outbox: list[OutgoingMessage] = field(default_factory=list)
     # The events the batch applied: fingerprint -> time (seconds since the epoch).
     keys: dict[str, float] = field(default_factory=dict)
+    # Items appended to paged lists: (collection, list key) -> items.
+    lists: dict[tuple[str, str], list[Doc]] = field(default_factory=dict)
     # The last entry number of the commit this entry is part of.
     end: int = 0
 
@@ -164,6 +177,7 @@ class Entry:
             "body": b"".join(put.encoded for put in self.puts),
             "out": [_message_doc(m) for m in self.outbox],
             "keys": bson.encode(self.keys),
+            "lists": _lists_bytes(self.lists),
             "end": self.end or self.seq,
         }
 
@@ -175,8 +189,9 @@ class Entry:
             doc["seq"],
             [Put.from_document(p) for p in put_docs(doc)],
             [_message_of(m) for m in doc.get("out", [])],
-            dict(bson.decode(keys) if isinstance(keys, bytes) else keys),
-            int(doc.get("end") or doc["seq"]),
+            dict(bson.decode(keys, _CODEC) if isinstance(keys, bytes) else keys),
+            lists=list_items(doc),
+            end=int(doc.get("end") or doc["seq"]),
         )
 
 
@@ -220,6 +235,9 @@ class WriteAheadLog:
         self._recent: dict[int, RecentEvents] = {}
         self._pages: dict[int, list[str]] = {}
         self._staged_keys: dict[int, dict[str, float]] = {}
+        self._staged_lists: dict[int, dict[tuple[str, str], list[Doc]]] = {}
+        # The paged lists appended to through the log, by collection (`register`).
+        self._lists: dict[str, PagedLists] = {}
         self._unsent: list[OutgoingMessage] = []
         self._partition_of: dict[str, int] = {}
         self._emitted: dict[int, list[OutgoingMessage]] = {}
@@ -326,22 +344,20 @@ class WriteAheadLog:
         unsure = [digest(f.key) for f, a in zip(facts, answers, strict=True) if a is None]
         old = await find_by_ids(self._forgotten, unsure, {"_id": 1}) if unsure else {}
         return [
-            digest(f.key) in old if a is None else a
-            for f, a in zip(facts, answers, strict=True)
+            digest(f.key) in old if a is None else a for f, a in zip(facts, answers, strict=True)
         ]
 
     def record(self, facts: Iterable[Fact]) -> None:
         """These events were applied by the batch: recorded with its changes by `commit`."""
         for fact in facts:
-            self._staged_keys.setdefault(fact.partition, {})[digest(fact.key)] = (
-                fact.at.timestamp()
-            )
+            self._staged_keys.setdefault(fact.partition, {})[digest(fact.key)] = fact.at.timestamp()
 
     def abort(self) -> None:
         """The batch failed: nothing it staged or recorded is committed."""
         self._staged = {}
         self._emitted = {}
         self._staged_keys = {}
+        self._staged_lists = {}
 
     def observe(self, key: str, partition: int) -> None:
         """An event of `key` came from `partition`: the documents it changes belong there."""
@@ -358,6 +374,40 @@ class WriteAheadLog:
         """A document of `key` (a SKU) as this batch leaves it (the last staged version
         wins), and the events its change emits; made durable by `commit`."""
         self._stage(self._partition(key), collection, doc_id, doc, outbox)
+
+    def register(self, lists: PagedLists) -> None:
+        """Paged lists this service appends to through the log (`append`); their pages are
+        written by the materializer with this instance (its tails cache included)."""
+        self._lists[lists.collection.name] = lists
+
+    def append(
+        self, key: str, lists: PagedLists, items_by_key: Mapping[str, Sequence[Doc]]
+    ) -> None:
+        """Items of `key` (a SKU) appended to paged lists, made durable with the batch by
+        `commit` and written to their pages in the background."""
+        self._lists.setdefault(lists.collection.name, lists)
+        staged = self._staged_lists.setdefault(self._partition(key), {})
+        for list_key, items in items_by_key.items():
+            if items:
+                staged.setdefault((lists.collection.name, list_key), []).extend(items)
+
+    async def read_list(self, lists: PagedLists, key: str) -> list[Doc]:
+        """A paged list's items as of every committed batch (and, on the owner, the batch
+        being applied), in the order their batches were applied: the pending entries first
+        (an entry is deleted only after its items are in the pages), then the pages."""
+        name = lists.collection.name
+        pending: list[tuple[int, Doc]] = []
+        async for entry in self._entries.find(_ENTRIES, {"lists": 1, "seq": 1}):
+            for item in list_items(entry).get((name, key), []):
+                pending.append((entry["seq"], item))
+        stored = [(item.get(VERSION) or 0, item) for item in await lists.read(key)]
+        staged = [
+            (1 << 62, item)
+            for held in self._staged_lists.values()
+            for item in held.get((name, key), [])
+        ]
+        merged = sorted([*stored, *pending, *staged], key=lambda pair: pair[0])
+        return [{k: v for k, v in item.items() if k != VERSION} for _, item in merged]
 
     def emit(self, key: str, messages: Sequence[OutgoingMessage]) -> None:
         """Events of `key` that change no document, made durable with the batch by `commit`."""
@@ -415,10 +465,11 @@ class WriteAheadLog:
         staged, self._staged = self._staged, {}
         emitted, self._emitted = self._emitted, {}
         keys, self._staged_keys = self._staged_keys, {}
-        if not staged and not emitted and not keys:
+        lists, self._staged_lists = self._staged_lists, {}
+        if not staged and not emitted and not keys and not lists:
             return
         unowned = (
-            {p for p, _ in staged.values()} | emitted.keys() | keys.keys()
+            {p for p, _ in staged.values()} | emitted.keys() | keys.keys() | lists.keys()
         ) - self._next_seq.keys()
         if unowned:
             await self.restore(unowned)
@@ -426,13 +477,19 @@ class WriteAheadLog:
             self._drained.clear()
             self._work.set()
             await self._drained.wait()
-        by_partition: dict[int, list[Put]] = {p: [] for p in emitted.keys() | keys.keys()}
+        by_partition: dict[int, list[Put]] = {
+            p: [] for p in emitted.keys() | keys.keys() | lists.keys()
+        }
         for partition, put in staged.values():
             by_partition.setdefault(partition, []).append(put)
         entries: list[Entry] = []
         for partition, puts in sorted(by_partition.items()):
             parts = list(_parts(puts)) or [[]]
             group = [Entry(partition, 0, part) for part in parts]
+            appended = lists.get(partition, {})
+            if appended and _size(group[-1].puts) + len(_lists_bytes(appended)) > ENTRY_BYTES:
+                group.append(Entry(partition, 0, []))  # the list items in an entry of their own
+            group[-1].lists = appended
             group[-1].outbox = emitted.get(partition, [])
             group[-1].keys = keys.get(partition, {})
             for entry in group:
@@ -500,6 +557,17 @@ class WriteAheadLog:
                 for entry in entries:
                     for put in entry.puts:
                         newest[(put.collection, put.doc_id)] = (entry.seq, put.doc)
+            # The lists first: a list never lags the documents its items describe.
+            appended: dict[str, dict[str, list[Doc]]] = {}
+            for entries in taken.values():
+                for entry in entries:
+                    for (collection, list_key), items in entry.lists.items():
+                        appended.setdefault(collection, {}).setdefault(list_key, []).extend(
+                            {**item, VERSION: entry.seq} for item in items
+                        )
+            for collection, by_key in appended.items():
+                lists = self._lists.get(collection) or PagedLists(self._db[collection])
+                await lists.append(by_key)
             by_collection: dict[str, list[ReplaceOne[Doc]]] = {}
             for (collection, doc_id), (seq, doc) in newest.items():
                 by_collection.setdefault(collection, []).append(
@@ -668,10 +736,29 @@ _ENTRIES = {"p": {"$exists": True}}
 _ENTRY_PUTS = {"body": 1, "puts": 1, "seq": 1}
 
 
+def list_items(entry: Doc) -> dict[tuple[str, str], list[Doc]]:
+    """An entry's items appended to paged lists: (collection, list key) -> items."""
+    blob = entry.get("lists")
+    if not blob:
+        return {}
+    return {(d["c"], d["k"]): d["items"] for d in bson.decode_all(blob, _CODEC)}
+
+
+def _lists_bytes(lists: Mapping[tuple[str, str], list[Doc]]) -> bytes:
+    return b"".join(
+        bson.encode({"c": collection, "k": key, "items": items})
+        for (collection, key), items in lists.items()
+    )
+
+
+def _size(puts: list[Put]) -> int:
+    return sum(len(put.encoded) for put in puts)
+
+
 def put_docs(entry: Doc) -> list[Doc]:
     """An entry's puts, as BSON bytes (`body`) or, in entries logged before, as documents."""
     if "body" in entry:
-        return bson.decode_all(entry["body"])
+        return bson.decode_all(entry["body"], _CODEC)
     return list(entry.get("puts", []))
 
 

@@ -302,6 +302,7 @@ class SerialStore:
         self.wal = wal or WriteAheadLog(db)
         self.units: AsyncCollection[Doc] = db[UNITS]
         self.lot_units = PagedLists(db["lot_units"], owned.cache())
+        self.wal.register(self.lot_units)
         self.products: AsyncCollection[Doc] = db["products"]
         self.recalls: AsyncCollection[Doc] = db["recalls"]
         # Products and recall scopes of the SKUs this instance owns, between batches: it is
@@ -401,7 +402,9 @@ class SerialStore:
         (another consumer registered it meanwhile): the caller reads again and redecides."""
         if not changes:
             return True
-        await self._journal(change.after for change in changes)
+        # New units are inserted now, after their journal entries; changed ones are
+        # journalled with the batch's unit of work, like their documents.
+        await self._journal(change.after for change in changes if change.before is None)
         new = [unit_doc(change.after) for change in changes if change.before is None]
         for part in _chunks(new, INSERT_CHUNK):
             try:
@@ -411,10 +414,18 @@ class SerialStore:
                 await self._journal_again(change.after.id for change in changes)
                 return False
         inserted = {doc["_id"] for doc in new}
+        logged: dict[str, dict[str, list[Doc]]] = {}
         for change in changes:
-            if change.before is not None or change.after.id not in inserted:
-                self.wal.stage(change.after.sku, UNITS, change.after.id, unit_doc(change.after))
-            inserted.discard(change.after.id)
+            after = change.after
+            if change.before is not None or after.id not in inserted:
+                self.wal.stage(after.sku, UNITS, after.id, unit_doc(after))
+                if after.lot_code is not None:
+                    logged.setdefault(after.sku, {}).setdefault(
+                        lot_key(after.sku, after.lot_code), []
+                    ).append(lot_entry(after))
+            inserted.discard(after.id)
+        for sku, entries in logged.items():
+            self.wal.append(sku, self.lot_units, entries)
         return True
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
@@ -442,7 +453,7 @@ class SerialStore:
     async def lot_states(self, sku: str, lot_code: str) -> dict[str, Doc]:
         """Each unit of one lot as its latest journal entry leaves it, by serial."""
         latest: dict[str, Doc] = {}
-        for entry in await self.lot_units.read(lot_key(sku, lot_code)):
+        for entry in await self.wal.read_list(self.lot_units, lot_key(sku, lot_code)):
             latest[entry["serial"]] = entry
         return {serial: latest[serial] | {"lot_code": lot_code} for serial in sorted(latest)}
 

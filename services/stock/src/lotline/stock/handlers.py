@@ -332,7 +332,7 @@ class StockHandlers:
                     )
                 moved.extend(movements(delivery.event, before, stored.level))
                 stored.changed = True
-        await self.store.record_movements(moved)
+        self.store.record_movements(moved)
         await self.store.stage_levels(levels)
 
 

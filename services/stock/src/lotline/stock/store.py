@@ -91,6 +91,7 @@ class StockStore:
         self._products: dict[str, Product] = owned.cache()
         self._levels: dict[str, StoredLevel] = owned.cache()
         self.ledger = PagedLists(db["ledger"], owned.cache())
+        self.wal.register(self.ledger)
 
     async def create_indexes(self) -> None:
         await self.levels.create_index([("next_expiry", ASCENDING)])
@@ -213,16 +214,17 @@ class StockStore:
             stored.changed = False
             stored.outbox = []
 
-    async def record_movements(self, movements: list[Movement]) -> None:
-        """Append the movements a batch made to their lots' pages, before its levels are
-        written: a movement is never missing for a level change that landed. A batch
-        replayed after a crash appends its movements again; a movement's _id comes from
-        its event, so the reader keeps each once."""
-        by_lot: dict[str, list[dict[str, Any]]] = {}
+    def record_movements(self, movements: list[Movement]) -> None:
+        """Append the movements a batch made to their lots' pages, with the batch's unit of
+        work: logged with the levels they describe, and written to the pages before them. A
+        round replayed after a crash appends its movements again; a movement's _id comes
+        from its event, so the reader keeps each once."""
+        by_sku: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for movement in movements:
             key = ledger_key(movement.sku, movement.lot_code)
-            by_lot.setdefault(key, []).append(movement.to_document())
-        await self.ledger.append(by_lot)
+            by_sku.setdefault(movement.sku, {}).setdefault(key, []).append(movement.to_document())
+        for sku, by_lot in by_sku.items():
+            self.wal.append(sku, self.ledger, by_lot)
 
     # The read side.
 
@@ -245,7 +247,8 @@ class StockStore:
 
     async def lot_movements(self, sku: str, lot_code: str) -> list[dict[str, Any]]:
         """Every movement of one lot, in the order things happened."""
-        docs = {doc["_id"]: doc for doc in await self.ledger.read(ledger_key(sku, lot_code))}
+        found = await self.wal.read_list(self.ledger, ledger_key(sku, lot_code))
+        docs = {doc["_id"]: doc for doc in found}
         return sorted(docs.values(), key=lambda doc: (doc["at"], doc["_id"]))
 
     async def expiring_lots(self, until: date, location: str | None = None) -> list[dict[str, Any]]:
