@@ -47,8 +47,10 @@ async def test_counts_and_contacts_follow_each_change(store: SerialStore) -> Non
         UnitChange(units[2], sold(units[2], "C-2")),
     ]
     assert await store.apply_changes(changes)
+    await store.wal.commit()  # as the consumer commits the batch's unit of work
     back = replace(changes[1].after, status=UnitStatus.RETURNED)
     assert await store.apply_changes([UnitChange(changes[1].after, back)])
+    await store.wal.commit()
 
     page = await store.lot_page("PHONE", "L1", None, None, limit=2, skip=1)
     assert page.counts == {UnitStatus.IN_STOCK: 3, UnitStatus.SOLD: 1, UnitStatus.RETURNED: 1}

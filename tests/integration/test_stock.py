@@ -121,7 +121,7 @@ async def test_fefo_sales_recall_and_flags(bus, start_service, run_id) -> None: 
         return found
 
     await eventually(settled)
-    async with httpx.AsyncClient(base_url=stock.url) as client:
+    async with httpx.AsyncClient(base_url=stock.url, timeout=30) as client:
         expiring = (await client.get("/lots/expiring", params={"days": 10})).json()
     assert [
         (e["location"], e["lot_code"], e["on_hand"], e["expires_on"])
@@ -204,7 +204,7 @@ async def test_fefo_sales_recall_and_flags(bus, start_service, run_id) -> None: 
     # recall does not count that unit twice: held, and sold after the recall.
     assert latest_by_place == {("S1", "L-B"): 7, ("S2", "L-B"): 5}
 
-    async with httpx.AsyncClient(base_url=stock.url) as client:
+    async with httpx.AsyncClient(base_url=stock.url, timeout=30) as client:
         at_s1 = (await client.get("/locations/S1/stock")).json()
         missing = await client.get(f"/stock/NOPE-{run_id}")
         bad_days = await client.get("/lots/expiring", params={"days": -1})

@@ -330,12 +330,6 @@ async def test_an_event_deferred_past_its_limit_is_dead_lettered_and_given_up_on
     assert under_test._deferred_since == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Dedupe.LOOKUP remembers an event given up on after deferral as applied "
-    "(process_deliveries leaves only the handler's poison out of `done`), so its replay "
-    "from the DLQ is dropped as a copy; Dedupe.LOG records deferred events in no case",
-)
 async def test_an_event_given_up_on_after_deferral_is_not_remembered_as_applied() -> None:
     async def handler(deliveries: list[Delivery]) -> BatchResult:
         result = BatchResult()

@@ -273,7 +273,7 @@ async def test_a_sale_records_the_customer_and_flags_what_is_wrong(registry: Reg
         sold(None, sale_id="T-4", sku="SALT"),  # stock's business
     )
     await registry.send(sold("IMEI-1", sale_id="T-5"))  # sold again
-    await registry.wal.materialize()  # (read from the log: see NAIVE_FROM_THE_LOG below)
+    await registry.wal.materialize()  # (read back from the log)
     unit = await registry.unit("IMEI-1")
     assert (unit.status, unit.location, unit.sale_id, unit.customer_ref, unit.sold_at) == (
         UnitStatus.SOLD,
@@ -330,7 +330,7 @@ async def test_a_return_brings_the_unit_back_where_it_was_returned(registry: Reg
     )
     stranger = back.model_copy(update={"return_id": "RT-2", "serial": "IMEI-77"})
     await registry.send(back, stranger)
-    await registry.wal.materialize()  # (read from the log: see NAIVE_FROM_THE_LOG below)
+    await registry.wal.materialize()  # (read back from the log)
     unit = await registry.unit("IMEI-1")
     assert (unit.status, unit.location, unit.return_id, unit.returned_at) == (
         UnitStatus.RETURNED,
@@ -473,17 +473,9 @@ async def test_a_receipt_finds_a_recall_another_writer_saved_while_it_inserted(
 
 # ---------------------------------------------------------------- read back from the log
 
-# Since 47f5095 an entry carries its documents as BSON bytes, decoded by `bson.decode_all`
-# with the default codec options: naive datetimes, where the services' client (tz_aware)
-# gives aware UTC ones. Whatever reads a unit from the log (the HTTP side, a next owner, a
-# retry after a failed commit) then holds naive times.
-NAIVE_FROM_THE_LOG = pytest.mark.xfail(
-    strict=True,
-    reason="wal.put_docs decodes an entry's BSON body without tz_aware: naive datetimes",
-)
-
-
-@NAIVE_FROM_THE_LOG
+# An entry carries its documents as BSON bytes: they must read back as the services' client
+# reads the database (aware UTC datetimes), whoever reads them (the HTTP side, a next owner,
+# a retry after a failed commit).
 async def test_a_unit_read_from_the_log_has_its_times_as_the_database_gives_them(
     registry: Registry,
 ) -> None:
@@ -505,7 +497,6 @@ def customer_return(at: datetime = AFTER) -> ItemReturned:
     )
 
 
-@NAIVE_FROM_THE_LOG
 async def test_a_next_owner_applies_a_late_sale_to_a_unit_whose_return_is_in_the_log(
     registry: Registry,
 ) -> None:
