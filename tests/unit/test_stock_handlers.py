@@ -62,7 +62,7 @@ class Stock:
         owned = OwnedState()
         self.wal = WriteAheadLog(self.db, self.publisher)  # type: ignore[arg-type]
         self.store = StockStore(self.db, owned, self.wal)  # type: ignore[arg-type]
-        handlers = StockHandlers(self.store, self.publisher, self.settings)  # type: ignore[arg-type]
+        handlers = StockHandlers(self.store, self.settings)
         log, none = Dedupe.LOG, Dedupe.NONE
         # As lotline.stock.app registers them.
         wiring: dict[EventType, tuple[BatchHandler, Dedupe, GiveUp | None]] = {

@@ -14,7 +14,7 @@ from lotline.stock.store import StockStore
 
 service = Service("stock", database="stock", http_port=8002, title="Lotline stock")
 store = StockStore(service.db, service.owned, service.wal)
-handlers = StockHandlers(store, service.publisher, service.settings)
+handlers = StockHandlers(store, service.settings)
 
 service.on_startup(store.create_indexes)
 # Within a batch, topics are applied in this order: products first, receipts before the

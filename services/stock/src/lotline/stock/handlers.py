@@ -28,7 +28,7 @@ from lotline.events import (
     Tracking,
     encode,
 )
-from lotline.runtime.consumer import BatchResult, Deferred, Delivery, Publisher
+from lotline.runtime.consumer import BatchResult, Deferred, Delivery
 from lotline.runtime.settings import Settings
 from lotline.stock.domain import Level, Quarantine, Recall
 from lotline.stock.ledger import Movement, counts_of, movements
@@ -53,7 +53,6 @@ Change = Callable[[Delivery, Level, Product], list[tuple[EventData, str]]]
 @dataclass
 class StockHandlers:
     store: StockStore
-    publisher: Publisher
     settings: Settings
 
     async def on_products_registered(self, deliveries: list[Delivery]) -> None:
@@ -271,7 +270,9 @@ class StockHandlers:
                 sold_at=sale.sold_at,
             )
             flags.append(encode(flag, source=SOURCE, id=derived_id(item.delivery, "unknown")))
-        await self.publisher.send(flags)
+        # Durable with the consumer's commit of the give-up, like every event stock emits.
+        for message in flags:
+            self.store.wal.emit(message.key.decode(), [message])
 
     async def _apply(self, deliveries: list[Delivery], change: Change) -> BatchResult:
         result = BatchResult()
