@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from lotline.events.models import Classification, Identifier, LotCode, Serial, Sku, Text
 from lotline.recall.auth import Credential, Operators
 from lotline.recall.domain import (
+    Accounting,
+    AccountingBasis,
+    CloseRefused,
     MatchedBy,
     Progress,
     Recall,
@@ -178,6 +181,38 @@ class ProgressView(BaseModel):
         )
 
 
+class AccountingView(BaseModel):
+    """Where every unit of the recall is (the README's Recall console says how it counts)."""
+
+    basis: AccountingBasis = Field(
+        description="lots: stock's account of the recalled lots; serials: the registry's"
+    )
+    expected: int = Field(description="M: units received of the recalled lots, or serials named")
+    accounted: int = Field(description="N: units whose whereabouts are known")
+    complete: bool = Field(description="N = M > 0: closing needs no reason")
+    summary: str = Field(description='"accounted for: N of M"')
+    quarantined: int
+    disposed: int = Field(description="Destroyed or returned to the supplier")
+    sold_before_recall: int = Field(description="With customers to contact")
+    sold_after_recall: int
+    returned: int = Field(description="Brought back by customers")
+
+    @classmethod
+    def of(cls, accounting: Accounting) -> AccountingView:
+        return cls(
+            basis=accounting.basis,
+            expected=accounting.expected,
+            accounted=accounting.accounted,
+            complete=accounting.complete,
+            summary=f"accounted for: {accounting.accounted} of {accounting.expected}",
+            quarantined=accounting.quarantined,
+            disposed=accounting.disposed,
+            sold_before_recall=accounting.sold_before_recall,
+            sold_after_recall=accounting.sold_after_recall,
+            returned=accounting.returned,
+        )
+
+
 class RecallView(BaseModel):
     recall_id: str
     sku: str
@@ -190,10 +225,14 @@ class RecallView(BaseModel):
     state: RecallState
     closed_at: datetime | None
     closed_by: str | None
+    close_reason: str | None = Field(
+        None, description="Why it was closed though not fully accounted for"
+    )
     event_id: str = Field(description="Id of its batch-recalled event")
     published: bool = Field(description="batch-recalled is on the topic")
     published_at: datetime | None
     progress: ProgressView
+    accounting: AccountingView
 
     @classmethod
     def fields_of(cls, record: RecallRecord, progress: Progress) -> dict[str, Any]:
@@ -210,10 +249,12 @@ class RecallView(BaseModel):
             "state": recall.state,
             "closed_at": recall.closed_at,
             "closed_by": recall.closed_by,
+            "close_reason": recall.close_reason,
             "event_id": str(recall.event_id),
             "published": not record.broadcast_pending,
             "published_at": record.published_at,
             "progress": ProgressView.of(progress),
+            "accounting": AccountingView.of(Accounting.of(recall, progress)),
         }
 
     @classmethod
@@ -470,20 +511,64 @@ async def get_recall(
     )
 
 
+class RecallClose(BaseModel):
+    """Closing a recall; the body may be left out when every unit is accounted for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Text | None = Field(
+        None, description="Required when the recall is not fully accounted for; kept with it"
+    )
+
+
+async def recall_close_body(request: Request, _: Acting) -> RecallClose:
+    """The optional body of a close, read once the operator is known (as `POST /recalls`)."""
+    if not await request.body():
+        return RecallClose()
+    return await json_body(request, RecallClose)
+
+
+def _close_body_openapi() -> dict[str, Any]:
+    extra = json_body_openapi(RecallClose)
+    extra["requestBody"]["required"] = False
+    return extra
+
+
 @router.post(
     "/recalls/{recall_id:path}/close",
     response_model=RecallView,
     operation_id="closeRecall",
     responses=errors(*CHANGE_ERRORS, 404, why={404: "No recall has this id"}),
+    openapi_extra=_close_body_openapi(),
 )
-async def close_recall(recall_id: RecallIdPath, store: Store, acting: Acting) -> RecallView:
+async def close_recall(
+    recall_id: RecallIdPath,
+    body: Annotated[RecallClose, Depends(recall_close_body)],
+    store: Store,
+    acting: Acting,
+) -> RecallView:
     """Close a recall (closing a closed one changes nothing); the authenticated operator is
-    its `closed_by`. A closed recall still records events."""
-    record = await store.close(recall_id, acting.name)
+    its `closed_by`. One not fully accounted for (`accounting.complete` false) needs a
+    `reason`, a 422 naming `reason` without it. A closed recall still records events."""
+    return await close(recall_id, body.reason, acting, store)
+
+
+async def close(
+    recall_id: str, reason: str | None, acting: Operator, store: RecallStore
+) -> RecallView:
+    """Close a recall (the API's and the console's one way)."""
+    record = await store.load(recall_id)
     if record is None:
         raise HTTPException(404, f"no recall with recall_id {recall_id!r}")
-    progress = await store.progress([recall_id])
-    return RecallView.of(record, progress[recall_id])
+    if record.recall.is_open:
+        progress = (await store.facts(recall_id)).progress()
+        try:
+            Accounting.of(record.recall, progress).check_close(recall_id, reason)
+        except CloseRefused as refused:
+            raise field_error(("body", "reason"), str(refused)) from None
+        record = await store.close(recall_id, acting.name, reason) or record
+    progress = (await store.progress([recall_id]))[recall_id]
+    return RecallView.of(record, progress)
 
 
 def install(app: FastAPI) -> None:

@@ -31,10 +31,12 @@ from pydantic_core import ErrorDetails
 from lotline.events import Classification
 from lotline.recall.api import (
     Operator,
+    RecallClose,
     RecallDetail,
     RecallIssue,
     RecallView,
     allowed_to_change,
+    close,
     issue,
     operators_of,
 )
@@ -351,8 +353,24 @@ async def close_from_form(recall_id: str, request: Request) -> Response:
         acting = _guard(request, visit, form.get("csrf_token"))
     except HTTPException as error:
         return refused(request, visit, error)
-    if await _store(request).close(recall_id, acting.name) is None:
-        return _not_found(request, visit, recall_id)
+    try:
+        body = RecallClose.model_validate({"reason": str(form.get("reason") or "").strip() or None})
+        await close(recall_id, body.reason, acting, _store(request))
+    except HTTPException as error:
+        if error.status_code == 404:
+            return _not_found(request, visit, recall_id)
+        return refused(request, visit, error)
+    except (RequestValidationError, ValidationError) as error:
+        # Not fully accounted for and no reason given: the page again, asking for one.
+        detail = await _detail(request, recall_id, customers=visit.reader)
+        if detail is None:
+            return _not_found(request, visit, recall_id)
+        problems = field_problems(list(error.errors()))
+        response = render(
+            request, visit, "recall.html", status_code=422, recall=detail, errors=problems
+        )
+        response.headers.update(NO_STORE)
+        return response
     return RedirectResponse(_recall_url(recall_id), status_code=303)
 
 

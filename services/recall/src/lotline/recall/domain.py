@@ -24,6 +24,7 @@ from lotline.events import (
     SoldUnit,
     StockQuarantined,
     UnitsRecalled,
+    UnitStatus,
 )
 
 SOURCE = "lotline/recall"
@@ -121,6 +122,7 @@ class Recall:
     state: RecallState = RecallState.OPEN
     closed_at: datetime | None = None
     closed_by: str | None = None
+    close_reason: str | None = None
 
     @classmethod
     def issue(cls, recall_id: str, request: RecallRequest, issued_at: datetime) -> Recall:
@@ -234,6 +236,10 @@ class QuarantinedStock:
     stream: str = ""
     offset: int = -1
     reported_at: datetime | None = None
+    # The lot's account here, as stock reported it with the total (None: not reported).
+    received: int | None = None
+    disposed: int | None = None
+    sold_before_recall: int | None = None
 
     @property
     def key(self) -> str:
@@ -243,7 +249,18 @@ class QuarantinedStock:
     def from_event(
         cls, data: StockQuarantined, *, stream: str, offset: int, at: datetime
     ) -> QuarantinedStock:
-        return cls(data.recall_id, data.location, data.lot_code, data.quantity, stream, offset, at)
+        return cls(
+            data.recall_id,
+            data.location,
+            data.lot_code,
+            data.quantity,
+            stream,
+            offset,
+            at,
+            data.received,
+            data.disposed,
+            data.sold_before_recall,
+        )
 
 
 @dataclass(frozen=True)
@@ -456,6 +473,10 @@ class Progress:
     sales_after_recall: int = 0
     units_sold_after_recall: int = 0
     units: UnitsAnswer = field(default_factory=lambda: UnitsAnswer.of(()))
+    # Stock's account of the recalled lots, summed over locations.
+    units_received: int = 0
+    units_disposed: int = 0
+    units_sold_before_recall: int = 0
 
     @classmethod
     def of(
@@ -468,11 +489,91 @@ class Progress:
         flagged: Iterable[FlaggedSale] = (),
     ) -> Progress:
         flagged_sales = first_by_key(flagged)
+        lines = latest_by_key(quarantine)
         return cls(
-            quarantined_units=sum(line.quantity for line in latest_by_key(quarantine)),
+            quarantined_units=sum(line.quantity for line in lines),
             units_to_contact=len(first_by_key(contacts)),
             units_returned=sum(line.quantity for line in first_by_key(returns)),
             sales_after_recall=len(flagged_sales),
             units_sold_after_recall=sum(sale.quantity for sale in flagged_sales),
             units=UnitsAnswer.of(chunks),
+            units_received=sum(line.received or 0 for line in lines),
+            units_disposed=sum(line.disposed or 0 for line in lines),
+            units_sold_before_recall=sum(line.sold_before_recall or 0 for line in lines),
         )
+
+
+class AccountingBasis(StrEnum):
+    """Whose figures account for a recall's units."""
+
+    LOTS = "lots"  # stock's account of each recalled lot at each location
+    SERIALS = "serials"  # the serial registry's answer, unit by unit
+
+
+class CloseRefused(RecallError):
+    """A recall not fully accounted for was closed without saying why."""
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Where every unit of a recall is: `accounted` of `expected` units.
+
+    By lots (a recall that names lots): expected = the units of the recalled lots received
+    at any location (stock's account); accounted = held in quarantine + disposed of + sold
+    before the recall + sold after it - returned by customers (a returned unit was counted
+    as sold and is held again, so it would count twice). By serials (a recall that names
+    serials only; stock holds no lot of it): expected = the serials named; accounted = those
+    the serial registry placed (in stock, sold or returned); a serial it never saw is not.
+    """
+
+    basis: AccountingBasis
+    expected: int
+    quarantined: int
+    disposed: int
+    sold_before_recall: int
+    sold_after_recall: int
+    returned: int
+    accounted: int
+
+    @property
+    def complete(self) -> bool:
+        """Every unit expected is accounted for, and there was something to account for (a
+        recall whose lots no store has reported yet is not done: they may still arrive)."""
+        return self.expected > 0 and self.accounted == self.expected
+
+    @classmethod
+    def of(cls, recall: Recall, progress: Progress) -> Accounting:
+        if recall.lot_codes or not recall.serials:
+            held, disposed = progress.quarantined_units, progress.units_disposed
+            before, after = progress.units_sold_before_recall, progress.units_sold_after_recall
+            returned = progress.units_returned
+            return cls(
+                basis=AccountingBasis.LOTS,
+                expected=progress.units_received,
+                quarantined=held,
+                disposed=disposed,
+                sold_before_recall=before,
+                sold_after_recall=after,
+                returned=returned,
+                accounted=max(held + disposed + before + after - returned, 0),
+            )
+        counts = progress.units.counts
+        placed = sum(counts.values())
+        return cls(
+            basis=AccountingBasis.SERIALS,
+            expected=len(recall.serials),
+            quarantined=counts.get(UnitStatus.IN_STOCK.value, 0),
+            disposed=0,
+            sold_before_recall=counts.get(UnitStatus.SOLD.value, 0),
+            sold_after_recall=progress.units_sold_after_recall,
+            returned=counts.get(UnitStatus.RETURNED.value, 0),
+            accounted=min(placed, len(recall.serials)),
+        )
+
+    def check_close(self, recall_id: str, reason: str | None) -> None:
+        """Closing a recall not fully accounted for needs a reason, kept with the closing."""
+        if not self.complete and not (reason and reason.strip()):
+            raise CloseRefused(
+                f"recall {recall_id} accounts for {self.accounted} of {self.expected} units: "
+                "closing it needs a reason (field reason)"
+            )

@@ -93,6 +93,7 @@ def _recall(doc: dict[str, Any]) -> Recall:
         state=RecallState(doc["state"]),
         closed_at=doc.get("closed_at"),
         closed_by=doc.get("closed_by"),
+        close_reason=doc.get("close_reason"),
     )
 
 
@@ -192,7 +193,10 @@ class RecallStore:
         cursor = self.broadcasts.find({"_id": {"$in": recall_ids}}, {"published_at": 1})
         return {doc["_id"]: doc["published_at"] async for doc in cursor}
 
-    async def close(self, recall_id: str, closed_by: str | None) -> RecallRecord | None:
+    async def close(
+        self, recall_id: str, closed_by: str | None, reason: str | None = None
+    ) -> RecallRecord | None:
+        """Close an open recall, with the reason it was closed not fully accounted for."""
         await self.recalls.update_one(
             {"_id": recall_id, "state": RecallState.OPEN.value},
             {
@@ -200,6 +204,7 @@ class RecallStore:
                     "state": RecallState.CLOSED.value,
                     "closed_at": now(),
                     "closed_by": closed_by,
+                    "close_reason": reason,
                 }
             },
         )
@@ -421,6 +426,9 @@ class RecallStore:
         returned = await self._total(self.returns, ids, "$quantity")
         sales = await self._total(self.flagged_sales, ids, 1)
         sold = await self._total(self.flagged_sales, ids, "$quantity")
+        received = await self._total(self.quarantine, ids, "$received")
+        disposed = await self._total(self.quarantine, ids, "$disposed")
+        sold_before = await self._total(self.quarantine, ids, "$sold_before_recall")
         chunks: dict[str, list[UnitsChunk]] = defaultdict(list)
         async for doc in self.unit_chunks.find({"recall_id": {"$in": ids}}):
             chunks[doc["recall_id"]].append(_chunk(doc))
@@ -432,6 +440,9 @@ class RecallStore:
                 sales_after_recall=sales.get(recall_id, 0),
                 units_sold_after_recall=sold.get(recall_id, 0),
                 units=UnitsAnswer.of(chunks.get(recall_id, ())),
+                units_received=received.get(recall_id, 0),
+                units_disposed=disposed.get(recall_id, 0),
+                units_sold_before_recall=sold_before.get(recall_id, 0),
             )
             for recall_id in ids
         }
@@ -445,7 +456,7 @@ class RecallStore:
                 {"$group": {"_id": "$recall_id", "total": {"$sum": what}}},
             ]
         )
-        return {doc["_id"]: int(doc["total"]) async for doc in cursor}
+        return {doc["_id"]: int(doc["total"] or 0) async for doc in cursor}
 
 
 def _document(fact: Any) -> dict[str, Any]:
