@@ -7,6 +7,8 @@ from lotline.events.models import (
     AdjustmentDirection,
     AdjustmentReason,
     BatchRecalled,
+    ClaimKind,
+    ClaimRefusal,
     Classification,
     CountedLot,
     DisposalMethod,
@@ -32,6 +34,8 @@ from lotline.events.models import (
     Tracking,
     UnitsRecalled,
     UnitStatus,
+    WarrantyClaimed,
+    WarrantyClaimRefused,
 )
 from lotline.events.topics import CONSUMED_BY, EventType, consumer_group, dlq_topic, topic_specs
 
@@ -41,6 +45,8 @@ __all__ = [
     "AdjustmentDirection",
     "AdjustmentReason",
     "BatchRecalled",
+    "ClaimKind",
+    "ClaimRefusal",
     "Classification",
     "CloudEvent",
     "CountedLot",
@@ -70,6 +76,8 @@ __all__ = [
     "Tracking",
     "UnitStatus",
     "UnitsRecalled",
+    "WarrantyClaimRefused",
+    "WarrantyClaimed",
     "consumer_group",
     "decode",
     "dlq_topic",

@@ -172,6 +172,26 @@ class DisposalMethod(StrEnum):
     RETURNED_TO_SUPPLIER = "returned_to_supplier"
 
 
+class ClaimKind(StrEnum):
+    """What the after-sales desk does about a faulty sold unit."""
+
+    REPAIR = "repair"
+    REPLACEMENT = "replacement"
+    REFUND = "refund"
+
+
+class ClaimRefusal(StrEnum):
+    """Why the serial registry refused a warranty claim."""
+
+    OUTSIDE_WARRANTY = "outside_warranty"
+    NO_WARRANTY = "no_warranty"
+    NOT_SOLD = "not_sold"
+    UNKNOWN_SERIAL = "unknown_serial"
+    UNKNOWN_SKU = "unknown_sku"
+    REPLACEMENT_NOT_IN_STOCK = "replacement_not_in_stock"
+    REPLACEMENT_RECALLED = "replacement_recalled"
+
+
 class UnitStatus(StrEnum):
     """Where a serialized unit physically is; a recall is kept apart from this."""
 
@@ -208,6 +228,9 @@ class ProductRegistered(EventData):
     tracking: Tracking
     gtin: Gtin | None = None
     shelf_life_days: int | None = Field(None, ge=0, le=36500)
+    warranty_months: int | None = Field(
+        None, ge=0, le=1200, description="Warranty from the sale, in months; none: no warranty"
+    )
     revision: Int64 = Field(1, ge=1, description="Increases with every change of the product")
 
 
@@ -605,6 +628,58 @@ class StockLow(EventData):
     cause: Identifier = Field(description="The event type that took it below the point")
 
 
+class WarrantyClaimed(EventData):
+    """The after-sales desk took a warranty claim on a sold unit: a repair, a replacement by
+    another unit in stock at the desk's location, or a refund. Applied by the serial registry
+    if the unit is in warranty at `claimed_at`, or if `override_reason` says why anyway;
+    otherwise answered by `warranty-claim-refused`."""
+
+    event_type: ClassVar[EventType] = EventType.WARRANTY_CLAIMED
+
+    claim_id: Identifier
+    serial: Serial = Field(description="The faulty unit, sold to the customer")
+    location: Location = Field(description="Where the claim was taken")
+    kind: ClaimKind
+    replacement_serial: Serial | None = Field(
+        None, description="Replacements only: the unit in stock here that the customer gets"
+    )
+    problem: Text | None = None
+    override_reason: Text | None = Field(
+        None, description="Why the claim is granted outside (or without) warranty"
+    )
+    claimed_by: Text | None = None
+    claimed_at: Time
+
+    @property
+    def fact_key(self) -> str:
+        return f"warranty-claim {self.sku} {self.claim_id}"
+
+    @model_validator(mode="after")
+    def _replacement_named(self) -> WarrantyClaimed:
+        if self.kind is ClaimKind.REPLACEMENT and self.replacement_serial is None:
+            raise ValueError("a replacement claim must name its replacement_serial")
+        if self.kind is not ClaimKind.REPLACEMENT and self.replacement_serial is not None:
+            raise ValueError(f"replacement_serial given for a {self.kind.value} claim")
+        if self.replacement_serial == self.serial:
+            raise ValueError(f"replacement_serial {self.serial} is the claimed unit itself")
+        return self
+
+
+class WarrantyClaimRefused(EventData):
+    """The serial registry did not apply a warranty claim: the rule it broke, in words."""
+
+    event_type: ClassVar[EventType] = EventType.WARRANTY_CLAIM_REFUSED
+
+    claim_id: Identifier
+    serial: Serial
+    location: Location
+    kind: ClaimKind
+    reason: ClaimRefusal
+    detail: Text
+    replacement_serial: Serial | None = None
+    warranty_ends_on: Date | None = Field(None, description="Last day of the unit's warranty")
+
+
 EVENT_MODELS: dict[EventType, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -623,5 +698,7 @@ EVENT_MODELS: dict[EventType, type[EventData]] = {
         StockDisposed,
         ReorderPointSet,
         StockLow,
+        WarrantyClaimed,
+        WarrantyClaimRefused,
     )
 }

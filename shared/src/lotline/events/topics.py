@@ -25,6 +25,9 @@ class EventType(StrEnum):
     STOCK_DISPOSED = "stock-disposed"
     REORDER_POINT_SET = "reorder-point-set"
     STOCK_LOW = "stock-low"
+    # After-sales: a warranty claim on a sold unit, and the registry's refusal of one.
+    WARRANTY_CLAIMED = "warranty-claimed"
+    WARRANTY_CLAIM_REFUSED = "warranty-claim-refused"
 
     @property
     def topic(self) -> str:
@@ -62,6 +65,7 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.ITEM_SOLD,
         EventType.ITEM_RETURNED,
         EventType.BATCH_RECALLED,
+        EventType.WARRANTY_CLAIMED,
     ),
     "recall": (
         EventType.STOCK_QUARANTINED,
@@ -87,6 +91,8 @@ PUBLISHED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.UNITS_RECALLED,
         EventType.SALE_FLAGGED,
         EventType.RECEIPT_REJECTED,
+        # warranty-claim-refused is for the after-sales desk's tools: the claim's answer.
+        EventType.WARRANTY_CLAIM_REFUSED,
     ),
     "recall": (EventType.BATCH_RECALLED,),
     "pos": (EventType.ITEM_SOLD, EventType.ITEM_RETURNED),
@@ -99,7 +105,61 @@ PUBLISHED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.STOCK_DISPOSED,
         EventType.REORDER_POINT_SET,
     ),
+    # The after-sales desk: it acts on units already sold, for a customer (repairs,
+    # replacements, refunds). Not store-ops: a stock-room handheld must not hand a unit to a
+    # customer or refund one, and the desk must not write stock off.
+    "after-sales": (EventType.WARRANTY_CLAIMED,),
 }
+
+
+def router_of(event: EventType) -> str | None:
+    """The service that moves an event a producer put on the wrong partition (a librdkafka
+    client partitions with CRC32 unless told `murmur2_random`) to its key's partition: one
+    per topic, so each misrouted event is moved once. The topic's other consumers skip it
+    and apply the moved copy. Stock routes every topic it consumes (the outside producers'
+    topics among them: it is in every deployment); another topic, its first consumer by
+    name. None: no Lotline service consumes the event."""
+    consumers = sorted(service for service, events in CONSUMED_BY.items() if event in events)
+    if ROUTER in consumers:
+        return ROUTER
+    return consumers[0] if consumers else None
+
+
+ROUTER = "stock"
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition of a key, as the Java client and aiokafka's default partitioner pick
+    it (murmur2 of the key's bytes, positive, modulo the partition count)."""
+    return (_murmur2(message_key(key)) & 0x7FFFFFFF) % partitions
+
+
+def _murmur2(data: bytes) -> int:
+    """Murmur2 as org.apache.kafka.common.utils.Utils.murmur2 computes it."""
+    length = len(data)
+    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    tail = length % 4
+    if tail:
+        rest = data[length - tail :]
+        if tail >= 3:
+            h ^= rest[2] << 16
+        if tail >= 2:
+            h ^= rest[1] << 8
+        h ^= rest[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    # As a Java int: negative values keep their sign bit, which the caller masks off.
+    return h - (1 << 32) if h & 0x80000000 else h
 
 
 def dlq_topic(topic: str) -> str:
