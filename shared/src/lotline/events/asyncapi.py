@@ -25,6 +25,7 @@ from lotline.events.topics import (
     EventType,
     consumer_group,
     dlq_topic,
+    router_of,
     topic_specs,
 )
 
@@ -65,7 +66,10 @@ PARTITIONER = (
     "Python, .NET and Go, kcat, node-rdkafka) hash with CRC32 by default "
     "(`consistent_random`), which puts a SKU on another partition: set "
     "`partitioner=murmur2_random` (kcat `-X partitioner=murmur2_random`, confluent-kafka "
-    "`{'partitioner': 'murmur2_random'}`). Never choose the partition yourself."
+    "`{'partitioner': 'murmur2_random'}`). Never choose the partition yourself. An event "
+    "that arrives on another partition (or with no key) is not lost: it is never applied "
+    "there, and Lotline moves it to its SKU's partition (header `lotline-moved-from`), but it "
+    "is applied later than it could be, and out of order with the SKU's other events."
 )
 
 KEY = (
@@ -202,6 +206,8 @@ def _acls(principal: str) -> str:
     """What the broker lets this principal do, as the stack's ACLs grant it from the contract."""
     writes = [event.topic for event in PUBLISHED_BY.get(principal, ())]
     writes += [event.dlq_topic for event in CONSUMED_BY.get(principal, ())]
+    # A topic's router moves misrouted events to their SKU's partition.
+    writes += [e.topic for e in CONSUMED_BY.get(principal, ()) if router_of(e) == principal]
     reads = [event.topic for event in CONSUMED_BY.get(principal, ())]
     allowed = [f"WRITE on {', '.join(f'`{topic}`' for topic in writes)}"] if writes else []
     if reads:

@@ -35,6 +35,7 @@ from lotline.events import (
     encode_event,
 )
 from lotline.events.codec import OutgoingMessage
+from lotline.events.topics import key_partition, message_key, router_of
 from lotline.runtime.dedupe import Dedupe, SeenEvents
 from lotline.runtime.owned import ForgetOnRebalance, OwnedState
 from lotline.runtime.settings import Settings
@@ -42,6 +43,9 @@ from lotline.runtime.telemetry import CONSUMER_LAG, TopicMetrics, consuming
 from lotline.runtime.wal import Fact, StreamTaken, WriteAheadLog
 
 log = structlog.get_logger(__name__)
+
+# The header a misrouted event carries once moved to its key's partition: where it was.
+MOVED_FROM = "lotline-moved-from"
 
 # Failures of the infrastructure rather than of the message: waited out, never dead-lettered.
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
@@ -164,10 +168,20 @@ class Publisher:
         await asyncio.gather(*futures)
 
     async def send_raw(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: dict[str, str]
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: dict[str, str],
+        partition: int | None = None,
     ) -> None:
         future = await self._broker.publish(
-            value or b"", topic=topic, key=key, headers=headers, no_confirm=True
+            value or b"",
+            topic=topic,
+            key=key,
+            headers=headers,
+            partition=partition,
+            no_confirm=True,
         )
         await future
 
@@ -193,13 +207,18 @@ class EventConsumer:
     def __post_init__(self) -> None:
         self.metrics = TopicMetrics(self.event_type.topic)
 
-    async def process(self, records: list[ConsumerRecord[Any, Any]]) -> list[Delivery]:
-        """Apply one topic's records; returns those to read again later (deferred)."""
+    async def process(
+        self, records: list[ConsumerRecord[Any, Any]], partitions: int | None = None
+    ) -> list[Delivery]:
+        """Apply one topic's records; returns those to read again later (deferred).
+        `partitions`: the topic's partition count, to recognise misrouted events."""
         group = consumer_group(self.service)
         with consuming(self.event_type.topic, group, records, self.metrics):
-            return await self._process(records)
+            return await self._process(records, partitions)
 
-    async def _process(self, records: list[ConsumerRecord[Any, Any]]) -> list[Delivery]:
+    async def _process(
+        self, records: list[ConsumerRecord[Any, Any]], partitions: int | None = None
+    ) -> list[Delivery]:
         deliveries: list[Delivery] = []
         for record in records:
             try:
@@ -207,11 +226,43 @@ class EventConsumer:
             except EventDecodeError as exc:
                 await self.dead_letter(record, exc.problem, exc.field)
                 continue
+            if partitions and record.partition != key_partition(event.data.key, partitions):
+                await self._misrouted(record, event.data.key, partitions)
+                continue
             deliveries.append(Delivery(event, record.topic, record.partition, record.offset))
             if self.wal is not None:
                 # What the event changes belongs to its key's partition, the one it came from.
                 self.wal.observe(event.data.key, record.partition)
         return await self.process_deliveries(deliveries)
+
+    async def _misrouted(self, record: ConsumerRecord[Any, Any], key: str, partitions: int) -> None:
+        """An event on another partition than its SKU's (its producer partitions otherwise
+        than murmur2, or sent no key) is never applied here: this instance may not own the
+        SKU, and every document has one writer. The topic's router moves it, unchanged but
+        for its key, to the SKU's partition, where its owner applies it; the topic's other
+        consumers skip it and apply the moved copy."""
+        right = key_partition(key, partitions)
+        self.metrics.misrouted.inc()
+        if router_of(self.event_type) != self.service:
+            return
+        headers = {
+            **{name: value.decode("utf-8", "replace") for name, value in record.headers or ()},
+            MOVED_FROM: f"{record.partition}@{record.offset}",
+        }
+        log.warning(
+            "misrouted_event_moved",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=key,
+            to_partition=right,
+            hint="partition by murmur2 of the SKU (librdkafka: partitioner=murmur2_random)",
+        )
+        await self._until_done(
+            lambda: self.publisher.send_raw(
+                record.topic, message_key(key), record.value, headers, partition=right
+            )
+        )
 
     async def process_deliveries(self, deliveries: list[Delivery]) -> list[Delivery]:
         """Apply decoded events once each; returns those to read again later (deferred)."""
@@ -521,7 +572,12 @@ class ServiceConsumer:
             # Topics in the order the service registered them (e.g. receipts before sales).
             for topic, consumer in self.topics.items():
                 if topic in by_topic:
-                    revisit.extend(await consumer.process(by_topic[topic]))
+                    # The partition count, to recognise an event on another partition than
+                    # its SKU's (the group's metadata has it for every assigned topic).
+                    kafka: Any = message.consumer  # aiokafka's consumer underneath
+                    partitions = kafka.partitions_for_topic(topic)
+                    count = len(partitions) if partitions else None
+                    revisit.extend(await consumer.process(by_topic[topic], count))
         except asyncio.CancelledError:
             # Shutting down mid-batch: leave the offsets where they were, so it is redelivered.
             self.owned.forget("batch cancelled")

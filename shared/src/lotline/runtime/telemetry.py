@@ -53,6 +53,12 @@ EVENTS_APPLIED = Counter(
 EVENTS_DUPLICATE = Counter(
     "lotline_events_duplicate", "Copies of events applied before, dropped", ["topic"]
 )
+EVENTS_MISROUTED = Counter(
+    "lotline_events_misrouted",
+    "Events found on another partition than their SKU's (the producer's partitioner is not "
+    "murmur2): never applied there; the topic's router moves them",
+    ["topic"],
+)
 EVENTS_DEFERRED = Counter(
     "lotline_events_deferred",
     "Deferrals: events put off to a later batch (e.g. a product not known yet); one event "
@@ -98,6 +104,7 @@ class TopicMetrics:
         self.applied = EVENTS_APPLIED.labels(topic)
         self.duplicate = EVENTS_DUPLICATE.labels(topic)
         self.deferred = EVENTS_DEFERRED.labels(topic)
+        self.misrouted = EVENTS_MISROUTED.labels(topic)
         self.dead_lettered = EVENTS_DEAD_LETTERED.labels(topic)
         self.batch_size = BATCH_SIZE.labels(topic)
         self.batch_seconds = BATCH_SECONDS.labels(topic)

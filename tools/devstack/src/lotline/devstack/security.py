@@ -19,7 +19,14 @@ from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, Descri
 from pydantic import SecretStr
 
 from lotline.devstack.process import StackError
-from lotline.events.topics import CONSUMED_BY, PUBLISHED_BY, consumer_group, dlq_topic
+from lotline.events.topics import (
+    CONSUMED_BY,
+    PUBLISHED_BY,
+    EventType,
+    consumer_group,
+    dlq_topic,
+    router_of,
+)
 
 # The stack's own principal: it creates topics, users and ACLs, and is the one super user.
 ADMIN = "admin"
@@ -177,8 +184,10 @@ class Grant:
 
 def grants() -> list[Grant]:
     """The ACL model, from the contract alone: a service reads the topics it consumes, in its
-    own consumer group, and writes what it publishes plus the DLQs of what it consumes; an
-    outside system (POS, receiving) writes only what it publishes. Nothing else is allowed."""
+    own consumer group, and writes what it publishes plus the DLQs of what it consumes (and,
+    for the topics it routes, `router_of`, the topic itself: a misrouted event is moved to
+    its SKU's partition); an outside system (POS, receiving) writes only what it publishes.
+    Nothing else is allowed."""
     wanted: set[Grant] = set()
     for service, consumed in CONSUMED_BY.items():
         wanted.add(Grant(service, "group", consumer_group(service), "READ"))
@@ -188,6 +197,11 @@ def grants() -> list[Grant]:
     for publisher, published in PUBLISHED_BY.items():
         for event in published:
             wanted.add(Grant(publisher, "topic", event.topic, "WRITE"))
+    # A topic's router moves events a producer put on the wrong partition to their SKU's.
+    for event in EventType:
+        router = router_of(event)
+        if router is not None:
+            wanted.add(Grant(router, "topic", event.topic, "WRITE"))
     return sorted(wanted)
 
 
