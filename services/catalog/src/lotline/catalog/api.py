@@ -32,6 +32,7 @@ router = APIRouter(tags=["products"])
 
 # The contract's own bounds on shelf life (0..36500 days), not a copy of them.
 ShelfLifeDays = Annotated[int, *ProductRegistered.model_fields["shelf_life_days"].metadata]
+WarrantyMonths = Annotated[int, *ProductRegistered.model_fields["warranty_months"].metadata]
 
 Decision = Callable[[str, Product | None, ProductDetails, str | None], Change | None]
 
@@ -48,9 +49,14 @@ class ProductFields(BaseModel):
     tracking: Tracking
     gtin: Gtin | None = None
     shelf_life_days: ShelfLifeDays | None = None
+    warranty_months: WarrantyMonths | None = Field(
+        None, description="Warranty from the sale, in months (serial items' units show it)"
+    )
 
     def details(self) -> ProductDetails:
-        return ProductDetails(self.name, self.tracking, self.gtin, self.shelf_life_days)
+        return ProductDetails(
+            self.name, self.tracking, self.gtin, self.shelf_life_days, self.warranty_months
+        )
 
 
 class NewProduct(ProductFields):
@@ -67,6 +73,7 @@ class ProductView(BaseModel):
     tracking: Tracking
     gtin: str | None
     shelf_life_days: int | None
+    warranty_months: int | None = None
     revision: int
     has_receipts: bool = Field(description="Stock of it has been received somewhere")
     first_receipt_id: str | None
@@ -83,6 +90,7 @@ class ProductView(BaseModel):
             tracking=product.details.tracking,
             gtin=product.details.gtin,
             shelf_life_days=product.details.shelf_life_days,
+            warranty_months=product.details.warranty_months,
             revision=product.revision,
             has_receipts=record.has_receipts,
             first_receipt_id=record.first_receipt_id,

@@ -25,6 +25,7 @@ class ProductDetails:
     tracking: Tracking
     gtin: str | None = None
     shelf_life_days: int | None = None
+    warranty_months: int | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Product:
             tracking=self.details.tracking,
             gtin=self.details.gtin,
             shelf_life_days=self.details.shelf_life_days,
+            warranty_months=self.details.warranty_months,
             revision=self.revision,
         )
 

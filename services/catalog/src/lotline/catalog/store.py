@@ -79,6 +79,7 @@ class ProductRecord:
             tracking=Tracking(doc["tracking"]),
             gtin=doc.get("gtin"),
             shelf_life_days=doc.get("shelf_life_days"),
+            warranty_months=doc.get("warranty_months"),
         )
         return cls(
             product=Product(doc["_id"], details, doc["revision"]),
@@ -183,6 +184,7 @@ class ProductStore:
             "tracking": details.tracking.value,
             "gtin": details.gtin,
             "shelf_life_days": details.shelf_life_days,
+            "warranty_months": details.warranty_months,
             "revision": product.revision,
             "updated_at": moment,
             "unpublished_revision": product.revision,

@@ -7,16 +7,25 @@ A unit's customer reference is personal data: only a caller whose Bearer token m
 from __future__ import annotations
 
 import bisect
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from lotline.events import EventType, FlagReason, ReturnReason, UnitStatus
+from lotline.events import ClaimKind, EventType, FlagReason, ReturnReason, UnitStatus
 from lotline.runtime.auth import NO_STORE, Caller, may_read_personal_data
 from lotline.runtime.http import AFTER, NEXT_AFTER, errors, field_error
-from lotline.serials.domain import HistoryEntry, Unit, as_recalled, digital_link, unit_id
+from lotline.serials.domain import (
+    HistoryEntry,
+    Unit,
+    WarrantyClaim,
+    WarrantyStatus,
+    as_recalled,
+    digital_link,
+    unit_id,
+    warranty_of,
+)
 from lotline.serials.store import SerialStore
 
 # MongoDB takes a skip as a 64-bit integer: a larger one is a 422 here, not a 500 there.
@@ -110,7 +119,56 @@ class UnitSummary(BaseModel):
         }
 
 
+class WarrantyView(BaseModel):
+    status: WarrantyStatus = Field(
+        description="in_warranty, expired, or none (not sold, or no warranty terms)"
+    )
+    months: int | None = Field(None, description="The product's terms, from the sale")
+    starts_on: date | None = Field(None, description="The sale (a replacement's original)")
+    ends_on: date | None = Field(None, description="The last day covered")
+
+
+class ClaimView(BaseModel):
+    claim_id: str
+    kind: ClaimKind
+    at: datetime
+    location: str
+    in_warranty: bool = Field(description="False: granted outside warranty by an override")
+    warranty_ends_on: date | None
+    replacement_serial: str | None
+    override_reason: str | None
+    problem: str | None
+    claimed_by: str | None
+
+    @classmethod
+    def of(cls, claim: WarrantyClaim) -> ClaimView:
+        return cls(
+            claim_id=claim.claim_id,
+            kind=claim.kind,
+            at=claim.at,
+            location=claim.location,
+            in_warranty=claim.in_warranty,
+            warranty_ends_on=claim.warranty_ends_on,
+            replacement_serial=claim.replacement_serial,
+            override_reason=claim.override_reason,
+            problem=claim.problem,
+            claimed_by=claim.claimed_by,
+        )
+
+
+class UnitClaimsView(BaseModel):
+    sku: str
+    serial: str
+    replaced_by: str | None = Field(description="The unit a replacement claim gave instead")
+    replaces: str | None = Field(description="The unit this one replaced under warranty")
+    claims: list[ClaimView] = Field(description="Warranty claims taken on it, oldest first")
+
+
 class UnitView(UnitSummary):
+    warranty: WarrantyView
+    replaced_by: str | None = Field(None, description="The unit that replaced it under warranty")
+    replaces: str | None = Field(None, description="The unit it replaced under warranty")
+    claims: list[ClaimView] = Field(default_factory=list, description="Its warranty claims")
     gtin: str | None = None
     digital_link: str | None = Field(
         None,
@@ -133,6 +191,28 @@ class LotUnitsView(BaseModel):
 
 
 @router.get(
+    "/units/{sku}/{serial}/claims",
+    response_model=UnitClaimsView,
+    operation_id="listUnitClaims",
+    responses=errors(404, why={404: "No unit of the SKU has this serial"}),
+)
+async def get_unit_claims(sku: str, serial: str, store: Store) -> UnitClaimsView:
+    """The warranty claims taken on one unit and the units it replaced or was replaced by
+    (refused claims are `warranty-claim-refused` events, not here). Before the unit route:
+    a serial never holds a "/", so ".../claims" is never a serial."""
+    unit = await store.unit(sku, serial)
+    if unit is None:
+        raise HTTPException(404, f"no unit with serial {serial!r} of sku {sku!r} is registered")
+    return UnitClaimsView(
+        sku=sku,
+        serial=unit.serial,
+        replaced_by=unit.replaced_by,
+        replaces=unit.replaces,
+        claims=[ClaimView.of(claim) for claim in unit.claims],
+    )
+
+
+@router.get(
     "/units/{sku}/{serial:path}",
     response_model=UnitView,
     operation_id="getUnit",
@@ -151,8 +231,19 @@ async def get_unit(
     unit = as_recalled(unit, (await store.recall_scopes([sku], stored=True))[sku])
     product = await store.product(sku)
     gtin = product.gtin if product else None
+    months = product.warranty_months if product else None
+    warranty = warranty_of(unit, months, datetime.now(UTC).date())
     return UnitView(
         **UnitSummary.fields_of(unit, may_read_personal_data(caller)),
+        warranty=WarrantyView(
+            status=warranty.status,
+            months=warranty.months,
+            starts_on=warranty.starts_on,
+            ends_on=warranty.ends_on,
+        ),
+        replaced_by=unit.replaced_by,
+        replaces=unit.replaces,
+        claims=[ClaimView.of(claim) for claim in unit.claims],
         gtin=gtin,
         digital_link=digital_link(gtin, unit.serial),
         # A timeline, in the order things happened (events may be applied in another order).

@@ -40,6 +40,14 @@ service.consume(
     dedupe=Dedupe.LOG,
 )
 service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.LOG)
+# Last: a claim sees the sales, returns and receipts of its batch (its unit sold, its
+# replacement received).
+service.consume(
+    EventType.WARRANTY_CLAIMED,
+    handlers.on_warranty_claims,
+    give_up=handlers.on_warranty_claims_given_up,
+    dedupe=Dedupe.LOG,
+)
 service.http.state.serial_store = store
 try:
     # Who may read a unit's customer (LOTLINE_TOKENS); without tokens, nobody may.

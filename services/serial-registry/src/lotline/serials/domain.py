@@ -1,17 +1,20 @@
-"""What receipts, sales, returns and recalls do to one serialized unit. No I/O."""
+"""What receipts, sales, returns, recalls and warranty claims do to one serialized unit. No I/O."""
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from math import ceil
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from lotline.events import (
     BatchRecalled,
+    ClaimKind,
+    ClaimRefusal,
     EventType,
     FlagReason,
     ItemReceived,
@@ -23,6 +26,7 @@ from lotline.events import (
     Tracking,
     UnitsRecalled,
     UnitStatus,
+    WarrantyClaimed,
     gs1,
 )
 
@@ -68,6 +72,7 @@ class Product:
     revision: int
     gtin: str | None = None
     name: str | None = None
+    warranty_months: int | None = None
 
     @property
     def serialized(self) -> bool:
@@ -114,6 +119,23 @@ class RecallScope:
 
 
 @dataclass(frozen=True)
+class WarrantyClaim:
+    """A warranty claim as applied to the claimed unit (refused claims change no unit)."""
+
+    claim_id: str
+    kind: ClaimKind
+    event_id: str
+    at: datetime
+    location: str
+    in_warranty: bool
+    warranty_ends_on: date | None = None
+    replacement_serial: str | None = None
+    override_reason: str | None = None
+    problem: str | None = None
+    claimed_by: str | None = None
+
+
+@dataclass(frozen=True)
 class Unit:
     """One serialized unit: where it physically is (status) and, apart from that, any recall."""
 
@@ -136,6 +158,12 @@ class Unit:
     returned_at: datetime | None = None
     recall_ids: tuple[str, ...] = ()
     recalled_at: datetime | None = None
+    # Warranty: a replacement keeps its original's start (the sale), and both units name
+    # each other; the claims taken on this unit, in the order applied.
+    warranty_from: datetime | None = None
+    replaced_by: str | None = None
+    replaces: str | None = None
+    claims: tuple[WarrantyClaim, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
 
     @property
@@ -642,3 +670,208 @@ def units_recalled(
         )
         for index in range(chunks)
     ]
+
+
+# ---------------------------------------------------------------------------------- warranty
+
+
+class WarrantyStatus(StrEnum):
+    IN_WARRANTY = "in_warranty"
+    EXPIRED = "expired"
+    NONE = "none"  # not sold (in stock, returned, replaced) or the product has no warranty
+
+
+@dataclass(frozen=True)
+class Warranty:
+    status: WarrantyStatus
+    months: int | None = None
+    starts_on: date | None = None
+    ends_on: date | None = None
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day `months` later, or that month's last day when it is shorter (31 January
+    plus one month is 28 or 29 February)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def warranty_of(unit: Unit, months: int | None, on: date) -> Warranty:
+    """A sold unit's warranty on day `on`: from its sale (a replacement's, from the original
+    sale) for the product's months, ending on that day `months` later, which is still
+    covered. None for a unit not sold, or for a product without warranty terms."""
+    start = unit.warranty_from or unit.sold_at
+    if unit.status is not UnitStatus.SOLD or start is None or not months:
+        return Warranty(WarrantyStatus.NONE, months)
+    starts_on = start.astimezone(UTC).date()
+    ends_on = add_months(starts_on, months)
+    status = WarrantyStatus.IN_WARRANTY if on <= ends_on else WarrantyStatus.EXPIRED
+    return Warranty(status, months, starts_on, ends_on)
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """What a claim does: the units it changes (before, after), or why it is refused.
+    `changed` is False when the claim was applied before (the same event, or the fact sent
+    again under another id): nothing is written and nothing refused."""
+
+    changes: tuple[tuple[Unit, Unit], ...] = ()
+    refusal: ClaimRefusal | None = None
+    detail: str = ""
+    warranty: Warranty = Warranty(WarrantyStatus.NONE)
+    changed: bool = True
+
+
+def _refused(reason: ClaimRefusal, detail: str, warranty: Warranty | None = None) -> ClaimOutcome:
+    return ClaimOutcome(
+        refusal=reason, detail=clip(detail), warranty=warranty or Warranty(WarrantyStatus.NONE)
+    )
+
+
+def claim_refused_event_id(sku: str, claim_id: str) -> UUID:
+    """One refusal per claim, whatever id the claim's event had."""
+    return uuid5(_NAMESPACE, f"warranty-claim-refused {sku} {claim_id}")
+
+
+def take_claim(
+    unit: Unit | None,
+    replacement: Unit | None,
+    claim: WarrantyClaimed,
+    event_id: str,
+    months: int | None,
+    recalls: Sequence[RecallScope] = (),
+) -> ClaimOutcome:
+    """Apply a warranty claim to a sold unit, or refuse it naming the rule.
+
+    Only a sold unit can be claimed on; outside its warranty (or without one) only with an
+    `override_reason`. A replacement must be in stock at the claim's location and under no
+    recall (no override: a recalled unit is never handed out). The claimed unit keeps the
+    claim in its history; a refund or replacement takes it back (returned, at the claim's
+    location); the replacement becomes sold to the same customer, under the same sale, its
+    warranty running from the original sale, and each unit names the other."""
+    name = f"serial {claim.serial} of {claim.sku}"
+    if unit is None:
+        return _refused(ClaimRefusal.UNKNOWN_SERIAL, f"{name} is not in the registry")
+    if any(c.claim_id == claim.claim_id for c in unit.claims) or unit.entries_for(
+        EventType.WARRANTY_CLAIMED, event_id, claim.claim_id
+    ):
+        return ClaimOutcome(changed=False)
+    if unit.status is not UnitStatus.SOLD:
+        return _refused(
+            ClaimRefusal.NOT_SOLD,
+            f"{name} is {unit.status.value} at {unit.location}, not sold: only a sold unit "
+            f"has a warranty to claim on (claim {claim.claim_id})",
+        )
+    warranty = warranty_of(unit, months, claim.claimed_at.astimezone(UTC).date())
+    covered = warranty.status is WarrantyStatus.IN_WARRANTY
+    if not covered and claim.override_reason is None:
+        if warranty.status is WarrantyStatus.NONE:
+            return _refused(
+                ClaimRefusal.NO_WARRANTY,
+                f"{claim.sku} has no warranty terms, so {name} has no warranty: claim "
+                f"{claim.claim_id} needs an override_reason",
+                warranty,
+            )
+        return _refused(
+            ClaimRefusal.OUTSIDE_WARRANTY,
+            f"the warranty of {name} ended on {warranty.ends_on} (sold {warranty.starts_on}, "
+            f"{months} months); claim {claim.claim_id} of {claim.claimed_at.date()} needs an "
+            "override_reason",
+            warranty,
+        )
+    if claim.kind is ClaimKind.REPLACEMENT:
+        other = f"replacement serial {claim.replacement_serial}"
+        if replacement is None:
+            return _refused(
+                ClaimRefusal.REPLACEMENT_NOT_IN_STOCK,
+                f"{other} of {claim.sku} is not in the registry (claim {claim.claim_id})",
+                warranty,
+            )
+        offered = as_recalled(replacement, recalls)
+        if offered.status is not UnitStatus.IN_STOCK or offered.location != claim.location:
+            return _refused(
+                ClaimRefusal.REPLACEMENT_NOT_IN_STOCK,
+                f"{other} is {offered.status.value} at {offered.location}, not in stock "
+                f"at {claim.location} where claim {claim.claim_id} was taken",
+                warranty,
+            )
+        if offered.recalled:
+            return _refused(
+                ClaimRefusal.REPLACEMENT_RECALLED,
+                f"{other} is under recall {', '.join(offered.recall_ids)}: it cannot "
+                f"replace {name} (claim {claim.claim_id})",
+                warranty,
+            )
+    record = WarrantyClaim(
+        claim_id=claim.claim_id,
+        kind=claim.kind,
+        event_id=event_id,
+        at=claim.claimed_at,
+        location=claim.location,
+        in_warranty=covered,
+        warranty_ends_on=warranty.ends_on,
+        replacement_serial=claim.replacement_serial,
+        override_reason=claim.override_reason,
+        problem=claim.problem,
+        claimed_by=claim.claimed_by,
+    )
+    if covered:
+        terms = f"in warranty until {warranty.ends_on}"
+    else:
+        ended = f"warranty ended {warranty.ends_on}" if warranty.ends_on else "no warranty"
+        terms = f"{ended}, granted: {claim.override_reason}"
+    what = f"warranty claim {claim.claim_id} ({claim.kind.value}) at {claim.location}"
+    if claim.kind is ClaimKind.REPLACEMENT:
+        what += f": replaced by serial {claim.replacement_serial}"
+    elif claim.kind is ClaimKind.REFUND:
+        what += ": refunded, the unit taken back"
+    what += f"; {terms}"
+    entry = HistoryEntry(
+        EventType.WARRANTY_CLAIMED,
+        event_id,
+        claim.claimed_at,
+        clip(what),
+        ref=claim.claim_id,
+        location=claim.location,
+    )
+    claimed = as_recalled(unit, recalls)
+    claimed = replace(claimed, claims=(*claimed.claims, record))
+    if claim.kind is not ClaimKind.REPAIR:
+        claimed = replace(
+            claimed,
+            status=UnitStatus.RETURNED,
+            location=claim.location,
+            return_id=claim.claim_id,
+            return_reason=ReturnReason.DAMAGED,
+            returned_at=claim.claimed_at,
+            replaced_by=claim.replacement_serial,
+        )
+    changes = [(unit, claimed.with_entry(entry))]
+    if claim.kind is ClaimKind.REPLACEMENT:
+        assert replacement is not None
+        given = HistoryEntry(
+            EventType.WARRANTY_CLAIMED,
+            event_id,
+            claim.claimed_at,
+            f"given at {claim.location} under warranty claim {claim.claim_id} to replace "
+            f"serial {claim.serial}, to the same customer",
+            ref=claim.claim_id,
+            location=claim.location,
+        )
+        changes.append(
+            (
+                replacement,
+                replace(
+                    as_recalled(replacement, recalls),
+                    status=UnitStatus.SOLD,
+                    sale_id=unit.sale_id,
+                    line=unit.line,
+                    customer_ref=unit.customer_ref,
+                    sold_at=claim.claimed_at,
+                    warranty_from=unit.warranty_from or unit.sold_at,
+                    replaces=claim.serial,
+                ).with_entry(given),
+            )
+        )
+    return ClaimOutcome(changes=tuple(changes), warranty=warranty)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from uuid import UUID
 
 import structlog
 
 from lotline.events import (
     BatchRecalled,
+    ClaimRefusal,
     EventData,
     FlagReason,
     ItemReceived,
@@ -32,6 +33,8 @@ from lotline.events import (
     RejectReason,
     SaleFlagged,
     UnitsRecalled,
+    WarrantyClaimed,
+    WarrantyClaimRefused,
     encode,
 )
 from lotline.runtime.consumer import BatchResult, Deferred, Delivery
@@ -45,6 +48,7 @@ from lotline.serials.domain import (
     Unit,
     adopt,
     claim,
+    claim_refused_event_id,
     clip,
     flag_event_id,
     recall_answer_key,
@@ -60,6 +64,7 @@ from lotline.serials.domain import (
     sale_without_serial,
     sell,
     sold_under_recall,
+    take_claim,
     unit_id,
     units_recalled,
     units_recalled_event_id,
@@ -411,6 +416,78 @@ class SerialHandlers:
         await self.store.apply_changes(changes)
         return flagged
 
+    # ------------------------------------------------------------------ warranty claims
+
+    async def on_warranty_claims(self, deliveries: list[Delivery]) -> BatchResult:
+        """Each claim in order, its units read afresh (two claims of a batch may share a
+        replacement unit: the second must see it sold). Claims are few, units read by _id."""
+        result = BatchResult()
+        products = await self.store.products_of(d.data.sku for d in deliveries)
+        outgoing: list[Derived] = []
+        to_take: list[Delivery] = []
+        for delivery in deliveries:
+            claim_: WarrantyClaimed = delivery.data
+            product = products.get(claim_.sku)
+            if product is None:
+                result.defer(delivery, f"product {claim_.sku!r} is not registered (yet)")
+            elif not product.serialized:
+                outgoing.append(
+                    _claim_refusal(
+                        delivery,
+                        ClaimRefusal.UNKNOWN_SERIAL,
+                        f"{claim_.sku} is tracked by {product.tracking.value}, not by serial: "
+                        f"claim {claim_.claim_id} names no unit this registry knows",
+                    )
+                )
+            else:
+                to_take.append(delivery)
+        scopes = await self.store.recall_scopes(d.data.sku for d in to_take)
+        for delivery in to_take:
+            claim_ = delivery.data
+            claimed = unit_id(claim_.sku, claim_.serial)
+            other = (
+                unit_id(claim_.sku, claim_.replacement_serial)
+                if claim_.replacement_serial
+                else None
+            )
+            units = await self.store.units_by_id([claimed, *([other] if other else [])])
+            outcome = take_claim(
+                units.get(claimed),
+                units.get(other) if other else None,
+                claim_,
+                delivery.event.dedupe_key,
+                products[claim_.sku].warranty_months,
+                scopes[claim_.sku],
+            )
+            if outcome.refusal is not None:
+                outgoing.append(
+                    _claim_refusal(
+                        delivery, outcome.refusal, outcome.detail, outcome.warranty.ends_on
+                    )
+                )
+            await self.store.apply_changes([UnitChange(a, b) for a, b in outcome.changes])
+            log.info(
+                "warranty_claim",
+                sku=claim_.sku,
+                claim_id=claim_.claim_id,
+                kind=claim_.kind.value,
+                refused=outcome.refusal.value if outcome.refusal else None,
+                applied_before=not outcome.changed,
+            )
+        await self.publish(outgoing)
+        return result
+
+    async def on_warranty_claims_given_up(self, deferred: list[Deferred]) -> None:
+        await self.publish(
+            _claim_refusal(
+                item.delivery,
+                ClaimRefusal.UNKNOWN_SKU,
+                f"{item.delivery.data.sku} is not a registered product; claim "
+                f"{item.delivery.data.claim_id} was not taken",
+            )
+            for item in deferred
+        )
+
     # ---------------------------------------------------------------------------- shared
 
     async def _flag_recalled(
@@ -559,5 +636,26 @@ def _sale_flag(delivery: Delivery, flag: Flag, lot_code: str | None) -> Derived:
             sold_at=sale.sold_at,
         ),
         flag_event_id(sale.sku, sale.sale_id, sale.line, flag.reason),
+        delivery.event.time,
+    )
+
+
+def _claim_refusal(
+    delivery: Delivery, reason: ClaimRefusal, detail: str, ends_on: date | None = None
+) -> Derived:
+    claim: WarrantyClaimed = delivery.data
+    return Derived(
+        WarrantyClaimRefused(
+            sku=claim.sku,
+            claim_id=claim.claim_id,
+            serial=claim.serial,
+            location=claim.location,
+            kind=claim.kind,
+            reason=reason,
+            detail=clip(detail),
+            replacement_serial=claim.replacement_serial,
+            warranty_ends_on=ends_on,
+        ),
+        claim_refused_event_id(claim.sku, claim.claim_id),
         delivery.event.time,
     )

@@ -41,6 +41,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lotline.events import (
+    ClaimKind,
     EventType,
     FlagReason,
     OutgoingMessage,
@@ -60,6 +61,7 @@ from lotline.serials.domain import (
     Product,
     RecallScope,
     Unit,
+    WarrantyClaim,
     lot_key,
     received_what,
     unit_id,
@@ -139,10 +141,37 @@ _SCALAR_FIELDS = [
 ]
 
 
+def claim_doc(claim: WarrantyClaim) -> Doc:
+    doc = {name: _stored(getattr(claim, name)) for name in _CLAIM_FIELDS}
+    return {name: value for name, value in doc.items() if value is not None}
+
+
+def claim_from_doc(doc: Doc) -> WarrantyClaim:
+    ends = doc.get("warranty_ends_on")
+    return WarrantyClaim(
+        claim_id=doc["claim_id"],
+        kind=ClaimKind(doc["kind"]),
+        event_id=doc["event_id"],
+        at=doc["at"],
+        location=doc["location"],
+        in_warranty=doc["in_warranty"],
+        warranty_ends_on=date.fromisoformat(ends) if ends else None,
+        replacement_serial=doc.get("replacement_serial"),
+        override_reason=doc.get("override_reason"),
+        problem=doc.get("problem"),
+        claimed_by=doc.get("claimed_by"),
+    )
+
+
+_CLAIM_FIELDS = [f.name for f in fields(WarrantyClaim)]
+
+
 def _stored(value: Any) -> Any:
+    if isinstance(value, tuple):  # a unit's warranty claims, the one tuple among its fields
+        return [claim_doc(claim) for claim in value]
     if isinstance(value, date) and not isinstance(value, datetime):
         return value.isoformat()  # BSON has no date without a time
-    if isinstance(value, UnitStatus | ReturnReason):
+    if isinstance(value, UnitStatus | ReturnReason | ClaimKind):
         return value.value
     return value
 
@@ -170,7 +199,7 @@ def unit_doc(unit: Unit) -> Doc:
     doc: Doc = {"_id": unit.id, "sku": unit.sku, "serial": unit.serial}
     for name in _SCALAR_FIELDS:
         value = getattr(unit, name)
-        if value is not None:
+        if value is not None and value != ():
             doc[name] = _stored(value)
     if unit.recall_ids:
         doc["recalled"] = True
@@ -236,6 +265,10 @@ def unit_from_doc(doc: Doc) -> Unit:
         returned_at=doc.get("returned_at"),
         recall_ids=tuple(doc.get("recall_ids") or ()),
         recalled_at=doc.get("recalled_at"),
+        warranty_from=doc.get("warranty_from"),
+        replaced_by=doc.get("replaced_by"),
+        replaces=doc.get("replaces"),
+        claims=tuple(claim_from_doc(claim) for claim in doc.get("claims") or ()),
         history=history,
     )
 
@@ -324,6 +357,7 @@ class SerialStore:
                 revision=doc["revision"],
                 gtin=doc.get("gtin"),
                 name=doc.get("name"),
+                warranty_months=doc.get("warranty_months"),
             )
         return found
 
@@ -348,6 +382,7 @@ class SerialStore:
                         "tracking": product.tracking.value,
                         "gtin": product.gtin,
                         "name": product.name,
+                        "warranty_months": product.warranty_months,
                         "revision": product.revision,
                     }
                 },
