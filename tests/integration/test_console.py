@@ -193,8 +193,13 @@ async def test_an_operator_issues_follows_and_closes_a_recall_in_the_console(  #
     await expect(first.locator('[data-figure="to-contact"]')).to_have_text("3")
     await expect(first.locator(".state")).to_have_text("open")
 
-    # Closing it: the operator becomes closed_by, and the page stops refreshing.
+    await expect(first.locator('[data-figure="accounted"]')).to_have_text("accounted for: 17 of 17")
+
+    # Closing it: the operator becomes closed_by, and the page stops refreshing. Every
+    # unit is accounted for (the registry placed all 17), so no reason is asked for.
     await first.get_by_role("link", name=recall_id).click()
+    await expect(page.locator("#accounting")).to_contain_text("accounted for: 17 of 17")
+    await expect(page.locator("textarea[name=reason]")).to_have_count(0)
     await page.get_by_role("button", name="Close recall").click()
     await expect(page.locator("#state")).to_have_text("closed", timeout=WAIT_MS)
     await expect(page.get_by_text("by qa-lena")).to_have_count(2)  # issued by, closed by
@@ -207,6 +212,40 @@ async def test_an_operator_issues_follows_and_closes_a_recall_in_the_console(  #
         "qa-lena",
         "qa-lena",
     )
+    await context.close()
+
+
+async def test_closing_a_recall_not_fully_accounted_for_asks_for_a_reason(  # type: ignore[no-untyped-def]
+    start_service, run_id, browser
+) -> None:
+    recall = start_service("recall", RECALL_OPERATOR_TOKENS=TOKENS)
+    recall_id = f"RC-{run_id}"
+    body = {"recall_id": recall_id, "sku": f"JAM-{run_id}", "lot_codes": ["L1"],
+            "reason": "mould", "classification": "III"}  # fmt: skip
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+        issued = await http.post(
+            "/recalls", json=body, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        )
+        assert issued.status_code == 201, issued.text
+    context = await browser.new_context(base_url=recall.url)
+    page = await context.new_page()
+    await log_in(page, "qa-lena", OPERATOR_TOKEN)
+    await page.goto(f"/console/recalls/{recall_id}")
+    # No store has reported lot L1: nothing of it is accounted for yet.
+    await expect(page.locator("#accounting")).to_contain_text("accounted for: 0 of 0")
+    reason = page.get_by_label(re.compile("Not every unit is accounted for"))
+    await expect(reason).to_be_visible()
+    # The browser insists on the field; without it (as a script posts) the server does.
+    await reason.evaluate("field => field.removeAttribute('required')")
+    await page.get_by_role("button", name="Close recall").click()
+    await expect(page.locator("#reason-error")).to_contain_text(
+        "accounts for 0 of 0 units: closing it needs a reason"
+    )
+    await expect(page.locator("#state")).to_have_text("open")
+    await page.get_by_label(re.compile("Not every unit is accounted for")).fill("lot never shipped")
+    await page.get_by_role("button", name="Close recall").click()
+    await expect(page.locator("#state")).to_have_text("closed", timeout=WAIT_MS)
+    await expect(page.locator("#close-reason-shown")).to_have_text("lot never shipped")
     await context.close()
 
 

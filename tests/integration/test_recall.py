@@ -13,14 +13,24 @@ import httpx
 import pytest
 
 from lotline.events import (
+    AdjustmentDirection,
+    AdjustmentReason,
     Classification,
+    DisposalMethod,
     EventDecodeError,
     FlagReason,
+    ItemReceived,
     ItemReturned,
+    ItemSold,
+    Lot,
+    ProductRegistered,
     ReturnReason,
     SaleFlagged,
     SoldUnit,
+    StockAdjusted,
+    StockDisposed,
     StockQuarantined,
+    Tracking,
     UnitsRecalled,
     UnitStatus,
     decode,
@@ -276,12 +286,21 @@ async def test_a_recall_is_broadcast_once_and_followed_to_its_close(  # type: ig
     assert found["unknown_serials"] == ["SN-X"]
 
     async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
-        closed = await http.post(f"/recalls/{recall_id}/close", headers=bearer(BO))
+        # Stock's reports here carry no account of the lots: nothing accounted for.
+        refused = await http.post(f"/recalls/{recall_id}/close", headers=bearer(BO))
+        assert refused.status_code == 422, refused.text
+        assert [p["field"] for p in refused.json()["detail"]] == ["reason"]
+        assert (await recall_of(recall.url, recall_id))["state"] == "open"
+        closed = await http.post(
+            f"/recalls/{recall_id}/close", json={"reason": "supplier took it over"},
+            headers=bearer(BO),
+        )  # fmt: skip
         assert (closed.status_code, closed.json()["state"], closed.json()["closed_by"]) == (
             200,
             "closed",
             "bo",
         )
+        assert closed.json()["close_reason"] == "supplier took it over"
         twice = await http.post(f"/recalls/{recall_id}/close", headers=bearer(CY))
         assert twice.status_code == 200
         assert (twice.json()["closed_by"], twice.json()["closed_at"]) == (
@@ -443,7 +462,9 @@ async def test_only_an_authenticated_operator_issues_and_closes(  # type: ignore
         assert [p["field"] for p in named.json()["detail"]] == ["issued_by"]
         assert (await refused(f"/recalls/RC-{run_id}/close", bearer(SAM)))[0] == 403
         assert (await recall_of(recall.url, f"RC-{run_id}"))["state"] == "open"
-        closed = await http.post(f"/recalls/RC-{run_id}/close", headers=bearer(BO))
+        closed = await http.post(
+            f"/recalls/RC-{run_id}/close", json={"reason": "issued by mistake"}, headers=bearer(BO)
+        )
         assert (closed.status_code, closed.json()["closed_by"]) == (200, "bo")
 
 
@@ -468,3 +489,86 @@ async def test_without_operator_tokens_every_change_is_refused(  # type: ignore[
                 "RECALL_OPERATOR_TOKENS_FILE)"
             )
         assert (await http.get("/recalls")).status_code == 200
+
+
+async def test_a_recall_accounts_for_every_unit_stock_reports(  # type: ignore[no-untyped-def]
+    start_service, bus, run_id
+) -> None:
+    """Stock's own process reports each recalled lot's account; the recall adds it up."""
+    stock = start_service("stock")
+    recall = start_recall(start_service)
+    milk = f"MILK-{run_id}"
+    sold_at = datetime.now(UTC)
+    await bus.publish(ProductRegistered(sku=milk, name="Milk", tracking=Tracking.BATCH))
+
+    async def registered() -> None:
+        async with httpx.AsyncClient(base_url=stock.url, timeout=20) as http:
+            # 404 until stock knows the product and its receipt; both arrive in order.
+            assert (await http.get(f"/stock/{milk}")).status_code == 200
+
+    # 10 received; 3 sold before the recall; 1 written off as stolen (not accounted for).
+    await bus.publish(
+        ItemReceived(
+            sku=milk, receipt_id=f"R-{run_id}", location="S1", quantity=10, lot=Lot(code="LA")
+        )
+    )
+    await eventually(registered, timeout=60)
+    await bus.publish(
+        ItemSold(sku=milk, sale_id=f"T-{run_id}", line=1, location="S1", quantity=3,
+                 lot_code="LA", sold_at=sold_at),
+        StockAdjusted(sku=milk, adjustment_id=f"A-{run_id}", location="S1", quantity=1,
+                      direction=AdjustmentDirection.OUT, reason=AdjustmentReason.THEFT,
+                      lot_code="LA", adjusted_at=sold_at),
+    )  # fmt: skip
+
+    async def six_left() -> None:
+        async with httpx.AsyncClient(base_url=stock.url, timeout=20) as http:
+            assert (await http.get(f"/stock/{milk}")).json()["on_hand"] == 6
+
+    await eventually(six_left, timeout=60)
+    body = {"sku": milk, "lot_codes": ["LA"], "reason": "listeria", "classification": "I"}
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+        issued = await http.post("/recalls", json=body, headers=bearer(ANA))
+        assert issued.status_code == 201, issued.text
+    recall_id = issued.json()["recall_id"]
+
+    async def accounted(figures: dict[str, Any]) -> None:
+        shown = (await recall_of(recall.url, recall_id))["accounting"]
+        assert {name: shown[name] for name in figures} == figures
+
+    await eventually(
+        lambda: accounted(
+            {"basis": "lots", "expected": 10, "accounted": 9, "quarantined": 6,
+             "sold_before_recall": 3, "summary": "accounted for: 9 of 10", "complete": False}
+        ),
+        timeout=60,
+    )  # fmt: skip
+
+    # The quarantine is destroyed: held becomes disposed, the stolen unit is still missing.
+    await bus.publish(
+        StockDisposed(sku=milk, disposal_id=f"D-{run_id}", location="S1", lot_code="LA",
+                      quantity=6, method=DisposalMethod.DESTROYED, reference=f"CERT-{run_id}",
+                      recall_id=recall_id, disposed_at=datetime.now(UTC)),
+    )  # fmt: skip
+    await eventually(
+        lambda: accounted({"quarantined": 0, "disposed": 6, "accounted": 9, "expected": 10}),
+        timeout=60,
+    )
+    async with httpx.AsyncClient(base_url=recall.url, timeout=20) as http:
+        listed = (await http.get("/recalls", params={"sku": milk})).json()["items"]
+        assert listed[0]["accounting"]["summary"] == "accounted for: 9 of 10"
+        refused = await http.post(f"/recalls/{recall_id}/close", headers=bearer(BO))
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"][0]["field"] == "reason"
+        assert "accounts for 9 of 10 units" in refused.json()["message"]
+        blank = await http.post(
+            f"/recalls/{recall_id}/close", json={"reason": " "}, headers=bearer(BO)
+        )
+        assert blank.status_code == 422
+        closed = await http.post(
+            f"/recalls/{recall_id}/close", json={"reason": "1 stolen before the recall"},
+            headers=bearer(BO),
+        )  # fmt: skip
+        assert closed.status_code == 200, closed.text
+    shown = await recall_of(recall.url, recall_id)
+    assert (shown["state"], shown["close_reason"]) == ("closed", "1 stolen before the recall")

@@ -24,7 +24,6 @@ from lotline.events import (
     SoldUnit,
     StockQuarantined,
     UnitsRecalled,
-    UnitStatus,
 )
 
 SOURCE = "lotline/recall"
@@ -477,6 +476,7 @@ class Progress:
     units_received: int = 0
     units_disposed: int = 0
     units_sold_before_recall: int = 0
+    units_returned_into_lot: int = 0
 
     @classmethod
     def of(
@@ -490,16 +490,20 @@ class Progress:
     ) -> Progress:
         flagged_sales = first_by_key(flagged)
         lines = latest_by_key(quarantine)
+        returned = first_by_key(returns)
         return cls(
             quarantined_units=sum(line.quantity for line in lines),
             units_to_contact=len(first_by_key(contacts)),
-            units_returned=sum(line.quantity for line in first_by_key(returns)),
+            units_returned=sum(line.quantity for line in returned),
             sales_after_recall=len(flagged_sales),
             units_sold_after_recall=sum(sale.quantity for sale in flagged_sales),
             units=UnitsAnswer.of(chunks),
             units_received=sum(line.received or 0 for line in lines),
             units_disposed=sum(line.disposed or 0 for line in lines),
             units_sold_before_recall=sum(line.sold_before_recall or 0 for line in lines),
+            units_returned_into_lot=sum(
+                line.quantity for line in returned if line.lot_code is not None
+            ),
         )
 
 
@@ -518,12 +522,15 @@ class CloseRefused(RecallError):
 class Accounting:
     """Where every unit of a recall is: `accounted` of `expected` units.
 
-    By lots (a recall that names lots): expected = the units of the recalled lots received
-    at any location (stock's account); accounted = held in quarantine + disposed of + sold
-    before the recall + sold after it - returned by customers (a returned unit was counted
-    as sold and is held again, so it would count twice). By serials (a recall that names
-    serials only; stock holds no lot of it): expected = the serials named; accounted = those
-    the serial registry placed (in stock, sold or returned); a serial it never saw is not.
+    By serials (a serial product: the serial registry's answer counted units, or the recall
+    names serials only): the registry knows each unit, so expected = the units its answer
+    covers plus the recalled serials it never saw; accounted = the units it placed (in
+    stock, sold, returned). By lots (a product without serials): expected = the units of the
+    recalled lots received at any location (stock's account); accounted = held in
+    quarantine + disposed of + sold before the recall + sold after it - returned into a lot
+    (stock holds a unit returned with its lot in that lot's quarantine, so it would count
+    twice: once sold, once held; a return naming no lot is held apart and not reported).
+    The other figures are shown in both cases; they only explain N in the second.
     """
 
     basis: AccountingBasis
@@ -534,40 +541,38 @@ class Accounting:
     sold_after_recall: int
     returned: int
     accounted: int
+    answered: bool = True
 
     @property
     def complete(self) -> bool:
         """Every unit expected is accounted for, and there was something to account for (a
         recall whose lots no store has reported yet is not done: they may still arrive)."""
-        return self.expected > 0 and self.accounted == self.expected
+        return self.answered and self.expected > 0 and self.accounted == self.expected
 
     @classmethod
     def of(cls, recall: Recall, progress: Progress) -> Accounting:
-        if recall.lot_codes or not recall.serials:
-            held, disposed = progress.quarantined_units, progress.units_disposed
-            before, after = progress.units_sold_before_recall, progress.units_sold_after_recall
-            returned = progress.units_returned
-            return cls(
-                basis=AccountingBasis.LOTS,
-                expected=progress.units_received,
-                quarantined=held,
-                disposed=disposed,
-                sold_before_recall=before,
-                sold_after_recall=after,
-                returned=returned,
-                accounted=max(held + disposed + before + after - returned, 0),
-            )
-        counts = progress.units.counts
-        placed = sum(counts.values())
+        placed = sum(progress.units.counts.values())
+        by_serials = bool(placed) or not recall.lot_codes
+        held, disposed = progress.quarantined_units, progress.units_disposed
+        after, returned = progress.units_sold_after_recall, progress.units_returned
+        if by_serials:
+            before = progress.units_to_contact
+            expected, accounted = placed + len(progress.units.unknown_serials), placed
+        else:
+            before = progress.units_sold_before_recall
+            expected = progress.units_received
+            into_lot = progress.units_returned_into_lot
+            accounted = max(held + disposed + before + after - into_lot, 0)
         return cls(
-            basis=AccountingBasis.SERIALS,
-            expected=len(recall.serials),
-            quarantined=counts.get(UnitStatus.IN_STOCK.value, 0),
-            disposed=0,
-            sold_before_recall=counts.get(UnitStatus.SOLD.value, 0),
-            sold_after_recall=progress.units_sold_after_recall,
-            returned=counts.get(UnitStatus.RETURNED.value, 0),
-            accounted=min(placed, len(recall.serials)),
+            basis=AccountingBasis.SERIALS if by_serials else AccountingBasis.LOTS,
+            expected=expected,
+            quarantined=held,
+            disposed=disposed,
+            sold_before_recall=before,
+            sold_after_recall=after,
+            returned=returned,
+            accounted=accounted,
+            answered=progress.units.complete if by_serials else True,
         )
 
     def check_close(self, recall_id: str, reason: str | None) -> None:

@@ -429,6 +429,9 @@ class RecallStore:
         received = await self._total(self.quarantine, ids, "$received")
         disposed = await self._total(self.quarantine, ids, "$disposed")
         sold_before = await self._total(self.quarantine, ids, "$sold_before_recall")
+        into_lot = await self._total(
+            self.returns, ids, "$quantity", also={"lot_code": {"$ne": None}}
+        )
         chunks: dict[str, list[UnitsChunk]] = defaultdict(list)
         async for doc in self.unit_chunks.find({"recall_id": {"$in": ids}}):
             chunks[doc["recall_id"]].append(_chunk(doc))
@@ -443,16 +446,21 @@ class RecallStore:
                 units_received=received.get(recall_id, 0),
                 units_disposed=disposed.get(recall_id, 0),
                 units_sold_before_recall=sold_before.get(recall_id, 0),
+                units_returned_into_lot=into_lot.get(recall_id, 0),
             )
             for recall_id in ids
         }
 
     async def _total(
-        self, collection: AsyncCollection[dict[str, Any]], ids: list[str], what: str | int
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        ids: list[str],
+        what: str | int,
+        also: dict[str, Any] | None = None,
     ) -> dict[str, int]:
         cursor = await collection.aggregate(
             [
-                {"$match": {"recall_id": {"$in": ids}}},
+                {"$match": {"recall_id": {"$in": ids}, **(also or {})}},
                 {"$group": {"_id": "$recall_id", "total": {"$sum": what}}},
             ]
         )

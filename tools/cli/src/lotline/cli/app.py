@@ -618,12 +618,17 @@ def recall_show(
 @recall_app.command("close", **_help("Close a recall once everything is dealt with."))
 def recall_close(
     recall_id: Annotated[str, typer.Argument(help="The recall's id", show_default=False)],
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why close it though not every unit is accounted for (then required)"),
+    ] = None,
     token: TokenOpt = None,
 ) -> None:
     services = Services()
     closed = services.recall.call(
         "POST",
         _path("recalls", recall_id) + "/close",
+        json={"reason": reason} if reason else None,
         headers=services.endpoints.operator_auth(token),
     )
     views.done(f"Recall {closed['recall_id']} closed by {closed['closed_by']}.")

@@ -197,6 +197,14 @@ def recall(r: dict[str, Any]) -> None:
         f"returned: {progress.get('units_returned', 0)}, "
         f"sold after the recall: {progress.get('units_sold_after_recall', 0)}"
     )
+    if accounting := r.get("accounting"):
+        console.print(
+            f"{accounting['summary'][0].upper()}{accounting['summary'][1:]} "
+            f"({accounting['disposed']} disposed of)"
+            + ("" if accounting["complete"] else "; closing it needs --reason")
+        )
+    if r.get("close_reason"):
+        console.print(f"Closed because: {r['close_reason']}")
     if "quarantine" not in r:
         return
     _table(
