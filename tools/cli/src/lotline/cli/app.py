@@ -23,6 +23,7 @@ from lotline.cli.scan import Scan, ScanError, parse_scan
 from lotline.cli.serials import SerialsError, check_distinct, parse_serials, read_serials
 from lotline.cli.trace import trace_app
 from lotline.events import (
+    ClaimKind,
     Classification,
     EventData,
     ItemReceived,
@@ -31,6 +32,7 @@ from lotline.events import (
     Lot,
     ReturnReason,
     Tracking,
+    WarrantyClaimed,
     encode,
 )
 
@@ -99,6 +101,10 @@ recall_app = typer.Typer(help="Recalls: issue one, follow it, close it.", no_arg
 app.add_typer(products_app, name="products")
 app.add_typer(recall_app, name="recall")
 app.add_typer(trace_app, name="trace")
+warranty_app = typer.Typer(
+    help="Warranty: take a claim on a sold unit, list a unit's claims.", no_args_is_help=True
+)
+app.add_typer(warranty_app, name="warranty")
 
 # --- options shared by several commands ---------------------------------------------------
 
@@ -134,6 +140,10 @@ OPTION_OF_FIELD = {
     "return_id": "--return-id",
     "line": "--line",
     "customer_ref": "--customer",
+    "claim_id": "--claim-id",
+    "replacement_serial": "--replacement",
+    "override_reason": "--override",
+    "problem": "--problem",
 }
 
 
@@ -266,6 +276,10 @@ def products_add(
     shelf_life_days: Annotated[
         int | None, typer.Option("--shelf-life-days", min=0, help="Days it keeps, if it expires")
     ] = None,
+    warranty_months: Annotated[
+        int | None,
+        typer.Option("--warranty-months", min=0, help="Warranty from the sale, in months"),
+    ] = None,
     token: TokenOpt = None,
 ) -> None:
     body: dict[str, Any] = {"sku": sku, "name": name, "tracking": tracking.value}
@@ -273,6 +287,8 @@ def products_add(
         body["gtin"] = gtin
     if shelf_life_days is not None:
         body["shelf_life_days"] = shelf_life_days
+    if warranty_months is not None:
+        body["warranty_months"] = warranty_months
     services = Services()
     headers = services.endpoints.operator_auth(token, "adding a product")
     views.product(services.catalog.call("POST", "/products", json=body, headers=headers))
@@ -525,6 +541,81 @@ def unit(
     ],
 ) -> None:
     views.unit(Services().serials.get(_path("units", sku, serial)))
+
+
+# --- warranty -------------------------------------------------------------------------------
+
+
+@warranty_app.command(
+    "claim",
+    **_help(
+        "Take a warranty claim on a sold unit (or scan it with --scan): repair, replacement "
+        "or refund. The serial registry refuses one outside warranty unless --override says why."
+    ),
+)
+def warranty_claim(
+    sku: SkuArg = None,
+    location: LocationOpt = ...,  # type: ignore[assignment]
+    kind: Annotated[
+        ClaimKind,
+        typer.Option(
+            "--kind",
+            help="repair = fixed and given back; replacement = another unit in stock here "
+            "(--replacement); refund = money back, the unit taken back",
+            case_sensitive=False,
+        ),
+    ] = ...,  # type: ignore[assignment]
+    serial: SerialOpt = None,
+    replacement: Annotated[
+        str | None,
+        typer.Option("--replacement", help="Replacements: the serial of the unit given instead"),
+    ] = None,
+    override: Annotated[
+        str | None,
+        typer.Option("--override", help="Why the claim is granted outside warranty"),
+    ] = None,
+    problem: Annotated[str | None, typer.Option("--problem", help="What is wrong")] = None,
+    claimed_by: Annotated[str | None, typer.Option("--by", help="Who took the claim")] = None,
+    claim_id: Annotated[
+        str | None, typer.Option("--claim-id", help="The claim's number (made up if left out)")
+    ] = None,
+    scan: ScanOpt = None,
+) -> None:
+    sku, scanned = _scanned(Services(), sku, scan)
+    if scanned:
+        serial = _agree("--serial", serial, scanned.serial)
+    if not serial:
+        raise CliError("give the unit's --serial or scan it with --scan")
+    claim_id = claim_id or _new_id("WC")
+    event = _event(
+        WarrantyClaimed,
+        sku=sku,
+        claim_id=claim_id,
+        serial=serial,
+        location=location,
+        kind=kind,
+        replacement_serial=replacement,
+        problem=problem,
+        override_reason=override,
+        claimed_by=claimed_by,
+        claimed_at=datetime.now(UTC),
+    )
+    _send(event, _event_id("warranty-claim", f"{sku} {claim_id}"))
+    swap = f", replaced by {replacement}" if replacement else ""
+    views.done(
+        f"Warranty claim {claim_id} ({kind.value}) on serial {serial} of {sku} at {location}"
+        f"{swap} sent; `lotline warranty claims {sku} {serial}` shows it once applied."
+    )
+
+
+@warranty_app.command("claims", **_help("List the warranty claims taken on one unit."))
+def warranty_claims(
+    sku: Annotated[str, typer.Argument(help="The product's SKU", show_default=False)],
+    serial: Annotated[
+        str, typer.Argument(help="The unit's serial number (IMEI)", show_default=False)
+    ],
+) -> None:
+    views.claims(Services().serials.get(_path("units", sku, serial) + "/claims"))
 
 
 # --- recalls --------------------------------------------------------------------------------

@@ -126,6 +126,7 @@ def unit(u: dict[str, Any]) -> None:
         console.print(
             f"Sold in {u['sale_id']} line {u.get('line')} on {_when(u.get('sold_at'))}{customer}"
         )
+    warranty_line(u)
     if u.get("digital_link"):
         console.print(f"GS1 Digital Link: {u['digital_link']}")
     table = Table(title="History")
@@ -139,6 +140,47 @@ def unit(u: dict[str, Any]) -> None:
             entry["what"],
             _dash(entry.get("ref")),
             Text(flags, style="red") if flags else "",
+        )
+    console.print(table)
+
+
+WARRANTY_STYLE = {"in_warranty": "green", "expired": "yellow", "none": ""}
+
+
+def warranty_line(u: dict[str, Any]) -> None:
+    """The unit's warranty, and the units it replaced or was replaced by."""
+    warranty = u.get("warranty") or {"status": "none"}
+    line = Text("Warranty: ")
+    status = warranty["status"]
+    line.append(status.replace("_", " "), style=f"bold {WARRANTY_STYLE.get(status, '')}")
+    if warranty.get("ends_on"):
+        verb = "ends" if status == "in_warranty" else "ended"
+        line.append(f", {verb} {warranty['ends_on']} ({warranty.get('months')} months from ")
+        line.append(f"{warranty.get('starts_on')})")
+    console.print(line)
+    if u.get("replaces"):
+        console.print(f"Replaces serial {u['replaces']} under warranty")
+    if u.get("replaced_by"):
+        console.print(f"Replaced by serial {u['replaced_by']} under warranty")
+
+
+def claims(body: dict[str, Any]) -> None:
+    items = body.get("claims", [])
+    if not items:
+        console.print(f"No warranty claims on {body['sku']} / {body['serial']}.")
+        return
+    table = Table(title=f"Warranty claims on {body['sku']} / {body['serial']}")
+    for column in ("Claim", "Kind", "When", "Where", "In warranty", "Replacement", "Override"):
+        table.add_column(column)
+    for c in items:
+        table.add_row(
+            c["claim_id"],
+            c["kind"],
+            _when(c["at"]),
+            c["location"],
+            "yes" if c["in_warranty"] else "no",
+            _dash(c.get("replacement_serial")),
+            _dash(c.get("override_reason")),
         )
     console.print(table)
 
