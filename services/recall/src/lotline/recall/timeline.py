@@ -151,6 +151,12 @@ class UnitTrace(BaseModel):
     recall_ids: list[str]
     digital_link: str | None
     customer_ref: str | None
+    warranty_status: str = Field(
+        "none", description="in_warranty, expired or none, as the serial registry says today"
+    )
+    warranty_ends_on: str | None = Field(None, description="The last day of its warranty")
+    replaced_by: str | None = Field(None, description="The unit a warranty claim gave instead")
+    replaces: str | None = Field(None, description="The unit it replaced under warranty")
     recalls: list[RecallRef]
     events: list[TraceEvent]
 
@@ -338,6 +344,10 @@ def assemble_unit(
         # From the catalog's GTIN, as the EPCIS export builds its identifiers: the two agree.
         digital_link=gs1.unit_link(product.gtin, serial),
         customer_ref=unit.get("customer_ref"),
+        warranty_status=(unit.get("warranty") or {}).get("status", "none"),
+        warranty_ends_on=(unit.get("warranty") or {}).get("ends_on"),
+        replaced_by=unit.get("replaced_by"),
+        replaces=unit.get("replaces"),
         recalls=recalls,
         events=sorted(events, key=_order),
     )
