@@ -734,5 +734,9 @@ app.command(
 )(demo_module.demo)
 
 
+# The stock room's commands live in their own module, built on the helpers above.
+from lotline.cli import store_ops  # noqa: E402, F401
+
+
 def main() -> None:
     app()
