@@ -356,3 +356,32 @@ async def test_list_items_go_with_the_batch_and_read_in_the_order_batches_were_a
     written = await reader.read_list(journal, "A L1")
     assert [i["status"] for i in written] == ["in_stock", "sold", "returned"]
     assert all(VERSION not in item for item in written)
+
+
+async def test_the_writer_gives_way_to_a_unit_of_work_unless_a_commit_waits_for_room(db) -> None:  # type: ignore[no-untyped-def]
+    log = WriteAheadLog(db, HandedToKafka(), flush_after_s=30)
+    await log.restore([0])
+    log.observe("A", 0)
+    log.stage("A", "levels", "A S1", {"sku": "A", "on_hand": 1})
+    await log.commit()
+    async with log.foreground():  # a batch being applied
+        writing = asyncio.create_task(log.materialize())
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # waits for the batch, not for its 30 s
+        assert await stored(db, "levels") == {}
+    assert await asyncio.wait_for(writing, timeout=10) == 1
+    assert (await stored(db, "levels"))["A S1"]["on_hand"] == 1
+
+    # A commit that waits for room is never kept waiting by the writer giving way.
+    full = WriteAheadLog(db, HandedToKafka(), flush_after_s=30, max_pending_docs=100)
+    await full.restore([1])
+    full.observe("B", 1)
+    for n in range(100):
+        full.stage("B", "levels", f"B S{n}", {"sku": "B", "on_hand": n})
+    await full.commit()
+    async with full.foreground():
+        full.stage("B", "levels", "B S0", {"sku": "B", "on_hand": -1})
+        committing = asyncio.create_task(full.commit())
+        await asyncio.sleep(0.1)
+        assert await asyncio.wait_for(full.materialize(), timeout=10) == 100
+        await asyncio.wait_for(committing, timeout=10)

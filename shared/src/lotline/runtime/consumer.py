@@ -387,9 +387,13 @@ class EventConsumer:
         and the record of which events were applied, is made durable in one insert and the
         events are published. Only then does the batch's commit move the offsets."""
         assert self.wal is not None, "Dedupe.LOG needs the write-ahead log"
+        async with self.wal.foreground():
+            return await self._unit_of_work_in(self.wal, deliveries)
+
+    async def _unit_of_work_in(self, wal: WriteAheadLog, deliveries: list[Delivery]) -> BatchResult:
         started = time.perf_counter()
         facts = [Fact(d.partition, d.event.idempotency_key, d.event.time) for d in deliveries]
-        done = await self.wal.applied(facts)
+        done = await wal.applied(facts)
         fresh = [(d, f) for d, f, old in zip(deliveries, facts, done, strict=True) if not old]
         self.metrics.duplicate.inc(len(deliveries) - len(fresh))
         checked = time.perf_counter()
@@ -398,8 +402,8 @@ class EventConsumer:
             result = await self.handler([d for d, _ in fresh]) or result
         handled = time.perf_counter()
         waiting = {id(item.delivery) for item in result.deferred}
-        self.wal.record(f for d, f in fresh if id(d) not in waiting)
-        await self.wal.commit()
+        wal.record(f for d, f in fresh if id(d) not in waiting)
+        await wal.commit()
         # Where a batch's time goes, for whoever tunes a deployment (debug level).
         log.debug(
             "unit_of_work",

@@ -10,7 +10,7 @@ writes go in parts below that limit, and reads by many ids are concurrent `find_
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -26,11 +26,18 @@ READ_CONCURRENCY = 32
 
 
 async def bulk_write_in_parts(
-    collection: AsyncCollection[Doc], operations: Sequence[Any], *, ordered: bool = True
+    collection: AsyncCollection[Doc],
+    operations: Sequence[Any],
+    *,
+    ordered: bool = True,
+    between: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[int, int]:
-    """Write in parts of BULK_PART; returns (matched, upserted) over all parts."""
+    """Write in parts of BULK_PART; returns (matched, upserted) over all parts. `between`
+    is awaited before each part (a background writer giving way to the foreground)."""
     matched = upserted = 0
     for start in range(0, len(operations), BULK_PART):
+        if between is not None:
+            await between()
         result: BulkWriteResult = await collection.bulk_write(
             list(operations[start : start + BULK_PART]), ordered=ordered
         )

@@ -54,8 +54,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -245,6 +245,11 @@ class WriteAheadLog:
         self._work = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()  # room to commit; cleared while a commit waits for the writer
+        # Units of work in progress: the materializer gives way to them between its writes
+        # (both compete for one database), unless a commit is waiting for room.
+        self._busy = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         self.stats = {"entries": 0, "materialized_docs": 0, "rounds": 0}
 
     # --------------------------------------------------------------- the owner's side
@@ -252,6 +257,27 @@ class WriteAheadLog:
     @property
     def pending_docs(self) -> int:
         return len(self._latest)
+
+    @asynccontextmanager
+    async def foreground(self) -> AsyncIterator[None]:
+        """A unit of work in progress: the batch a consumer is applying comes before writing
+        out earlier ones (bounded: `max_pending_docs` makes a commit wait for the writer)."""
+        self._busy += 1
+        self._quiet.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._quiet.set()
+
+    async def _give_way(self) -> None:
+        """Wait while a unit of work is in progress and no commit waits for room; at most
+        `flush_after_s` at a time, so a steady stream of batches cannot starve the writer
+        of every chance to coalesce and catch up between them."""
+        if self._busy and self._drained.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._quiet.wait(), timeout=self._flush_after_s)
 
     async def restore(self, partitions: Iterable[int]) -> None:
         """Take over partitions: their entries not materialized yet become pending here,
@@ -574,7 +600,9 @@ class WriteAheadLog:
                     ReplaceOne({"_id": doc_id}, {**doc, "_id": doc_id, VERSION: seq}, upsert=True)
                 )
             for collection, operations in by_collection.items():
-                await bulk_write_in_parts(self._db[collection], operations, ordered=False)
+                await bulk_write_in_parts(
+                    self._db[collection], operations, ordered=False, between=self._give_way
+                )
             checkpoints: list[UpdateOne] = []
             dropped_pages: list[str] = []
             for partition, entries in taken.items():
