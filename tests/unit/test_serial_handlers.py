@@ -473,6 +473,7 @@ async def test_a_receipt_finds_a_recall_another_writer_saved_while_it_inserted(
 
 # ---------------------------------------------------------------- read back from the log
 
+
 # An entry carries its documents as BSON bytes: they must read back as the services' client
 # reads the database (aware UTC datetimes), whoever reads them (the HTTP side, a next owner,
 # a retry after a failed commit).
