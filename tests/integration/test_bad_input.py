@@ -12,8 +12,13 @@ import pytest
 
 from lotline.events import (
     CONSUMED_BY,
+    AdjustmentDirection,
+    AdjustmentReason,
     BatchRecalled,
+    ClaimKind,
     Classification,
+    CountedLot,
+    DisposalMethod,
     EventData,
     EventType,
     FlagReason,
@@ -23,11 +28,16 @@ from lotline.events import (
     ProductRegistered,
     ReceiptRejected,
     RejectReason,
+    ReorderPointSet,
     ReturnReason,
     SaleFlagged,
+    StockAdjusted,
+    StockCounted,
+    StockDisposed,
     StockQuarantined,
     Tracking,
     UnitsRecalled,
+    WarrantyClaimed,
     encode,
 )
 
@@ -82,6 +92,44 @@ def sample(event_type: EventType, sku: str) -> EventData:
             detail="already registered",
             serials=["A1"],
             quantity=1,
+        ),
+        EventType.REORDER_POINT_SET: ReorderPointSet(
+            sku=sku, location="S1", reorder_point=5, set_at=NOW
+        ),
+        EventType.STOCK_COUNTED: StockCounted(
+            sku=sku,
+            count_id="C-1",
+            location="S1",
+            lots=[CountedLot(lot_code="L1", quantity=2)],
+            counted_at=NOW,
+        ),
+        EventType.STOCK_ADJUSTED: StockAdjusted(
+            sku=sku,
+            adjustment_id="A-1",
+            location="S1",
+            quantity=1,
+            direction=AdjustmentDirection.OUT,
+            reason=AdjustmentReason.DAMAGED,
+            adjusted_at=NOW,
+        ),
+        EventType.STOCK_DISPOSED: StockDisposed(
+            sku=sku,
+            disposal_id="D-1",
+            location="S1",
+            lot_code="L1",
+            quantity=1,
+            method=DisposalMethod.DESTROYED,
+            reference="CERT-1",
+            disposed_at=NOW,
+        ),
+        EventType.WARRANTY_CLAIMED: WarrantyClaimed(
+            sku=sku,
+            claim_id="W-1",
+            serial="SN-1",
+            location="S1",
+            kind=ClaimKind.REPAIR,
+            claimed_at=NOW,
+            claimed_by="desk",
         ),
     }
     return samples[event_type]
@@ -175,6 +223,11 @@ def test_every_consumed_topic_is_covered() -> None:
         EventType.UNITS_RECALLED,
         EventType.SALE_FLAGGED,
         EventType.RECEIPT_REJECTED,
+        EventType.REORDER_POINT_SET,
+        EventType.STOCK_COUNTED,
+        EventType.STOCK_ADJUSTED,
+        EventType.STOCK_DISPOSED,
+        EventType.WARRANTY_CLAIMED,
     }
     for event_type in consumed:
         assert len(spoiled(event_type, "X")) >= 3
