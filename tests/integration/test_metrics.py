@@ -107,9 +107,14 @@ async def test_stock_metrics_count_what_flowed(
         return now
 
     after = await eventually(applied)
-    assert delta(after, "lotline_events_duplicate_total", topic="item-sold") == 0
-    # Every record read is applied, put off, dead-lettered or a duplicate.
-    assert delta(after, "lotline_events_consumed_total", topic="item-sold") >= 4 + 1 + 1
+    # Every record read is applied, put off, dead-lettered or a duplicate (a partition is
+    # read again from a deferred event, so the sales after it come again, and are dropped).
+    accounted = sum(
+        delta(after, f"lotline_events_{kind}_total", topic="item-sold")
+        for kind in ("applied", "deferred", "dead_lettered", "duplicate", "misrouted")
+    )
+    assert delta(after, "lotline_events_consumed_total", topic="item-sold") == accounted
+    assert accounted >= 4 + 1 + 1
     assert any(topic == "item-sold" for topic, _ in lag(after))
     batches = delta(after, "lotline_batch_size_events_count", topic="item-sold")
     assert batches >= 1
