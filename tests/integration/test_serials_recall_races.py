@@ -85,11 +85,25 @@ async def as_the_consumer_would(
     another instance meanwhile is applied again, from what that instance logged."""
     for _ in range(3):
         try:
-            await apply(deliveries)
+            await batch(apply, deliveries)
             return
         except StreamTaken:
             continue
     raise AssertionError("the partition's log kept being taken")
+
+
+async def batch(
+    apply: Callable[[list[Delivery]], Awaitable[Any]], deliveries: list[Delivery]
+) -> Any:
+    """One batch through a handler, committed as the consumer commits its unit of work."""
+    handlers: SerialHandlers = apply.__self__  # type: ignore[attr-defined]
+    try:
+        result = await apply(deliveries)
+        await handlers.store.wal.commit()
+    except BaseException:
+        handlers.store.wal.abort()
+        raise
+    return result
 
 
 def delivered(data: EventData) -> Delivery:
@@ -155,13 +169,13 @@ async def test_a_recall_saved_by_another_instance_mid_batch_still_flags_its_sale
     other = SerialHandlers(SerialStore(db, wal=WriteAheadLog(db, bus)))
     owns_partition(sku, mine, other.store)
     await mine.save_products([ProductRegistered(sku=sku, name="Phone", tracking="serial")])
-    await handlers.on_items_received([delivered(receipt(sku, ["A0", "A1"]))])
+    await batch(handlers.on_items_received, [delivered(receipt(sku, ["A0", "A1"]))])
 
     # Between this batch reading the (no) recall scopes and writing the sale, the instance
     # that held the partitions a moment ago applies a recall of the lot: it saves the scope
     # and answers from units that do not show the sale yet.
     async def recall_elsewhere() -> None:
-        await other.on_batches_recalled([delivered(recall(sku, ["L1"]))])
+        await batch(other.on_batches_recalled, [delivered(recall(sku, ["L1"]))])
 
     mine.meanwhile = recall_elsewhere
     await as_the_consumer_would(
@@ -188,12 +202,12 @@ async def test_a_recall_saved_by_another_instance_mid_receipt_flags_the_units_it
     other = SerialHandlers(SerialStore(db, wal=WriteAheadLog(db, bus)))
     owns_partition(sku, mine, other.store)
     await mine.save_products([ProductRegistered(sku=sku, name="Phone", tracking="serial")])
-    await handlers.on_items_received([delivered(receipt(sku, ["A0"], "R-0"))])
+    await batch(handlers.on_items_received, [delivered(receipt(sku, ["A0"], "R-0"))])
 
     # A recall naming B1 is applied elsewhere while this receipt inserts B0 and B1: it finds
     # no B1 to flag, so this batch's second look at the scopes must.
     async def recall_elsewhere() -> None:
-        await other.on_batches_recalled([delivered(recall(sku, [], ["B1"]))])
+        await batch(other.on_batches_recalled, [delivered(recall(sku, [], ["B1"]))])
 
     mine.meanwhile = recall_elsewhere
     await as_the_consumer_would(
@@ -217,20 +231,21 @@ async def test_a_recall_applied_after_a_sale_made_under_it_flags_that_sale(
     handlers = SerialHandlers(store)
     owns_partition(sku, store)
     await store.save_products([ProductRegistered(sku=sku, name="Phone", tracking="serial")])
-    await handlers.on_items_received([delivered(receipt(sku, ["A0", "A1", "A2"]))])
+    await batch(handlers.on_items_received, [delivered(receipt(sku, ["A0", "A1", "A2"]))])
     # A till sold A1 an hour after the recall was issued, before the registry applied it;
     # A0 was sold the day before (its customer is named in the recall's answer instead).
-    await handlers.on_items_sold(
+    await batch(
+        handlers.on_items_sold,
         [
             delivered(sale(sku, "A0", ISSUED_AT - timedelta(days=1), "S-0")),
             delivered(sale(sku, "A1", ISSUED_AT + timedelta(hours=1), "S-1")),
-        ]
+        ],
     )
     assert await flags(bus, sku) == []
     the_recall = delivered(recall(sku, ["L1"]))
-    await handlers.on_batches_recalled([the_recall])
+    await batch(handlers.on_batches_recalled, [the_recall])
     # Redelivered: nothing flagged or written twice.
-    await handlers.on_batches_recalled([the_recall])
+    await batch(handlers.on_batches_recalled, [the_recall])
 
     found = await flags(bus, sku)
     assert [(f.sale_id, f.serial, f.reason, f.recall_id, f.location) for f in found] == [
