@@ -30,7 +30,14 @@ from lotline.devstack import ADMIN, LocalStack, StackSecrets, grants, principals
 from lotline.devstack.kafka import run_async
 from lotline.devstack.security import Grant, apply_acls
 from lotline.events import ItemReceived, ItemSold, Lot
-from lotline.events.topics import CONSUMED_BY, PUBLISHED_BY, EventType, consumer_group, dlq_topic
+from lotline.events.topics import (
+    CONSUMED_BY,
+    PUBLISHED_BY,
+    EventType,
+    consumer_group,
+    dlq_topic,
+    router_of,
+)
 from lotline.runtime.service import kafka_security
 from lotline.runtime.settings import Settings
 
@@ -412,6 +419,8 @@ def test_the_acls_follow_the_contract() -> None:
     expected_writes |= {
         (s, dlq_topic(e.topic)) for s, events in CONSUMED_BY.items() for e in events
     }
+    # The router of an outside producer's topic moves misrouted events to their partition.
+    expected_writes |= {(router_of(e), e.topic) for e in EventType if router_of(e) is not None}
     assert writes == expected_writes
     assert reads == {(s, e.topic) for s, events in CONSUMED_BY.items() for e in events}
     assert groups == {(s, consumer_group(s)) for s in CONSUMED_BY}
@@ -422,8 +431,9 @@ def test_the_acls_follow_the_contract() -> None:
     # The rules, spelled out.
     writers = {topic: {p for p, t in writes if t == topic} for _, topic in writes}
     assert writers[EventType.BATCH_RECALLED.topic] == {"recall"}
-    assert writers[EventType.ITEM_SOLD.topic] == {"pos"}
-    assert writers[EventType.ITEM_RECEIVED.topic] == {"receiving"}
+    # Tills write sales; stock only moves a till's misrouted sale to its SKU's partition.
+    assert writers[EventType.ITEM_SOLD.topic] == {"pos", "stock"}
+    assert writers[EventType.ITEM_RECEIVED.topic] == {"receiving", "stock"}
     assert {t for p, t in writes if p == "pos"} == {"item-sold", "item-returned"}
     assert {t for p, t in writes if p == "receiving"} == {"item-received"}
     assert not {t for p, t in reads if p in ("pos", "receiving")}

@@ -113,12 +113,16 @@ PUBLISHED_BY: dict[str, tuple[EventType, ...]] = {
 
 
 def router_of(event: EventType) -> str | None:
-    """The service that moves an event a producer put on the wrong partition (a librdkafka
-    client partitions with CRC32 unless told `murmur2_random`) to its key's partition: one
-    per topic, so each misrouted event is moved once. The topic's other consumers skip it
-    and apply the moved copy. Stock routes every topic it consumes (the outside producers'
-    topics among them: it is in every deployment); another topic, its first consumer by
-    name. None: no Lotline service consumes the event."""
+    """The service that moves an event an outside producer put on the wrong partition (a
+    librdkafka client partitions with CRC32 unless told `murmur2_random`) to its key's
+    partition: one per topic, so each misrouted event is moved once; the topic's other
+    consumers skip it and apply the moved copy. Only the outside producers' topics (tills,
+    the dock, the stock room, the after-sales desk) have one: Lotline's own services always
+    partition by murmur2, and no service may write another service's topic. Stock routes
+    every such topic it consumes; another, its first consumer by name. None: no router."""
+    outside = {p for p in PUBLISHED_BY if p not in CONSUMED_BY}
+    if not any(event in PUBLISHED_BY[p] for p in outside):
+        return None
     consumers = sorted(service for service, events in CONSUMED_BY.items() if event in events)
     if ROUTER in consumers:
         return ROUTER

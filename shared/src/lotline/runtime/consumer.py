@@ -203,9 +203,12 @@ class EventConsumer:
     give_up: GiveUp | None = None
     metrics: TopicMetrics = field(init=False)
     _deferred_since: dict[tuple[str, int], float] = field(default_factory=dict)
+    _routed: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.metrics = TopicMetrics(self.event_type.topic)
+        # Whether the topic's producers are outside Lotline (and may partition otherwise).
+        self._routed = router_of(self.event_type) is not None
 
     async def process(
         self, records: list[ConsumerRecord[Any, Any]], partitions: int | None = None
@@ -226,7 +229,11 @@ class EventConsumer:
             except EventDecodeError as exc:
                 await self.dead_letter(record, exc.problem, exc.field)
                 continue
-            if partitions and record.partition != key_partition(event.data.key, partitions):
+            if (
+                partitions
+                and self._routed
+                and record.partition != key_partition(event.data.key, partitions)
+            ):
                 await self._misrouted(record, event.data.key, partitions)
                 continue
             deliveries.append(Delivery(event, record.topic, record.partition, record.offset))
