@@ -16,6 +16,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
     --mount=type=bind,source=shared/pyproject.toml,target=shared/pyproject.toml \
+    --mount=type=bind,source=runtime/pyproject.toml,target=runtime/pyproject.toml \
     --mount=type=bind,source=tools/devstack/pyproject.toml,target=tools/devstack/pyproject.toml \
     --mount=type=bind,source=tools/cli/pyproject.toml,target=tools/cli/pyproject.toml \
     --mount=type=bind,source=tools/bench/pyproject.toml,target=tools/bench/pyproject.toml \

@@ -112,7 +112,7 @@ def test_pos_document_says_what_an_integrator_must_send() -> None:
 
 def test_dead_letter_headers_are_the_ones_the_consumer_sets() -> None:
     """The documented `lotline-dlq-*` headers are exactly those the runtime writes."""
-    source = (ROOT / "shared/src/lotline/runtime/consumer.py").read_text()
+    source = (ROOT / "runtime/src/lotline/runtime/consumer.py").read_text()
     assert set(re.findall(r'"(lotline-dlq-[a-z-]+)"', source)) == set(asyncapi.DLQ_HEADERS)
     dead = asyncapi.specification("pos")["components"]["messages"]["deadLetter"]
     assert dead["headers"]["required"] == list(asyncapi.DLQ_HEADERS)

@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -33,12 +33,17 @@ from lotline.events.envelope import (
 )
 from lotline.events.models import EventData
 from lotline.events.topics import EventType, message_key
-from lotline.runtime.telemetry import creation_headers
 
 KNOWN_TYPES = tuple(t.value for t in EventType)
 CONTENT_TYPE_HEADER = "content-type"
 ATTRIBUTE_PREFIX = "ce_"
 _JSON_MEDIA_TYPE = re.compile(JSON_MEDIA_TYPE)
+
+# Sources of extra headers for an event being encoded: the runtime adds the trace context
+# (`lotline.runtime.telemetry`) when it is loaded; a producer with the contract alone sends
+# none, and the event's bytes are the same either way.
+HeaderSource = Callable[[CloudEvent[Any]], list[tuple[str, bytes]]]
+HEADER_SOURCES: list[HeaderSource] = []
 
 # A record's headers as Kafka clients give them: (name, value) pairs from aiokafka and
 # confluent-kafka, a mapping from the CloudEvents SDK's KafkaMessage.
@@ -94,7 +99,10 @@ def encode_event(event: CloudEvent[Any]) -> OutgoingMessage:
         key=message_key(event.subject),
         value=event.model_dump_json(exclude_none=True).encode(),
         # Made inside a trace, the event carries its `traceparent` to its consumers.
-        headers=[(CONTENT_TYPE_HEADER, CONTENT_TYPE.encode()), *creation_headers(event)],
+        headers=[
+            (CONTENT_TYPE_HEADER, CONTENT_TYPE.encode()),
+            *(header for source in HEADER_SOURCES for header in source(event)),
+        ],
         event=event,
     )
 

@@ -29,6 +29,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from lotline.events import codec
+
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
     from opentelemetry.sdk.trace import TracerProvider
@@ -398,6 +400,12 @@ def creation_headers(event: CloudEvent[Any]) -> list[tuple[str, bytes]]:
     ):
         propagate.inject(carrier)
     return [(name, value.encode()) for name, value in carrier.items()]
+
+
+# Every event this process encodes carries its creation context (the contract itself knows
+# nothing of tracing: a producer with the contract alone sends no traceparent).
+if creation_headers not in codec.HEADER_SOURCES:
+    codec.HEADER_SOURCES.append(creation_headers)
 
 
 def sending_headers(message: OutgoingMessage) -> list[tuple[str, bytes]]:
