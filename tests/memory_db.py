@@ -591,6 +591,8 @@ class MemoryPublisher:
         default_factory=list
     )
     failures: list[BaseException] = field(default_factory=list)
+    # Off: stands in for a broker fed by a newer version whose events this one cannot read.
+    checks_contract: bool = True
 
     def fail_next(self, error: BaseException) -> None:
         self.failures.append(error)
@@ -598,7 +600,7 @@ class MemoryPublisher:
     async def send(self, messages: Sequence[OutgoingMessage]) -> None:
         if self.failures:
             raise self.failures.pop(0)
-        for message in messages:
+        for message in messages if self.checks_contract else ():
             # What a consumer would read back: the bytes must decode as the contract says.
             decode(message.value, EventType(message.event.type))
         self.sent.extend(messages)

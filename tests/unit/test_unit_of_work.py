@@ -14,6 +14,7 @@ failed commit once.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
@@ -24,7 +25,15 @@ from memory_db import MemoryDatabase, MemoryPublisher
 from pymongo import DeleteOne
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, DuplicateKeyError
 
-from lotline.events import EventType, ItemSold, StockLow, encode, envelope_of
+from lotline.events import (
+    EventDecodeError,
+    EventType,
+    ItemSold,
+    StockLow,
+    decode,
+    encode,
+    envelope_of,
+)
 from lotline.events.codec import OutgoingMessage
 from lotline.runtime import wal as wal_module
 from lotline.runtime.consumer import BatchResult, Delivery, EventConsumer, Progress
@@ -256,6 +265,53 @@ async def test_materialize_writes_each_document_once_with_its_newest_version() -
     assert await wal.latest("docs", ["SKU-1"]) == {"SKU-1": {"v": 3, "_id": "SKU-1"}}
 
 
+async def test_the_owner_answers_what_it_wrote_or_read_from_memory_until_it_lets_go() -> None:
+    """Written out, a document is answered from the owner's memory, not read back; a
+    document read once is too. Releasing the partition drops it all: the next owner's word
+    (here written behind this one's back) is what the database holds."""
+    wal = log_of()
+    db, _ = parts(wal)
+    await commit_one(wal, "SKU-1", {"v": 1}, key="sale 1")
+    await wal.materialize()
+    await db["docs"].insert_one({"_id": "SKU-2", "v": "stored"})
+    reads = db["docs"].calls.get("find_one", 0)
+    assert await wal.latest("docs", ["SKU-1"]) == {"SKU-1": {"v": 1, "_id": "SKU-1"}}
+    assert await wal.latest("docs", ["SKU-2"]) == {"SKU-2": {"_id": "SKU-2", "v": "stored"}}
+    assert await wal.latest("docs", ["SKU-1", "SKU-2"]) == {
+        "SKU-1": {"v": 1, "_id": "SKU-1"},
+        "SKU-2": {"_id": "SKU-2", "v": "stored"},
+    }
+    assert db["docs"].calls.get("find_one", 0) == reads + 1  # SKU-2, once
+
+    await db["docs"].replace_one({"_id": "SKU-1"}, {"v": "another owner's"})
+    await wal.release([0])
+    wal.observe("SKU-1", 0)
+    assert await wal.latest("docs", ["SKU-1"]) == {
+        "SKU-1": {"_id": "SKU-1", "v": "another owner's"}
+    }
+
+
+async def test_the_owners_memory_of_documents_is_bounded() -> None:
+    wal = log_of(known_docs=2)
+    db, _ = parts(wal)
+    for name in ("A", "B", "C"):
+        await db["docs"].insert_one({"_id": name, "v": name})
+    wal.observe("A", 0)
+    await wal.latest("docs", ["A", "B", "C"])  # C read last: A goes first
+    reads = db["docs"].calls["find_one"]
+    await wal.latest("docs", ["B", "C"])
+    assert db["docs"].calls["find_one"] == reads
+    await wal.latest("docs", ["A"])
+    assert db["docs"].calls["find_one"] == reads + 1
+    assert len(wal._known) == 2
+
+    off = log_of(db, known_docs=0)
+    off.observe("A", 0)
+    await off.latest("docs", ["A"])
+    await off.latest("docs", ["A"])
+    assert db["docs"].calls["find_one"] == reads + 3  # nothing kept: read each time
+
+
 async def test_a_round_takes_whole_entries_up_to_round_docs() -> None:
     wal = log_of(round_docs=2)
     db, _ = parts(wal)
@@ -348,6 +404,29 @@ async def test_a_next_owner_restores_what_was_not_written_out_and_sends_its_even
     assert db["wal"].get(entry_id(3, 4)) is not None  # numbering goes on without a gap
     assert await second.materialize() == 1
     assert db["docs"].get("SKU-1") == {"_id": "SKU-1", "v": 4, "_wal": 4}
+
+
+async def test_a_next_owner_sends_events_its_contract_does_not_know_as_they_were() -> None:
+    """A rolling upgrade: a newer instance logged an event with a field this version's
+    contract does not know, then died; this one restores the partition and sends the event's
+    bytes unchanged instead of stalling on it."""
+    first = log_of()
+    db, _ = parts(first)
+    first.observe("SKU-1", 0)
+    newer = message("SKU-1", 1)
+    value = newer.value.replace(b'"cause":"item-sold"', b'"cause":"item-sold","in_transit":3')
+    with pytest.raises(EventDecodeError, match="in_transit"):
+        decode(value)
+    first.stage("SKU-1", "docs", "SKU-1", {"v": 1}, [replace(newer, value=value)])
+    first._publisher = None  # dies before it publishes
+    with pytest.raises(wal_module.NoPublisher):
+        await first.commit()
+
+    sent = MemoryPublisher(checks_contract=False)
+    second = WriteAheadLog(db, sent)  # type: ignore[arg-type]
+    await second.restore([0])
+    assert [m.value for m in sent.sent] == [value]
+    assert sent.sent[0].event.id == newer.event.id
 
 
 async def test_a_split_commit_that_failed_part_way_is_dropped_by_the_next_owner(

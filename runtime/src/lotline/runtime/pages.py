@@ -20,13 +20,14 @@ gets a duplicate key error and takes the next one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Mapping, MutableMapping, Sequence
+import asyncio
+from collections.abc import AsyncIterable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from lotline.runtime.mongo import Doc, find_by_ids
+from lotline.runtime.mongo import READ_CONCURRENCY, Doc, find_by_ids
 
 DUPLICATE_KEY = 11000
 # Items per page: a page of stock movements stays well under 1 MB.
@@ -74,6 +75,7 @@ class PagedLists:
         for _ in range(MAX_ROUNDS):
             if not pending:
                 return
+            await self._find_tails(pending)
             docs: list[Doc] = []
             for key, pages in pending.items():
                 first = await self._tail(key)
@@ -125,6 +127,17 @@ class PagedLists:
         ids = [page_id(key, number) for number in range(count)]
         found = await find_by_ids(self.collection, ids)
         return [item for doc_id in ids for item in found.get(doc_id, {}).get("items", ())]
+
+    async def _find_tails(self, keys: Iterable[str]) -> None:
+        """Probe the keys whose tail is not known yet side by side (a batch's new lots are
+        many, each a few lookups)."""
+        gate = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def probe(key: str) -> None:
+            async with gate:
+                await self._tail(key)
+
+        await asyncio.gather(*(probe(key) for key in keys if key not in self._tails))
 
     async def _tail(self, key: str) -> int:
         if key not in self._tails:

@@ -163,6 +163,7 @@ class Service:
             self.db,
             self.publisher,
             max_pending_docs=self.settings.wal_max_pending_docs,
+            known_docs=self.settings.wal_known_docs,
             recent_max=self.settings.dedupe_recent_max,
             window_s=self.settings.dedupe_window_hours * 3600,
         )

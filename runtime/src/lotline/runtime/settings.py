@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         description="Most changed documents an instance holds before they are written "
         "(a batch waits for the writer beyond it)",
     )
+    wal_known_docs: int = Field(
+        100_000,
+        ge=0,
+        description="Most documents written out that the owner keeps in memory (as BSON, "
+        "a few hundred bytes each) so its next batches need not read them back",
+    )
     consumer_stall_after_s: float = Field(
         60.0,
         gt=0,

@@ -53,12 +53,14 @@ How it holds.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import bson
 import structlog
@@ -68,7 +70,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from lotline.events.codec import OutgoingMessage, decode
+from lotline.events.codec import EventDecodeError, OutgoingMessage, decode
+from lotline.events.envelope import CloudEvent
 from lotline.runtime.dedupe import RecentEvents, digest
 from lotline.runtime.mongo import Doc, bulk_write_in_parts, find_by_ids
 from lotline.runtime.pages import PagedLists
@@ -212,6 +215,7 @@ class WriteAheadLog:
         flush_after_s: float = 1.0,
         recent_max: int = 100_000,
         window_s: float = 72 * 3600,
+        known_docs: int = 100_000,
     ) -> None:
         self._db = db
         self._entries: AsyncCollection[Doc] = db["wal"]
@@ -231,6 +235,10 @@ class WriteAheadLog:
         # The newest pending version of each document: (partition, seq, document).
         self._latest: dict[tuple[str, str], tuple[int, int, Doc]] = {}
         self._staged: dict[tuple[str, str], tuple[int, Put]] = {}
+        # Documents as this owner last wrote them (or read them), least recently used first,
+        # as BSON: what its next batches would otherwise read back (`latest`).
+        self._known: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._known_max = known_docs
         # Per owned partition: the events applied lately, and the pages that hold them.
         self._recent: dict[int, RecentEvents] = {}
         self._pages: dict[int, list[str]] = {}
@@ -348,6 +356,9 @@ class WriteAheadLog:
             self._pages.pop(partition, None)
         for key in [k for k, (p, _, _) in self._latest.items() if p in partitions]:
             del self._latest[key]
+        # Documents are not kept by partition: all of them go (a rebalance or a failed
+        # commit is rare, and then memory may no longer be what the database holds).
+        self._known.clear()
 
     async def applied(self, facts: Sequence[Fact]) -> list[bool]:
         """For each event, whether it was applied already: by a committed batch, earlier in
@@ -474,13 +485,31 @@ class WriteAheadLog:
                 found[doc_id] = staged[1].doc
             elif pending is not None:
                 found[doc_id] = pending[2]
+            elif (known := self._known.get((collection, doc_id))) is not None:
+                self._known.move_to_end((collection, doc_id))
+                found[doc_id] = bson.decode(known, _CODEC)
             else:
                 missing.append(doc_id)
         if missing:
-            for doc_id, doc in (await find_by_ids(self._db[collection], missing)).items():
+            read = await find_by_ids(self._db[collection], missing)
+            for doc in read.values():
                 doc.pop(VERSION, None)
-                found[doc_id] = doc
+            self.know(collection, read.values())
+            found.update(read)
         return found
+
+    def know(self, collection: str, docs: Iterable[Doc]) -> None:
+        """Documents of this owner's partitions as the database now holds them (written by
+        it, directly or by the materializer, or just read): its next `latest` answers them
+        from memory. Bounded by `known_docs`, least recently used out first."""
+        if not self._known_max:
+            return
+        for doc in docs:
+            key = (collection, doc["_id"])
+            self._known[key] = bson.encode(doc)
+            self._known.move_to_end(key)
+        while len(self._known) > self._known_max:
+            self._known.popitem(last=False)
 
     async def commit(self) -> None:
         """Make the staged documents and their events durable in one insert, then publish
@@ -639,6 +668,7 @@ class WriteAheadLog:
                     held = self._latest.get(key)
                     if held is not None and held[0] == partition and held[1] <= last:
                         del self._latest[key]
+                        self.know(put.collection, [{**held[2], "_id": put.doc_id}])
             self.stats["materialized_docs"] += len(newest)
             self.stats["rounds"] += 1
             if self.pending_docs < self._max_pending_docs:
@@ -834,14 +864,23 @@ def _message_doc(message: OutgoingMessage) -> Doc:
 
 
 def _message_of(doc: Doc) -> OutgoingMessage:
-    """An event saved in an entry, as it is sent again after a crash (its bytes unchanged)."""
+    """An event saved in an entry, as it is sent again after a crash (its bytes unchanged).
+
+    An event this version's contract does not know (logged by a newer instance, then
+    restored here during a rolling upgrade: a new reason, a new field) is sent as it is:
+    it was valid where it was made, and refusing it would stall the partition for good."""
     value = doc["value"].encode()
+    try:
+        event = decode(value)
+    except EventDecodeError as exc:
+        log.warning("wal_event_not_understood", topic=doc["topic"], problem=str(exc))
+        event = CloudEvent[Any].model_construct(**json.loads(value))
     return OutgoingMessage(
         topic=doc["topic"],
         key=doc["key"].encode(),
         value=value,
         headers=[(header["name"], header["value"].encode()) for header in doc["headers"]],
-        event=decode(value),
+        event=event,
     )
 
 

@@ -127,34 +127,64 @@ class SerialHandlers:
         return result
 
     async def _register(self, deliveries: list[Delivery]) -> list[Derived]:
+        """Register the batch's receipts together: one lookup of which were registered
+        before, one insert of all their new units (and their lot journals), one insert of
+        the receipts registered; only the units some receipt found already registered are
+        read and settled one receipt at a time."""
         skus = {d.data.sku for d in deliveries}
         scopes = await self.store.recall_scopes(skus)
-        outgoing: list[Derived] = []
-        for delivery in deliveries:
+        keys = [receipt_key(d.data) for d in deliveries]
+        registered = await self.store.registered_receipts(keys)
+        # Each new receipt's units; a serial an earlier receipt of this batch claims is
+        # settled against that receipt's unit, as if it had been registered before.
+        units_of: dict[int, list[Unit]] = {}
+        claimed: dict[str, int] = {}
+        clashing: dict[int, list[str]] = {}
+        first_of: dict[str, int] = {}
+        for index, (delivery, key) in enumerate(zip(deliveries, keys, strict=True)):
+            if key in registered or first_of.setdefault(key, index) != index:
+                continue
             receipt: ItemReceived = delivery.data
-            started = time.perf_counter()
-            key = receipt_key(receipt)
-            duplicates = await self.store.registered_receipt(key)
-            new = 0
-            if duplicates is None:
-                new, duplicates = await self._register_units(delivery, scopes[receipt.sku])
-                await self.store.receipt_registered(
-                    key, delivery.event.dedupe_key, duplicates, datetime.now(UTC)
-                )
+            at = receipt.received_at or delivery.event.time
+            units = received_units(receipt, delivery.event.dedupe_key, at, scopes[receipt.sku])
+            units_of[index] = [u for u in units if claimed.setdefault(u.id, index) == index]
+            clashing[index] = [u.id for u in units if claimed[u.id] != index]
+        existing = set(await self.store.insert_units([u for us in units_of.values() for u in us]))
+        outgoing: list[Derived] = []
+        now_registered: list[tuple[str, str, list[str]]] = []
+        for index, delivery in enumerate(deliveries):
+            receipt = delivery.data
+            key = keys[index]
+            if index in units_of:
+                units = units_of[index]
+                taken = [u.id for u in units if u.id in existing]
+                found = taken + clashing[index]
+                duplicates: list[str] = []
+                if found:
+                    at = receipt.received_at or delivery.event.time
+                    settled = await self._settle_existing(
+                        receipt, delivery.event.dedupe_key, at, found, scopes[receipt.sku]
+                    )
+                    duplicates = [unit.serial for unit in settled]
+                now_registered.append((key, delivery.event.dedupe_key, duplicates))
+                registered[key] = duplicates
+                new = len(units) - len(taken)
+            else:
+                duplicates, new = registered.get(key, []), 0
             if duplicates:
                 known = await self.store.units_by_id(
                     unit_id(receipt.sku, serial) for serial in duplicates[:DETAIL_SERIALS]
                 )
                 outgoing.append(_duplicates_rejection(delivery, duplicates, known))
-            log.info(
+            log.debug(
                 "receipt_registered",
                 sku=receipt.sku,
                 receipt_id=receipt.receipt_id,
                 serials=len(receipt.serials or ()),
                 new=new,
                 duplicates=len(duplicates),
-                seconds=round(time.perf_counter() - started, 3),
             )
+        await self.store.receipts_registered(now_registered, datetime.now(UTC))
         # A recall saved while the units were being inserted did not see them: flag them now.
         # (The recall handler saves its scope before it flags, so one of the two sees both.)
         # Read from the database: memory holds what the first read found, and a recall saved
@@ -167,20 +197,6 @@ class SerialHandlers:
                 if any(_receipt_in_scope(d.data, scope) for d in deliveries if d.data.sku == sku):
                     await self._flag_recalled(sku, scope, recall_entry(scope))
         return outgoing
-
-    async def _register_units(
-        self, delivery: Delivery, scopes: Sequence[RecallScope]
-    ) -> tuple[int, list[str]]:
-        """Insert the receipt's units; returns how many were new and the duplicate serials."""
-        receipt: ItemReceived = delivery.data
-        event_id = delivery.event.dedupe_key
-        at = receipt.received_at or delivery.event.time
-        units = received_units(receipt, event_id, at, scopes)
-        existing = await self.store.insert_units(units)
-        if not existing:
-            return len(units), []
-        duplicates = await self._settle_existing(receipt, event_id, at, existing, scopes)
-        return len(units) - len(existing), [unit.serial for unit in duplicates]
 
     async def _settle_existing(
         self,

@@ -422,7 +422,11 @@ class SerialStore:
                 try:
                     await self.units.insert_many(docs, ordered=False)
                 except BulkWriteError as exc:
-                    return [docs[index]["_id"] for index in _duplicate_indexes(exc)]
+                    existing = _duplicate_indexes(exc)
+                    taken = set(existing)
+                    self.wal.know(UNITS, (d for i, d in enumerate(docs) if i not in taken))
+                    return [docs[index]["_id"] for index in existing]
+            self.wal.know(UNITS, docs)
             return []
 
         found = await asyncio.gather(*(insert(part) for part in _chunks(units, INSERT_CHUNK)))
@@ -448,6 +452,7 @@ class SerialStore:
                 _duplicate_indexes(exc)
                 await self._journal_again(change.after.id for change in changes)
                 return False
+            self.wal.know(UNITS, part)
         inserted = {doc["_id"] for doc in new}
         logged: dict[str, dict[str, list[Doc]]] = {}
         for change in changes:
@@ -522,21 +527,28 @@ class SerialStore:
                 )
         return RecalledUnits(counts, sold)
 
-    async def registered_receipt(self, key: str) -> list[str] | None:
-        """The duplicates a receipt was refused, if it was registered before (else None)."""
-        doc = await self.receipts.find_one({"_id": key})
-        return None if doc is None else list(doc["duplicates"])
+    async def registered_receipts(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        """Of these receipts, those registered before, with the duplicates each was refused."""
+        found = await find_by_ids(self.receipts, keys)
+        return {key: list(doc["duplicates"]) for key, doc in found.items()}
 
-    async def receipt_registered(
-        self, key: str, event_id: str, duplicates: Sequence[str], at: datetime
+    async def receipts_registered(
+        self, registered: Sequence[tuple[str, str, Sequence[str]]], at: datetime
     ) -> None:
-        if len(duplicates) > RECEIPT_LEDGER_MAX:
-            return  # too big for one document; a redelivery takes the slow path
-        await self.receipts.update_one(
-            {"_id": key},
-            {"$set": {"event_id": event_id, "duplicates": list(duplicates), "at": at}},
-            upsert=True,
-        )
+        """Receipts (key, event id, duplicates) whose units are now in: one insert. A
+        receipt another writer registered meanwhile keeps its own document (the same units:
+        a receipt is keyed by its serials)."""
+        docs = [
+            {"_id": key, "event_id": event_id, "duplicates": list(duplicates), "at": at}
+            for key, event_id, duplicates in registered
+            # Too big for one document: a redelivery takes the slow path.
+            if len(duplicates) <= RECEIPT_LEDGER_MAX
+        ]
+        if docs:
+            try:
+                await self.receipts.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                _duplicate_indexes(exc)
 
     # -------------------------------------------------------------------------- recalls
 
