@@ -237,6 +237,42 @@ async def test_receipts_the_registry_cannot_take_are_rejected(registry: Registry
     assert (await registry.unit("IMEI-9")).receipt_id == "R-4"
 
 
+async def test_receipts_of_one_batch_are_registered_together_the_first_owning_a_serial(
+    registry: Registry,
+) -> None:
+    """One batch, registered together: a serial two receipts of the batch list is the
+    earlier receipt's, and the later one is told; the same receipt twice in the batch is
+    registered once; the batch's receipts, units and lot journals are one insert each."""
+    calls = {name: dict(registry.db[name].calls) for name in ("units", "receipts")}
+    await registry.send(
+        receipt("IMEI-1", "IMEI-2"),
+        receipt("IMEI-2", "IMEI-3", receipt_id="R-2", lot="L2"),
+        receipt("IMEI-1", "IMEI-2"),  # R-1 resent under a new id, in the same batch
+    )
+    assert registry.db["units"].calls["insert_many"] == calls["units"].get("insert_many", 0) + 1
+    assert registry.db["receipts"].calls["insert_many"] == (
+        calls["receipts"].get("insert_many", 0) + 1
+    )
+    assert [
+        (u.serial, u.receipt_id) for u in [await registry.unit(f"IMEI-{n}") for n in (1, 2, 3)]
+    ] == [
+        ("IMEI-1", "R-1"),
+        ("IMEI-2", "R-1"),
+        ("IMEI-3", "R-2"),
+    ]
+    rejections = registry.sent(EventType.RECEIPT_REJECTED)
+    assert [(r.receipt_id, r.reason, r.serials) for r in rejections] == [
+        ("R-2", RejectReason.DUPLICATE_SERIAL, ["IMEI-2"])
+    ]
+    assert sorted(await registry.store.lot_states("PHONE", "L2")) == ["IMEI-3"]
+    # Delivered again, the batch finds its receipts registered and changes nothing.
+    await registry.send(receipt("IMEI-2", "IMEI-3", receipt_id="R-2", lot="L2"))
+    assert len(registry.db["units"]) == 3
+    assert (
+        len(registry.sent(EventType.RECEIPT_REJECTED)) == 1
+    )  # applied already: not answered twice
+
+
 async def test_a_receipt_of_an_unknown_product_waits_then_is_rejected(registry: Registry) -> None:
     delivery = registry.delivery(receipt("X-1", "X-2", sku="NOBODY"))
     waiting = await registry.apply([delivery])
