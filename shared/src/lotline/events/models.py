@@ -129,7 +129,7 @@ DATE_PATTERN, TIME_PATTERN = f"^{_DATE}$", f"^{_TIME}$"
 
 
 def _rfc3339(body: str, what: str) -> Callable[[object], object]:
-    form = re.compile(body)
+    form, any_year = re.compile(body), re.compile(body.replace(_YEAR, "([0-9]{4})", 1))
 
     def check(value: object) -> object:
         if isinstance(value, date):
@@ -137,7 +137,11 @@ def _rfc3339(body: str, what: str) -> Callable[[object], object]:
         if not isinstance(value, str):
             raise ValueError(f"{value!r} is not a {what}: an RFC 3339 string is expected")
         if not form.fullmatch(value):
-            raise ValueError(f"{value!r} is not an RFC 3339 {what} in years 1000 to 9998")
+            if year := any_year.fullmatch(value):
+                raise ValueError(
+                    f"year {year[1]} is outside {FIRST_YEAR}..{LAST_YEAR}, the years Lotline stores"
+                )
+            raise ValueError(f"{value!r} is not an RFC 3339 {what}")
         return value
 
     return check
