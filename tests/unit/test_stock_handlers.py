@@ -610,6 +610,40 @@ async def test_a_count_an_adjustment_and_a_disposal_each_apply_once(stock: Stock
     ] == [("L1", 3, 2)]
 
 
+async def test_store_operations_breaking_a_rule_their_schema_cannot_state_apply_by_quantity(
+    stock: Stock,
+) -> None:
+    """Schema-valid, so not dead-lettered: stock books units, so a count naming a lot twice
+    adds them up, and the serials of a count or an adjustment (not as many as its units) are
+    the serial registry's to answer; stock applies the quantities."""
+    await stock.send(receipt("PHONE", 4, "L1", date(2027, 3, 1)))
+    count = decoded(
+        EventType.STOCK_COUNTED,
+        sku="PHONE",
+        count_id="C-1",
+        location="S1",
+        lots=[{"lot_code": "L1", "quantity": 2}, {"lot_code": "L1", "quantity": 1}],
+        serials=["IMEI-1"],
+        counted_at=SOLD_AT.isoformat(),
+    )
+    write_off = decoded(
+        EventType.STOCK_ADJUSTED,
+        sku="PHONE",
+        adjustment_id="A-1",
+        location="S1",
+        quantity=1,
+        direction="out",
+        reason="damaged",
+        serials=["IMEI-1", "IMEI-2"],
+        adjusted_at=SOLD_AT.isoformat(),
+    )
+    assert await stock.send(count, source="store-ops") == []
+    assert on_hand(await stock.lots("PHONE", "S1")) == {"L1": 3}
+    assert await stock.send(write_off, source="store-ops") == []
+    assert on_hand(await stock.lots("PHONE", "S1")) == {"L1": 2}
+    assert stock.publisher.dead_letters == []
+
+
 # ------------------------------------------------------------------- queries on other fields
 
 
