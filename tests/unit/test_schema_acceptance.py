@@ -89,7 +89,7 @@ def test_every_schema_valid_event_is_decoded(event_type: EventType) -> None:
     check = validator(event_type)
 
     @settings(
-        max_examples=12,
+        max_examples=10,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
