@@ -38,6 +38,7 @@ from lotline.events import (
     Tracking,
     UnitsRecalled,
     WarrantyClaimed,
+    decode,
     encode,
 )
 
@@ -231,3 +232,90 @@ def test_every_consumed_topic_is_covered() -> None:
     }
     for event_type in consumed:
         assert len(spoiled(event_type, "X")) >= 3
+
+
+def receipt_record(data: dict[str, Any], subject: str | None = None) -> bytes:
+    """A receipt as a dock's own producer writes it: JSON that the committed schema accepts."""
+    envelope = {
+        "specversion": "1.0",
+        "id": f"dock-{data['sku']}-{data['receipt_id']}",
+        "source": "dock/7",
+        "type": "item-received",
+        "subject": subject or data["sku"],
+        "data": data,
+    }
+    return json.dumps(envelope).encode()
+
+
+async def test_a_schema_valid_receipt_breaking_a_rule_is_answered_not_dead_lettered(  # type: ignore[no-untyped-def]
+    bus, start_service, run_id
+) -> None:
+    """Rules no schema can state (serials = quantity, produced_on <= expires_on) get
+    receipt-rejected naming the rule from the serial registry and are booked nowhere; a
+    subject that differs from data.sku is corrected. The DLQ holds none of them."""
+    stock = start_service("stock")
+    registry = start_service("serial-registry")
+    phone, milk = f"PHONE-{run_id}", f"MILK-{run_id}"
+    await bus.publish(
+        ProductRegistered(sku=phone, name="Phone", tracking=Tracking.SERIAL),
+        ProductRegistered(sku=milk, name="Milk", tracking=Tracking.BATCH),
+        source="lotline/catalog",
+    )
+    lot = {"code": "L1", "produced_on": "2027-03-02", "expires_on": "2027-03-01"}
+    records = [
+        (phone, {"receipt_id": "R-1", "quantity": 2, "serials": ["A-1", "A-2", "A-3"]}, None),
+        (milk, {"receipt_id": "R-2", "quantity": 5, "lot": lot}, None),
+        (milk, {"receipt_id": "R-3", "quantity": 4, "lot": {"code": "L2"}}, "SOMETHING-ELSE"),
+        (phone, {"receipt_id": "R-4", "quantity": 1, "serials": ["B-1"]}, None),
+    ]
+    producer = await bus.producer("item-received")
+    sent = set()
+    for sku, data, subject in records:
+        value = receipt_record({"sku": sku, "location": "S1", **data}, subject)
+        written = await producer.send_and_wait("item-received", value, key=sku.encode())
+        sent.add((written.partition, written.offset))
+
+    async def booked_what_keeps_the_rules() -> None:
+        async with httpx.AsyncClient(base_url=stock.url) as client:
+            milk_stock = (await client.get(f"/stock/{milk}")).json()
+            phone_stock = (await client.get(f"/stock/{phone}")).json()
+        # R-3 (its subject corrected) and R-4 only: the receipts after the broken ones.
+        assert (milk_stock.get("on_hand"), phone_stock.get("on_hand")) == (4, 1)
+
+    await eventually(booked_what_keeps_the_rules, timeout=60)
+
+    async def rejected_naming_the_rule() -> None:
+        rejections = {
+            (r.data.sku, r.data.receipt_id): (r.data.reason, r.data.detail)
+            for r in (
+                decode(record.value, EventType.RECEIPT_REJECTED)
+                for record in await bus.read_all("receipt-rejected")
+                if record.key in (phone.encode(), milk.encode())
+            )
+        }
+        assert rejections == {
+            (phone, "R-1"): (
+                RejectReason.SERIALS_NOT_QUANTITY,
+                "receipt R-1 was not booked: serials lists 3 serials but quantity is 2",
+            ),
+            (milk, "R-2"): (
+                RejectReason.PRODUCED_AFTER_EXPIRY,
+                "receipt R-2 was not booked: lot L1: produced_on 2027-03-02 is after "
+                "expires_on 2027-03-01",
+            ),
+        }
+
+    await eventually(rejected_naming_the_rule, timeout=60)
+    # Read from these services' own logs: on the shared stack, instances of other versions
+    # may join the same consumer groups and dead-letter with their own rules.
+    dead = [
+        line
+        for service in (stock, registry)
+        for line in (
+            json.loads(raw) for raw in service.log_path.read_text().splitlines() if raw[:1] == "{"
+        )
+        if line.get("event") == "dead_lettered"
+        and line.get("topic") == "item-received"
+        and (line.get("partition"), line.get("offset")) in sent
+    ]
+    assert dead == []

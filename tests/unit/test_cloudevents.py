@@ -268,7 +268,7 @@ def test_an_event_format_other_than_json_is_refused() -> None:
     [
         ("ce_type", b"item-exploded", "unknown event type 'item-exploded'"),
         ("ce_type", b"item-received", "does not belong on topic"),
-        ("ce_time", b"yesterday", "datetime"),
+        ("ce_time", b"yesterday", "RFC 3339 date-time"),
         ("ce_source", b"", "at least 1 character"),
         ("ce_id", b"\xff\xfe", "not UTF-8"),
     ],

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from lotline.events import Classification
 from lotline.recall.api import RecallDetail, RecallIssue
-from lotline.recall.console import contacts_csv, field_problems, split_codes
+from lotline.recall.console import contacts_csv, field_problems, recall_fields, split_codes
 from lotline.recall.domain import CustomerContact, Progress, Recall, RecallRequest
 from lotline.recall.store import RecallFacts, RecallRecord
 
@@ -20,6 +20,24 @@ def test_a_pasted_column_of_serials_is_a_list() -> None:
     pasted = "IMEI-1\r\nIMEI-2\n\n  IMEI-3 ,IMEI-4;IMEI-5\t"
     assert split_codes(pasted) == ["IMEI-1", "IMEI-2", "IMEI-3", "IMEI-4", "IMEI-5"]
     assert split_codes("  \n ") == []
+
+
+def test_what_a_person_typed_is_taken_without_the_spaces_around_it() -> None:
+    """The contract refuses a padded SKU rather than trim it; the form trims what was typed."""
+    typed = {
+        "sku": " MILK-1 ",
+        "reason": " Listeria\n",
+        "classification": "I ",
+        "lot_codes": " L1 ",
+    }
+    body = RecallIssue.model_validate(recall_fields({**typed, "serials": "  "}))
+    assert (body.sku, body.reason, body.classification, body.lot_codes, body.serials) == (
+        "MILK-1",
+        "Listeria",
+        Classification.I,
+        ["L1"],
+        [],
+    )
 
 
 def test_the_apis_problems_land_on_their_form_fields() -> None:

@@ -7,15 +7,18 @@ the sale applied before a recall issued before it."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from memory_db import MemoryDatabase, MemoryPublisher
 
 from lotline.events import (
     BatchRecalled,
+    ClaimRefusal,
     CloudEvent,
     EventData,
     EventType,
@@ -29,6 +32,7 @@ from lotline.events import (
     ReturnReason,
     Tracking,
     UnitStatus,
+    decode,
     envelope_of,
 )
 from lotline.runtime.consumer import BatchHandler, Delivery, EventConsumer, GiveUp, Progress
@@ -76,6 +80,11 @@ class Registry:
             EventType.BATCH_RECALLED: (handlers.on_batches_recalled, log, None),
             EventType.ITEM_SOLD: (handlers.on_items_sold, log, handlers.on_sales_given_up),
             EventType.ITEM_RETURNED: (handlers.on_items_returned, log, None),
+            EventType.WARRANTY_CLAIMED: (
+                handlers.on_warranty_claims,
+                log,
+                handlers.on_warranty_claims_given_up,
+            ),
         }
         self.consumers = {
             event_type: EventConsumer(
@@ -268,9 +277,76 @@ async def test_receipts_of_one_batch_are_registered_together_the_first_owning_a_
     # Delivered again, the batch finds its receipts registered and changes nothing.
     await registry.send(receipt("IMEI-2", "IMEI-3", receipt_id="R-2", lot="L2"))
     assert len(registry.db["units"]) == 3
+    # Applied already: not answered twice.
+    assert len(registry.sent(EventType.RECEIPT_REJECTED)) == 1
+
+
+def decoded(event_type: EventType, **data: Any) -> CloudEvent[Any]:
+    """An event as a consumer decodes it from its bytes: held to its schema only, not to the
+    rules a schema cannot state (those the registry answers)."""
+    envelope = {"specversion": "1.0", "id": str(uuid4()), "source": "dock", "type": event_type}
+    raw = json.dumps({**envelope, "subject": data["sku"], "data": data})
+    return decode(raw.encode(), event_type)
+
+
+async def test_a_receipt_breaking_a_rule_its_schema_cannot_state_is_rejected_naming_it(
+    registry: Registry,
+) -> None:
+    """Schema-valid, so never dead-lettered; booked nowhere, and answered on the contract
+    with the rule it broke, whatever the product (or none registered yet)."""
+    received = EventType.ITEM_RECEIVED
+    lot = {"code": "L2", "produced_on": "2027-03-02", "expires_on": "2027-03-01"}
+    three = ["IMEI-1", "IMEI-2", "IMEI-3"]
     assert (
-        len(registry.sent(EventType.RECEIPT_REJECTED)) == 1
-    )  # applied already: not answered twice
+        await registry.send(
+            decoded(
+                received, sku="PHONE", receipt_id="R-1", location="S1", quantity=2, serials=three
+            ),
+            decoded(received, sku="SALT", receipt_id="R-2", location="S1", quantity=6, lot=lot),
+            decoded(
+                received, sku="NOBODY", receipt_id="R-3", location="S1", quantity=1, serials=three
+            ),
+        )
+        == []
+    )
+    rejections = registry.sent(EventType.RECEIPT_REJECTED)
+    assert [(r.sku, r.receipt_id, r.reason, r.quantity, r.lot_code) for r in rejections] == [
+        ("PHONE", "R-1", RejectReason.SERIALS_NOT_QUANTITY, 2, None),
+        ("SALT", "R-2", RejectReason.PRODUCED_AFTER_EXPIRY, 6, "L2"),
+        ("NOBODY", "R-3", RejectReason.SERIALS_NOT_QUANTITY, 1, None),
+    ]
+    assert [r.detail for r in rejections[:2]] == [
+        "receipt R-1 was not booked: serials lists 3 serials but quantity is 2",
+        "receipt R-2 was not booked: lot L2: produced_on 2027-03-02 is after expires_on 2027-03-01",
+    ]
+    assert len(registry.db["units"]) == 0
+    assert registry.publisher.dead_letters == []
+
+
+async def test_a_claim_whose_replacement_is_the_claimed_unit_is_refused(
+    registry: Registry,
+) -> None:
+    await registry.send(receipt("IMEI-1", "IMEI-2"))
+    await registry.send(sold("IMEI-1"))
+    claim = decoded(
+        EventType.WARRANTY_CLAIMED,
+        sku="PHONE",
+        claim_id="W-1",
+        serial="IMEI-1",
+        location="S2",
+        kind="replacement",
+        replacement_serial="IMEI-1",
+        claimed_at=AFTER.isoformat(),
+    )
+    assert await registry.send(claim) == []
+    (refusal,) = registry.sent(EventType.WARRANTY_CLAIM_REFUSED)
+    assert (refusal.claim_id, refusal.reason, refusal.detail) == (
+        "W-1",
+        ClaimRefusal.REPLACEMENT_IS_CLAIMED_UNIT,
+        "replacement_serial IMEI-1 is the claimed unit itself",
+    )
+    assert (await registry.unit("IMEI-1")).status is UnitStatus.SOLD  # nothing taken
+    assert registry.publisher.dead_letters == []
 
 
 async def test_a_receipt_of_an_unknown_product_waits_then_is_rejected(registry: Registry) -> None:

@@ -6,10 +6,11 @@ refusals, reorder points, and a sale of a product nobody registered."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from uuid import NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, uuid4, uuid5
 
 import pytest
 from memory_db import MemoryDatabase, MemoryPublisher
@@ -37,6 +38,7 @@ from lotline.events import (
     StockCounted,
     StockDisposed,
     Tracking,
+    decode,
     envelope_of,
 )
 from lotline.runtime.consumer import BatchHandler, Delivery, EventConsumer, GiveUp, Progress
@@ -227,6 +229,38 @@ async def test_a_receipt_books_its_lot_at_its_location_once(stock: Stock) -> Non
         ("received", 24, "R-1")
     ]
     assert stock.publisher.sent == []  # a plain receipt emits nothing
+
+
+def decoded(event_type: EventType, **data: Any) -> CloudEvent[Any]:
+    """An event as a consumer decodes it from its bytes: held to its schema only, not to the
+    rules a schema cannot state (those the consumer answers)."""
+    envelope = {"specversion": "1.0", "id": str(uuid4()), "source": "dock", "type": event_type}
+    raw = json.dumps({**envelope, "subject": data["sku"], "data": data})
+    return decode(raw.encode(), event_type)
+
+
+async def test_a_receipt_breaking_a_rule_its_schema_cannot_state_is_booked_nowhere(
+    stock: Stock,
+) -> None:
+    """Serials that are not `quantity`, a lot produced after it expires: schema-valid, so
+    not dead-lettered, but booked nowhere; the serial registry answers with receipt-rejected
+    naming the rule (tests/unit/test_serial_handlers.py)."""
+    lot = {"code": "L2", "produced_on": "2027-03-02", "expires_on": "2027-03-01"}
+    received = EventType.ITEM_RECEIVED
+    serials = ["IMEI-1", "IMEI-2", "IMEI-3"]
+    assert (
+        await stock.send(
+            receipt("MILK", 24, "L1", date(2027, 3, 1)),
+            decoded(received, sku="MILK", receipt_id="R-2", location="S1", quantity=6, lot=lot),
+            decoded(
+                received, sku="PHONE", receipt_id="R-3", location="S1", quantity=2, serials=serials
+            ),
+        )
+        == []
+    )
+    assert on_hand(await stock.lots("MILK", "S1")) == {"L1": 24}
+    assert await stock.store.levels_of_sku("PHONE") == []
+    assert stock.publisher.sent == []  # the registry's to answer, once
 
 
 async def test_a_receipt_of_a_product_not_registered_yet_waits_for_it() -> None:
@@ -574,6 +608,40 @@ async def test_a_count_an_adjustment_and_a_disposal_each_apply_once(stock: Stock
     assert [
         (q.lot_code, q.quantity, q.disposed) for q in stock.sent(EventType.STOCK_QUARANTINED)
     ] == [("L1", 3, 2)]
+
+
+async def test_store_operations_breaking_a_rule_their_schema_cannot_state_apply_by_quantity(
+    stock: Stock,
+) -> None:
+    """Schema-valid, so not dead-lettered: stock books units, so a count naming a lot twice
+    adds them up, and the serials of a count or an adjustment (not as many as its units) are
+    the serial registry's to answer; stock applies the quantities."""
+    await stock.send(receipt("PHONE", 4, "L1", date(2027, 3, 1)))
+    count = decoded(
+        EventType.STOCK_COUNTED,
+        sku="PHONE",
+        count_id="C-1",
+        location="S1",
+        lots=[{"lot_code": "L1", "quantity": 2}, {"lot_code": "L1", "quantity": 1}],
+        serials=["IMEI-1"],
+        counted_at=SOLD_AT.isoformat(),
+    )
+    write_off = decoded(
+        EventType.STOCK_ADJUSTED,
+        sku="PHONE",
+        adjustment_id="A-1",
+        location="S1",
+        quantity=1,
+        direction="out",
+        reason="damaged",
+        serials=["IMEI-1", "IMEI-2"],
+        adjusted_at=SOLD_AT.isoformat(),
+    )
+    assert await stock.send(count, source="store-ops") == []
+    assert on_hand(await stock.lots("PHONE", "S1")) == {"L1": 3}
+    assert await stock.send(write_off, source="store-ops") == []
+    assert on_hand(await stock.lots("PHONE", "S1")) == {"L1": 2}
+    assert stock.publisher.dead_letters == []
 
 
 # ------------------------------------------------------------------- queries on other fields

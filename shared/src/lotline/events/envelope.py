@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, model_validator
 
 from lotline.events.models import EVENT_MODELS, EventData, Time
 from lotline.events.topics import EventType
@@ -49,7 +49,11 @@ class CloudEvent(BaseModel, Generic[DataT]):
     )
     source: str = Field(min_length=1, description="URI-reference of the producer")
     type: EventType
-    subject: str = Field(min_length=1, description="The SKU; also the Kafka message key")
+    subject: str = Field(
+        min_length=1,
+        description="The SKU; also the Kafka message key. It repeats data.sku, which wins: "
+        "a differing subject is corrected to it, never a reason to refuse the event",
+    )
     time: Time = Field(default_factory=lambda: datetime.now(UTC))
     datacontenttype: str = Field(
         DATA_CONTENT_TYPE,
@@ -59,15 +63,19 @@ class CloudEvent(BaseModel, Generic[DataT]):
     )
     data: DataT
 
-    @model_validator(mode="after")
-    def _consistent(self) -> CloudEvent[DataT]:
-        if self.type is not self.data.event_type:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _consistent(cls, value: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        event = handler(value)
+        if event.type is not event.data.event_type:
             raise ValueError(
-                f"type is {self.type.value!r} but data is a {self.data.event_type.value!r}"
+                f"type is {event.type.value!r} but data is a {event.data.event_type.value!r}"
             )
-        if self.subject != self.data.key:
-            raise ValueError(f"subject {self.subject!r} differs from data.sku {self.data.key!r}")
-        return self
+        # An attribute that repeats the data never makes a usable event unusable: a till
+        # that filled `subject` wrongly still sold what data.sku says.
+        if event.subject != event.data.key:
+            return event.model_copy(update={"subject": event.data.key})
+        return event
 
     @property
     def dedupe_key(self) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar
@@ -12,11 +14,16 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 from stdnum import ean
 from stdnum.exceptions import ValidationError as StdnumValidationError
 
@@ -34,43 +41,74 @@ def _valid_gtin(value: str) -> str:
     return digits.zfill(14)
 
 
+# What the schemas say is all a consumer may refuse an event for. A rule they cannot state
+# (arithmetic across fields, a check digit, one date before another) binds whoever builds an
+# event in Python, Lotline's services and tools; the codec decodes in this context, where
+# those rules are skipped, and the consumer answers a broken one as business (its
+# `rule_broken`: a receipt-rejected, a warranty-claim-refused), never by the DLQ.
+DECODING: dict[str, bool] = {"lotline.decoding": True}
+
+
+def _decoding(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get("lotline.decoding"))
+
+
+# JSON Schema's integer: never a string or a boolean, whatever Python would make of them (the
+# codec reads 2.0 as the integer it is: `lotline.events.codec`).
+Whole = Annotated[int, Strict()]
+
 # Identifiers travel as Kafka keys, URL path segments and CSV cells: printable ASCII, no
 # spaces, and no "/" (a path segment could not carry it: one rule for every identifier).
+# Taken as sent: a padded identifier is refused (the pattern has no space), not trimmed.
 IDENTIFIER_PATTERN = r"^[!-.0-~]+$"
 Identifier = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN
-    ),
+    str, StringConstraints(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)
 ]
 Sku = Annotated[Identifier, Field(description="Stock keeping unit, the product's key")]
 Location = Annotated[Identifier, Field(description="Store or warehouse code")]
 # GS1 AI (10) allows up to 20 characters; a serial (AI 21) up to 20, an IMEI 15 digits.
 # Both get a little room for retailers' own codes.
-LotCode = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=40, pattern=IDENTIFIER_PATTERN
-    ),
-]
-Serial = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN
-    ),
+LotCode = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=IDENTIFIER_PATTERN)]
+Serial = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
+
+
+def _distinct_serials(values: list[str]) -> list[str]:
+    _distinct(values, "serials")
+    return values
+
+
+# The schema says it too (`uniqueItems`): serials name units, and a unit is there once.
+Serials = Annotated[
+    list[Serial], AfterValidator(_distinct_serials), Field(json_schema_extra={"uniqueItems": True})
 ]
 Gtin = Annotated[str, AfterValidator(_valid_gtin), Field(description="GTIN, check digit valid")]
+# What the schema can say of a GTIN: 8, 12, 13 or 14 digits. Its check digit it cannot, so
+# a product-registered with a wrong one is taken, and its GTIN names nothing (no GS1 link:
+# `lotline.events.gs1`); the catalog, which builds it, checks the digit.
+GTIN_PATTERN = r"^(?:[0-9]{8}|[0-9]{12,14})$"
+GtinDigits = Annotated[
+    str,
+    StringConstraints(pattern=GTIN_PATTERN),
+    AfterValidator(lambda digits: digits.zfill(14)),
+    Field(description="GTIN-8, -12, -13 or -14, kept as 14 digits; check digit valid"),
+]
 # At most a billion: more is a typo or an attack, and beyond 2**63 no database stores it.
 MAX_QUANTITY = 1_000_000_000
 Quantity = Annotated[
-    int, Field(gt=0, le=MAX_QUANTITY, description="Units, more than zero, at most a billion")
+    Whole, Field(gt=0, le=MAX_QUANTITY, description="Units, more than zero, at most a billion")
 ]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+# Text must say something: not blank, which a pattern states (a character that is not
+# whitespace, as Python's str.isspace and JavaScript's \s see it), kept as sent.
+WHITESPACE = (
+    " \t\n\r\f\v\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+NOT_BLANK_PATTERN = f"[^{WHITESPACE}]"
+Text = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NOT_BLANK_PATTERN)]
 
 # Every integer is stored, and BSON's integers have 64 bits: a bigger one would be accepted
 # here and then fail at write time, batch after batch.
 MAX_INT64 = 2**63 - 1
-Int64 = Annotated[int, Field(le=MAX_INT64)]
+Int64 = Annotated[Whole, Field(le=MAX_INT64)]
 
 # Times and dates are stored as BSON dates, which (through Python) hold years 1 to 9999 in
 # UTC. A time at either end leaves that range once converted to UTC (9999-12-31T23:59:59-14:00
@@ -78,6 +116,35 @@ Int64 = Annotated[int, Field(le=MAX_INT64)]
 # inside, and the schema can say it with a pattern.
 FIRST_YEAR, LAST_YEAR = 1000, 9998
 YEAR_PATTERN = r"^(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
+# RFC 3339 as JSON Schema's `date` and `date-time` formats mean it, years as above, without
+# leap seconds (Python has none). The schema states the pattern, and the codec holds a value
+# to it: no unix seconds, no date without its time, no time without its seconds or offset.
+_YEAR = r"(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])"
+_DATE = rf"{_YEAR}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = (
+    rf"{_DATE}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
+DATE_PATTERN, TIME_PATTERN = f"^{_DATE}$", f"^{_TIME}$"
+
+
+def _rfc3339(body: str, what: str) -> Callable[[object], object]:
+    form, any_year = re.compile(body), re.compile(body.replace(_YEAR, "([0-9]{4})", 1))
+
+    def check(value: object) -> object:
+        if isinstance(value, date):
+            return value  # built in Python (a datetime is a date too)
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not a {what}: an RFC 3339 string is expected")
+        if not form.fullmatch(value):
+            if year := any_year.fullmatch(value):
+                raise ValueError(
+                    f"year {year[1]} is outside {FIRST_YEAR}..{LAST_YEAR}, the years Lotline stores"
+                )
+            raise ValueError(f"{value!r} is not an RFC 3339 {what}")
+        return value
+
+    return check
 
 
 def _storable_year(value: date) -> date:
@@ -95,11 +162,15 @@ def _storable_time(value: datetime) -> datetime:
 
 Time = Annotated[
     AwareDatetime,
+    BeforeValidator(_rfc3339(_TIME, "date-time")),
     AfterValidator(_storable_time),
-    Field(json_schema_extra={"pattern": YEAR_PATTERN}),
+    Field(json_schema_extra={"pattern": TIME_PATTERN}),
 ]
 Date = Annotated[
-    date, AfterValidator(_storable_year), Field(json_schema_extra={"pattern": YEAR_PATTERN})
+    date,
+    BeforeValidator(_rfc3339(_DATE, "date")),
+    AfterValidator(_storable_year),
+    Field(json_schema_extra={"pattern": DATE_PATTERN}),
 ]
 
 
@@ -147,6 +218,9 @@ class RejectReason(StrEnum):
     MISSING_LOT = "missing_lot"
     MISSING_SERIALS = "missing_serials"
     UNKNOWN_SKU = "unknown_sku"
+    # Rules the schema cannot state: the receipt is not booked anywhere (ItemReceived.rule_broken).
+    SERIALS_NOT_QUANTITY = "serials_not_quantity"
+    PRODUCED_AFTER_EXPIRY = "produced_after_expiry"
 
 
 class AdjustmentReason(StrEnum):
@@ -190,6 +264,7 @@ class ClaimRefusal(StrEnum):
     UNKNOWN_SKU = "unknown_sku"
     REPLACEMENT_NOT_IN_STOCK = "replacement_not_in_stock"
     REPLACEMENT_RECALLED = "replacement_recalled"
+    REPLACEMENT_IS_CLAIMED_UNIT = "replacement_is_claimed_unit"
 
 
 class UnitStatus(StrEnum):
@@ -226,12 +301,17 @@ class ProductRegistered(EventData):
 
     name: Text
     tracking: Tracking
-    gtin: Gtin | None = None
-    shelf_life_days: int | None = Field(None, ge=0, le=36500)
-    warranty_months: int | None = Field(
+    gtin: GtinDigits | None = None
+    shelf_life_days: Whole | None = Field(None, ge=0, le=36500)
+    warranty_months: Whole | None = Field(
         None, ge=0, le=1200, description="Warranty from the sale, in months; none: no warranty"
     )
     revision: Int64 = Field(1, ge=1, description="Increases with every change of the product")
+
+    @field_validator("gtin")
+    @classmethod
+    def _check_digit(cls, gtin: str | None, info: ValidationInfo) -> str | None:
+        return gtin if gtin is None or _decoding(info) else _valid_gtin(gtin)
 
 
 class Lot(BaseModel):
@@ -241,12 +321,16 @@ class Lot(BaseModel):
     expires_on: Date | None = None
     produced_on: Date | None = None
 
-    @model_validator(mode="after")
-    def _produced_before_expiry(self) -> Lot:
+    def rule_broken(self) -> str | None:
         if self.expires_on and self.produced_on and self.produced_on > self.expires_on:
-            raise ValueError(
-                f"produced_on {self.produced_on} is after expires_on {self.expires_on}"
-            )
+            return f"produced_on {self.produced_on} is after expires_on {self.expires_on}"
+        return None
+
+    @model_validator(mode="after")
+    def _produced_before_expiry(self, info: ValidationInfo) -> Lot:
+        problem = None if _decoding(info) else self.rule_broken()
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -259,23 +343,31 @@ class ItemReceived(EventData):
     location: Location
     quantity: Quantity
     lot: Lot | None = Field(None, description="Required for batch items")
-    serials: list[Serial] | None = Field(
-        None, description="Serial items only: exactly `quantity` distinct serials"
+    serials: Serials | None = Field(
+        None,
+        description="Serial items only: exactly `quantity` distinct serials (else the receipt "
+        "is not booked: receipt-rejected serials_not_quantity)",
     )
     supplier: Text | None = None
     received_at: Time | None = None
 
-    @model_validator(mode="after")
-    def _serials_match_quantity(self) -> ItemReceived:
-        if self.serials is None:
-            return self
-        if len(self.serials) != self.quantity:
-            raise ValueError(
+    def rule_broken(self) -> tuple[RejectReason, str] | None:
+        """The rule of the contract this receipt breaks that its schema cannot state, if any:
+        such a receipt is booked nowhere, and the serial registry answers it."""
+        if self.serials is not None and len(self.serials) != self.quantity:
+            return RejectReason.SERIALS_NOT_QUANTITY, (
                 f"serials lists {len(self.serials)} serials but quantity is {self.quantity}"
             )
-        if len(set(self.serials)) != len(self.serials):
-            repeated = sorted(s for s, n in Counter(self.serials).items() if n > 1)
-            raise ValueError(f"serials are not distinct: {', '.join(repeated[:5])} repeated")
+        problem = self.lot.rule_broken() if self.lot else None
+        if self.lot and problem:
+            return RejectReason.PRODUCED_AFTER_EXPIRY, f"lot {self.lot.code}: {problem}"
+        return None
+
+    @model_validator(mode="after")
+    def _serials_match_quantity(self, info: ValidationInfo) -> ItemReceived:
+        broken = None if _decoding(info) else self.rule_broken()
+        if broken:
+            raise ValueError(broken[1])
         return self
 
     @property
@@ -300,10 +392,16 @@ class ItemReceived(EventData):
         return None
 
 
+# What the schema says of a line with a serial: it is one unit.
+_HAS_SERIAL: JsonDict = {"properties": {"serial": {"type": "string"}}, "required": ["serial"]}
+_ONE_UNIT: JsonDict = {"properties": {"quantity": {"const": 1}}}
+
+
 class ItemSold(EventData):
     """A till sold a line: a fact, applied as well as it can be and flagged if wrong."""
 
     event_type: ClassVar[EventType] = EventType.ITEM_SOLD
+    model_config = ConfigDict(json_schema_extra={"if": _HAS_SERIAL, "then": _ONE_UNIT})
 
     sale_id: Identifier
     line: Int64 = Field(ge=1)
@@ -329,6 +427,7 @@ class ItemReturned(EventData):
     """A customer brought an item back to a location."""
 
     event_type: ClassVar[EventType] = EventType.ITEM_RETURNED
+    model_config = ConfigDict(json_schema_extra={"if": _HAS_SERIAL, "then": _ONE_UNIT})
 
     return_id: Identifier
     line: Int64 = Field(1, ge=1)
@@ -355,6 +454,14 @@ class BatchRecalled(EventData):
     """An operator recalled lots and/or serial units of a product: every store must act."""
 
     event_type: ClassVar[EventType] = EventType.BATCH_RECALLED
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"minItems": 1}}}
+                for name in ("lot_codes", "serials")
+            ]
+        }
+    )
 
     recall_id: Identifier
     lot_codes: list[LotCode] = Field(default_factory=list)
@@ -416,8 +523,8 @@ class UnitsRecalled(EventData):
     sold_units: list[SoldUnit] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
-    def _chunk_in_range(self) -> UnitsRecalled:
-        if self.chunk > self.chunks:
+    def _chunk_in_range(self, info: ValidationInfo) -> UnitsRecalled:
+        if self.chunk > self.chunks and not _decoding(info):
             raise ValueError(f"chunk {self.chunk} is past the last chunk {self.chunks}")
         return self
 
@@ -456,7 +563,9 @@ class ReceiptRejected(EventData):
     lot_code: LotCode | None = Field(None, description="The receipt's lot, if it had one")
 
     @model_validator(mode="after")
-    def _quantity_covers_serials(self) -> ReceiptRejected:
+    def _quantity_covers_serials(self, info: ValidationInfo) -> ReceiptRejected:
+        if _decoding(info):
+            return self
         if self.quantity is not None and self.quantity < len(self.serials):
             raise ValueError(
                 f"quantity {self.quantity} is less than the {len(self.serials)} serials listed"
@@ -480,8 +589,8 @@ class LotExpiring(EventData):
     quantity_on_hand: Quantity = Field(description="Sellable units at the location at the check")
 
     @model_validator(mode="after")
-    def _within_threshold(self) -> LotExpiring:
-        if self.days_left > self.threshold_days:
+    def _within_threshold(self, info: ValidationInfo) -> LotExpiring:
+        if self.days_left > self.threshold_days and not _decoding(info):
             raise ValueError(
                 f"days_left {self.days_left} is more than threshold_days {self.threshold_days}"
             )
@@ -515,7 +624,7 @@ class StockCounted(EventData):
     count_id: Identifier
     location: Location
     lots: list[CountedLot] = Field(max_length=10_000, description="Units found, per lot")
-    serials: list[Serial] | None = Field(
+    serials: Serials | None = Field(
         None, description="Serial items only: every serial found, as many as the lots' units"
     )
     counted_by: Text | None = None
@@ -530,14 +639,14 @@ class StockCounted(EventData):
         return sum(lot.quantity for lot in self.lots)
 
     @model_validator(mode="after")
-    def _consistent(self) -> StockCounted:
+    def _consistent(self, info: ValidationInfo) -> StockCounted:
+        if _decoding(info):
+            return self  # stock adds up a lot named twice; the serials are the registry's
         _distinct([lot.lot_code or "" for lot in self.lots], "lots' lot_code values")
-        if self.serials is not None:
-            _distinct(self.serials, "serials")
-            if len(self.serials) != self.quantity:
-                raise ValueError(
-                    f"serials lists {len(self.serials)} serials but lots count {self.quantity}"
-                )
+        if self.serials is not None and len(self.serials) != self.quantity:
+            raise ValueError(
+                f"serials lists {len(self.serials)} serials but lots count {self.quantity}"
+            )
         return self
 
 
@@ -553,7 +662,7 @@ class StockAdjusted(EventData):
     direction: AdjustmentDirection = Field(description="out: taken off on-hand; in: added")
     reason: AdjustmentReason
     lot_code: LotCode | None = Field(None, description="The lot, if known (else FEFO for out)")
-    serials: list[Serial] | None = Field(None, description="Serial items: the units concerned")
+    serials: Serials | None = Field(None, description="Serial items: the units concerned")
     note: Text | None = None
     adjusted_at: Time
 
@@ -562,13 +671,12 @@ class StockAdjusted(EventData):
         return f"adjustment {self.sku} {self.location} {self.adjustment_id}"
 
     @model_validator(mode="after")
-    def _serials_match_quantity(self) -> StockAdjusted:
-        if self.serials is not None:
-            _distinct(self.serials, "serials")
-            if len(self.serials) != self.quantity:
-                raise ValueError(
-                    f"serials lists {len(self.serials)} serials but quantity is {self.quantity}"
-                )
+    def _serials_match_quantity(self, info: ValidationInfo) -> StockAdjusted:
+        decoding = _decoding(info)
+        if self.serials is not None and not decoding and len(self.serials) != self.quantity:
+            raise ValueError(
+                f"serials lists {len(self.serials)} serials but quantity is {self.quantity}"
+            )
         return self
 
 
@@ -582,7 +690,7 @@ class StockDisposed(EventData):
     location: Location
     lot_code: LotCode | None = None
     quantity: Quantity
-    serials: list[Serial] | None = Field(None, description="Serial items: the units disposed of")
+    serials: Serials | None = Field(None, description="Serial items: the units disposed of")
     method: DisposalMethod
     reference: Text = Field(description="Destruction certificate or the supplier's return number")
     recall_id: Identifier | None = Field(None, description="The recall it clears, if any")
@@ -593,13 +701,12 @@ class StockDisposed(EventData):
         return f"disposal {self.sku} {self.location} {self.disposal_id}"
 
     @model_validator(mode="after")
-    def _serials_match_quantity(self) -> StockDisposed:
-        if self.serials is not None:
-            _distinct(self.serials, "serials")
-            if len(self.serials) != self.quantity:
-                raise ValueError(
-                    f"serials lists {len(self.serials)} serials but quantity is {self.quantity}"
-                )
+    def _serials_match_quantity(self, info: ValidationInfo) -> StockDisposed:
+        decoding = _decoding(info)
+        if self.serials is not None and not decoding and len(self.serials) != self.quantity:
+            raise ValueError(
+                f"serials lists {len(self.serials)} serials but quantity is {self.quantity}"
+            )
         return self
 
 
@@ -635,6 +742,16 @@ class WarrantyClaimed(EventData):
     otherwise answered by `warranty-claim-refused`."""
 
     event_type: ClassVar[EventType] = EventType.WARRANTY_CLAIMED
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": ClaimKind.REPLACEMENT.value}}},
+            "then": {
+                "required": ["replacement_serial"],
+                "properties": {"replacement_serial": {"type": "string"}},
+            },
+            "else": {"properties": {"replacement_serial": {"type": "null"}}},
+        }
+    )
 
     claim_id: Identifier
     serial: Serial = Field(description="The faulty unit, sold to the customer")
@@ -654,14 +771,23 @@ class WarrantyClaimed(EventData):
     def fact_key(self) -> str:
         return f"warranty-claim {self.sku} {self.claim_id}"
 
+    def rule_broken(self) -> tuple[ClaimRefusal, str] | None:
+        """The rule its schema cannot state: the registry refuses such a claim."""
+        if self.replacement_serial == self.serial:
+            return ClaimRefusal.REPLACEMENT_IS_CLAIMED_UNIT, (
+                f"replacement_serial {self.serial} is the claimed unit itself"
+            )
+        return None
+
     @model_validator(mode="after")
-    def _replacement_named(self) -> WarrantyClaimed:
+    def _replacement_named(self, info: ValidationInfo) -> WarrantyClaimed:
         if self.kind is ClaimKind.REPLACEMENT and self.replacement_serial is None:
             raise ValueError("a replacement claim must name its replacement_serial")
         if self.kind is not ClaimKind.REPLACEMENT and self.replacement_serial is not None:
             raise ValueError(f"replacement_serial given for a {self.kind.value} claim")
-        if self.replacement_serial == self.serial:
-            raise ValueError(f"replacement_serial {self.serial} is the claimed unit itself")
+        broken = None if _decoding(info) else self.rule_broken()
+        if broken:
+            raise ValueError(broken[1])
         return self
 
 

@@ -17,6 +17,8 @@ async def on_item_received(store: ProductStore, deliveries: list[Delivery]) -> N
     first: dict[str, FirstReceipt] = {}
     for delivery in deliveries:
         receipt: ItemReceived = delivery.data
+        if receipt.rule_broken() is not None:
+            continue  # booked nowhere (receipt-rejected): no stock came of it
         first.setdefault(
             receipt.sku,
             FirstReceipt(

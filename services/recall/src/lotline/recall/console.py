@@ -232,6 +232,19 @@ def split_codes(text: str) -> list[str]:
     return [part for part in _SEPARATORS.split(text) if part]
 
 
+def recall_fields(typed: dict[str, str]) -> dict[str, Any]:
+    """The recall a person typed in the form: each field without the spaces around it (the
+    contract takes identifiers as sent, and refuses a padded one); a blank one left out."""
+    fields: dict[str, Any] = {
+        "lot_codes": split_codes(typed["lot_codes"]),
+        "serials": split_codes(typed["serials"]),
+    }
+    for name in ("sku", "reason", "classification"):
+        if typed[name].strip():
+            fields[name] = typed[name].strip()
+    return fields
+
+
 def field_problems(errors: list[ErrorDetails] | list[Any]) -> dict[str, list[str]]:
     """The API's 422 problems by form field: what is wrong, naming the bad item."""
     problems: dict[str, list[str]] = {}
@@ -261,13 +274,7 @@ async def issue_from_form(request: Request) -> Response:
         return refused(request, visit, error)
     typed = {name: str(form.get(name) or "") for name in _blank_form()}
     typed["idempotency_key"] = typed["idempotency_key"] or secrets.token_urlsafe(16)
-    fields: dict[str, Any] = {
-        "lot_codes": split_codes(typed["lot_codes"]),
-        "serials": split_codes(typed["serials"]),
-    }
-    for name in ("sku", "reason", "classification"):
-        if typed[name].strip():
-            fields[name] = typed[name]
+    fields = recall_fields(typed)
     try:
         body = RecallIssue.model_validate(fields)
         _, view = await issue(

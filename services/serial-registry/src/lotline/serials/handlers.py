@@ -107,6 +107,14 @@ class SerialHandlers:
         to_register: list[Delivery] = []
         for delivery in deliveries:
             receipt: ItemReceived = delivery.data
+            broken = receipt.rule_broken()
+            if broken is not None:
+                # A rule the schema cannot state: booked nowhere (stock does not book it
+                # either), and this registry answers for the contract, product or not.
+                reason, rule = broken
+                detail = f"receipt {receipt.receipt_id} was not booked: {rule}"
+                outgoing.append(_rejection(delivery, reason, detail, [], whole=True))
+                continue
             product = products.get(receipt.sku)
             if product is None:
                 # Only a receipt with serials is this registry's business; the product may be
@@ -444,7 +452,10 @@ class SerialHandlers:
         for delivery in deliveries:
             claim_: WarrantyClaimed = delivery.data
             product = products.get(claim_.sku)
-            if product is None:
+            broken = claim_.rule_broken()
+            if broken is not None:
+                outgoing.append(_claim_refusal(delivery, *broken))
+            elif product is None:
                 result.defer(delivery, f"product {claim_.sku!r} is not registered (yet)")
             elif not product.serialized:
                 outgoing.append(
@@ -566,11 +577,13 @@ def _receipt_in_scope(receipt: ItemReceived, scope: RecallScope) -> bool:
 
 
 def _rejection(
-    delivery: Delivery, reason: RejectReason, detail: str, serials: list[str]
+    delivery: Delivery, reason: RejectReason, detail: str, serials: list[str], whole: bool = False
 ) -> Derived:
     """The units not booked are the serials named, or all of the receipt's when it lists
-    none; stock takes them off its on-hand, from the receipt's lot."""
+    none; stock takes them off its on-hand, from the receipt's lot. `whole`: the receipt
+    line as a whole (each lot and set of serials of a receipt is its own rejection)."""
     receipt: ItemReceived = delivery.data
+    keyed_by = [receipt.fact_key] if whole else serials
     return Derived(
         ReceiptRejected(
             sku=receipt.sku,
@@ -582,7 +595,7 @@ def _rejection(
             quantity=len(serials) or receipt.quantity,
             lot_code=receipt.lot.code if receipt.lot else None,
         ),
-        rejection_event_id(receipt.sku, receipt.receipt_id, reason, serials),
+        rejection_event_id(receipt.sku, receipt.receipt_id, reason, keyed_by),
         delivery.event.time,
     )
 

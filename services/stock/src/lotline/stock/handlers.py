@@ -78,7 +78,10 @@ class StockHandlers:
             )
             return _quarantine_events(level, [quarantine])
 
-        return await self._apply(deliveries, receive)
+        # A receipt that breaks a rule its schema cannot state is booked nowhere; the serial
+        # registry answers it (receipt-rejected naming the rule) for the contract.
+        booked = [d for d in deliveries if d.data.rule_broken() is None]
+        return await self._apply(booked, receive)
 
     async def on_receipts_rejected(self, deliveries: list[Delivery]) -> BatchResult:
         """Serial units the registry refused leave on-hand, so stock and the registry agree.
