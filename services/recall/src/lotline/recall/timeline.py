@@ -35,6 +35,10 @@ class TraceKind(StrEnum):
     COUNTED = "counted"
     ADJUSTED = "adjusted"
     DISPOSED = "disposed"
+    # A transfer between two locations (stock's ledger): shipped from one, received at the
+    # other.
+    SHIPPED = "shipped"
+    TRANSFER_RECEIVED = "transfer_received"
 
 
 class ProductInfo(BaseModel):
@@ -67,6 +71,8 @@ class TraceEvent(BaseModel):
     direction: str | None = Field(None, description="An adjustment: out or in")
     disposal_method: str | None = None
     reference: str | None = Field(None, description="A disposal's certificate or return number")
+    from_location: str | None = Field(None, description="A transfer: where it left from")
+    to_location: str | None = Field(None, description="A transfer: where it was going")
     expires_on: str | None = None
     source_event: str | None = Field(None, description="CloudEvents source#id it came from")
     detail: str | None = None
@@ -81,6 +87,7 @@ class StoreStock(BaseModel):
     quarantined: int
     damaged: int
     recall_id: str | None = None
+    in_transit: int = 0
 
 
 class UnitState(BaseModel):
@@ -259,6 +266,8 @@ def _movement_event(
         direction=movement.get("direction"),
         disposal_method=movement.get("disposal_method"),
         reference=movement.get("reference"),
+        from_location=movement.get("from_location"),
+        to_location=movement.get("to_location"),
     )
     serials = _serials_of(event, units or [])
     # Only when the registry accounts for every unit of the movement: a partial list would

@@ -335,8 +335,9 @@ def _movement(
             to_location=data.to_location,
         )
     if isinstance(data, TransferReceived):
+        # The lot's recall rides with the arrival: its units go on to quarantine.
         return Movement(
-            **common,
+            **{**common, "recall_id": recall_id},
             at=data.received_at,
             document_type="transfer",
             document_id=data.transfer_id,
