@@ -38,7 +38,7 @@ def stock_part() -> dict[str, Any]:
             transfer("shipped", "A", 6, 9),
             movement("quarantined", "A", 4, 10, "RC-1", recall_id="RC-1"),
             transfer("transfer_received", "B", 6, 12, recall_id="RC-1"),
-            movement("quarantined", "B", 6, 12, "RC-1", recall_id="RC-1"),
+            transfer("quarantined", "B", 6, 12, recall_id="RC-1"),
         ],
     }  # fmt: skip
 
@@ -49,12 +49,15 @@ def test_a_transferred_lot_exports_valid_epcis_shipping_in_transit_then_receivin
     document = epcis.lot_document(trace, datetime(2026, 12, 1, tzinfo=UTC))
     assert_valid_epcis(document)
     events = document["epcisBody"]["eventList"]
-    transfers = [e for e in events if e.get("lotline:documentType") == "transfer"]
+    transfers = [e for e in events if e.get("lotline:documentID") == "TR-1"]
     assert [(e["bizStep"], e["disposition"]) for e in transfers] == [
         ("shipping", "in_transit"),
         # A recalled lot arriving is not for sale: the quarantine that follows holds it.
         ("receiving", "in_progress"),
+        ("holding", "non_sellable_other"),
     ]
+    assert "sourceList" not in transfers[2]
+    transfers = transfers[:2]
     for event in transfers:
         assert event["sourceList"] == [{"type": "location", "source": "urn:lotline:location:A"}]
         assert event["destinationList"] == [

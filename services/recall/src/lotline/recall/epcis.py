@@ -151,7 +151,8 @@ def object_event(product: ProductInfo, event: TraceEvent) -> dict[str, Any]:
         # A sold unit has left the store: it is no longer at that business location.
         if event.kind not in (TraceKind.SOLD, TraceKind.SALE_ATTRIBUTED):
             doc["bizLocation"] = {"id": location_uri(event.location)}
-    if event.from_location is not None and event.to_location is not None:
+    transfer = event.kind in _TRANSFER_TYPES
+    if transfer and event.from_location is not None and event.to_location is not None:
         doc["sourceList"] = [{"type": "location", "source": location_uri(event.from_location)}]
         doc["destinationList"] = [
             {"type": "location", "destination": location_uri(event.to_location)}

@@ -28,6 +28,10 @@ class TraceKind(StrEnum):
     # Units sold before any lot covered them, attributed to this lot by a later receipt.
     SALE_ATTRIBUTED = "sale_attributed"
     RETURNED = "returned"
+    # A transfer between two locations (stock's ledger): shipped from one, received at the
+    # other (before the quarantine a recalled lot's arrival goes to).
+    SHIPPED = "shipped"
+    TRANSFER_RECEIVED = "transfer_received"
     # In this order at the same instant: a recall, then the quarantines it caused.
     RECALLED = "recalled"
     QUARANTINED = "quarantined"
@@ -35,10 +39,6 @@ class TraceKind(StrEnum):
     COUNTED = "counted"
     ADJUSTED = "adjusted"
     DISPOSED = "disposed"
-    # A transfer between two locations (stock's ledger): shipped from one, received at the
-    # other.
-    SHIPPED = "shipped"
-    TRANSFER_RECEIVED = "transfer_received"
 
 
 class ProductInfo(BaseModel):
