@@ -100,3 +100,46 @@ async def test_a_transfer_received_short_while_its_lot_is_recalled(
         ("receiving", "in_progress", 1),
         ("holding", "non_sellable_other", 1),
     ]
+
+
+async def test_phones_transferred_with_a_serial_mixed_up(
+    lotline: Lotline,  # noqa: F811 - the fixture imported above
+    run_id: str,
+) -> None:
+    phone, gtin = f"CLI-TPHONE-{run_id}", gtin_for("25", run_id)
+    source, destination, transfer = f"A-{run_id}", f"B-{run_id}", f"TRP-{run_id}"
+    ok(await lotline("products", "add", phone, "--name", "Phone", "--tracking", "serial",
+                     "--gtin", gtin))  # fmt: skip
+    ok(await lotline("receive", phone, "-l", source, "--serials", "S-1..S-3"))
+
+    async def registered() -> None:
+        assert f"{phone} / S-2: in_stock at {source}" in ok(await lotline("unit", phone, "S-2"))
+
+    await eventually(registered, timeout=60)
+    ok(await lotline("transfer", "ship", phone, "--from", source, "--to", destination,
+                     "--serials", "S-1,S-2", "-t", transfer))  # fmt: skip
+
+    async def on_the_way() -> None:
+        shown = ok(await lotline("unit", phone, "S-2"))
+        assert f"in transit to {destination} (transfer {transfer})" in shown, shown
+
+    await eventually(on_the_way, timeout=60)
+    # The box held S-1 and S-3 (scanned), not S-2.
+    ok(await lotline("transfer", "receive", "--at", destination, "-t", transfer,
+                     "--scan", f"(01)0{gtin}(21)S-1", "--scan", f"(01)0{gtin}(21)S-3"))  # fmt: skip
+
+    async def arrived() -> str:
+        shown = ok(await lotline("transfer", "show", transfer))
+        assert "Serials shipped, not received: S-2" in shown, shown
+        return shown
+
+    shown = await eventually(arrived, timeout=60)
+    assert "Serials received, not shipped: S-3" in shown
+
+    async def units_moved() -> None:
+        s3 = ok(await lotline("unit", phone, "S-3"))
+        assert f"{phone} / S-3: in_stock at {destination}" in s3, s3
+        assert "it was not shipped in this transfer" in s3
+        assert f"in transit to {destination}" in ok(await lotline("unit", phone, "S-2"))
+
+    await eventually(units_moved, timeout=60)

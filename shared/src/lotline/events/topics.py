@@ -72,6 +72,9 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.ITEM_RETURNED,
         EventType.BATCH_RECALLED,
         EventType.WARRANTY_CLAIMED,
+        # A transfer's serial units: in transit, then located at the destination.
+        EventType.TRANSFER_SHIPPED,
+        EventType.TRANSFER_RECEIVED,
     ),
     "recall": (
         EventType.STOCK_QUARANTINED,

@@ -127,6 +127,8 @@ def unit(u: dict[str, Any]) -> None:
             header.append(f" (expires {u['lot_expires_on']})")
     if u.get("recalled"):
         header.append(f"  RECALLED ({', '.join(u['recall_ids'])})", style="bold red")
+    if u.get("in_transit_to"):
+        header.append(f"  in transit to {u['in_transit_to']} (transfer {u.get('transfer_id')})")
     console.print(header)
     if u.get("sale_id"):
         customer = f", customer {u['customer_ref']}" if u.get("customer_ref") else ""
