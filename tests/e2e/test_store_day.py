@@ -1,8 +1,10 @@
 """A store day through all four services, each its own process, over the real Kafka and FerretDB.
 
 Products are registered at the catalog; receipts and sales are published as the dock and the
-tills would; a recall is issued at the recall service. Everything is then asserted through
-the services' HTTP APIs only.
+tills would; a recall is issued at the recall service; in the evening the stores' own
+operations (a transfer, a count, a write-off, the disposal of the recall's quarantine) and a
+warranty claim are published as the stock room and the after-sales desk would. Everything
+is then asserted through the services' HTTP APIs only.
 """
 
 from __future__ import annotations
@@ -13,7 +15,23 @@ from typing import Any
 import httpx
 import pytest
 
-from lotline.events import ItemReceived, ItemSold, Lot
+from lotline.events import (
+    AdjustmentDirection,
+    AdjustmentReason,
+    ClaimKind,
+    CountedLot,
+    DisposalMethod,
+    ItemReceived,
+    ItemSold,
+    Lot,
+    StockAdjusted,
+    StockCounted,
+    StockDisposed,
+    TransferReceived,
+    TransferredLot,
+    TransferShipped,
+    WarrantyClaimed,
+)
 
 from support import AS_OPERATOR, eventually, unique_gtin
 
@@ -61,7 +79,13 @@ async def test_a_store_day_with_a_recall(bus, start_service, run_id) -> None:  #
     # Morning: the catalog learns the products; everyone else hears of them over Kafka.
     for body in (
         {"sku": milk, "name": "Whole milk 1L", "tracking": "batch", "shelf_life_days": 14},
-        {"sku": phone, "name": "Phone X", "tracking": "serial", "gtin": PHONE_GTIN},
+        {
+            "sku": phone,
+            "name": "Phone X",
+            "tracking": "serial",
+            "gtin": PHONE_GTIN,
+            "warranty_months": 24,
+        },
     ):
         created = await http.post(f"{catalog.url}/products", json=body)
         assert created.status_code == 201, created.text
@@ -197,4 +221,113 @@ async def test_a_store_day_with_a_recall(bus, start_service, run_id) -> None:  #
         )
 
     await eventually(flagged, timeout=60)
+
+    # Evening: S2 sends ten cartons of milk to S1 (no lot named: stock picks by FEFO, and L2
+    # is quarantined there, so L3); S1 receives them.
+    now = datetime.now(UTC)
+    await bus.publish(
+        TransferShipped(
+            sku=milk,
+            transfer_id=f"TR-{run_id}",
+            location="S2",
+            to_location="S1",
+            lots=[TransferredLot(quantity=10)],
+            shipped_at=now,
+        )
+    )
+
+    async def in_transit() -> None:
+        transfer = await get(http, f"{stock.url}/transfers/TR-{run_id}")
+        assert transfer["in_transit"] == 10
+        assert transfer["skus"][0]["shipped"] == [{"lot_code": "L3", "quantity": 10}]
+
+    await eventually(in_transit, timeout=60)
+    await bus.publish(
+        TransferReceived(
+            sku=milk,
+            transfer_id=f"TR-{run_id}",
+            location="S1",
+            lots=[TransferredLot(lot_code="L3", quantity=10)],
+            received_at=now,
+        )
+    )
+
+    async def transferred() -> None:
+        transfer = await get(http, f"{stock.url}/transfers/TR-{run_id}")
+        assert (transfer["skus"][0]["status"], transfer["in_transit"]) == ("received", 0)
+        by_lot = {
+            (x["location"], x["lot_code"]): x["on_hand"]
+            for x in (await get(http, f"{stock.url}/stock/{milk}"))["lots"]
+        }
+        assert (by_lot[("S1", "L3")], by_lot[("S2", "L3")]) == (10, 15)
+
+    await eventually(transferred, timeout=60)
+
+    # The stock room: S1's count finds 9 of L3 (one short), S2 writes 2 of L3 off as
+    # damaged, and S1's quarantined L2 is destroyed for the recall.
+    await bus.publish(
+        StockCounted(
+            sku=milk,
+            count_id=f"C-{run_id}",
+            location="S1",
+            lots=[CountedLot(lot_code="L3", quantity=9)],
+            counted_at=now,
+        ),
+        StockAdjusted(
+            sku=milk,
+            adjustment_id=f"A-{run_id}",
+            location="S2",
+            quantity=2,
+            direction=AdjustmentDirection.OUT,
+            reason=AdjustmentReason.DAMAGED,
+            lot_code="L3",
+            adjusted_at=now,
+        ),
+        StockDisposed(
+            sku=milk,
+            disposal_id=f"D-{run_id}",
+            location="S1",
+            lot_code="L2",
+            quantity=25,
+            method=DisposalMethod.DESTROYED,
+            reference=f"CERT-{run_id}",
+            recall_id=milk_recall,
+            disposed_at=now,
+        ),
+    )
+
+    async def operated() -> None:
+        lots = {
+            (x["location"], x["lot_code"]): x
+            for x in (await get(http, f"{stock.url}/stock/{milk}"))["lots"]
+        }
+        s1_l3, s2_l3, s1_l2 = lots[("S1", "L3")], lots[("S2", "L3")], lots[("S1", "L2")]
+        assert (s1_l3["on_hand"], s1_l3["variance"]) == (9, -1)
+        assert (s2_l3["on_hand"], s2_l3["adjusted_out"]) == (13, 2)
+        assert (s1_l2["quarantined"], s1_l2["disposed"]) == (0, 25)
+        detail = await get(http, f"{recall.url}/recalls/{milk_recall}")
+        assert detail["accounting"]["disposed"] == 25, detail["accounting"]
+
+    await eventually(operated, timeout=60)
+
+    # The after-sales desk repairs a phone sold this morning, in its 24-month warranty.
+    await bus.publish(
+        WarrantyClaimed(
+            sku=phone,
+            claim_id=f"W-{run_id}",
+            serial=imei[10],
+            location="S1",
+            kind=ClaimKind.REPAIR,
+            problem="Screen flickers",
+            claimed_at=datetime.now(UTC),
+        )
+    )
+
+    async def claimed() -> None:
+        claims = await get(http, f"{serials.url}/units/{phone}/{imei[10]}/claims")
+        assert [(c["claim_id"], c["kind"], c["in_warranty"]) for c in claims["claims"]] == [
+            (f"W-{run_id}", "repair", True)
+        ]
+
+    await eventually(claimed, timeout=60)
     await http.aclose()

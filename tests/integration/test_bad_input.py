@@ -36,6 +36,9 @@ from lotline.events import (
     StockDisposed,
     StockQuarantined,
     Tracking,
+    TransferReceived,
+    TransferredLot,
+    TransferShipped,
     UnitsRecalled,
     WarrantyClaimed,
     decode,
@@ -131,6 +134,21 @@ def sample(event_type: EventType, sku: str) -> EventData:
             kind=ClaimKind.REPAIR,
             claimed_at=NOW,
             claimed_by="desk",
+        ),
+        EventType.TRANSFER_SHIPPED: TransferShipped(
+            sku=sku,
+            transfer_id="TR-1",
+            location="S1",
+            to_location="S2",
+            lots=[TransferredLot(lot_code="L1", quantity=1)],
+            shipped_at=NOW,
+        ),
+        EventType.TRANSFER_RECEIVED: TransferReceived(
+            sku=sku,
+            transfer_id="TR-1",
+            location="S2",
+            lots=[TransferredLot(lot_code="L1", quantity=1)],
+            received_at=NOW,
         ),
     }
     return samples[event_type]
@@ -229,6 +247,8 @@ def test_every_consumed_topic_is_covered() -> None:
         EventType.STOCK_ADJUSTED,
         EventType.STOCK_DISPOSED,
         EventType.WARRANTY_CLAIMED,
+        EventType.TRANSFER_SHIPPED,
+        EventType.TRANSFER_RECEIVED,
     }
     for event_type in consumed:
         assert len(spoiled(event_type, "X")) >= 3

@@ -35,7 +35,14 @@ def lotline(infra, start_service, tmp_path) -> Lotline:  # type: ignore[no-untyp
     catalog = start_service("catalog", **people)
     stock = start_service("stock", **people)
     serials = start_service("serial-registry", **people)
-    recall = start_service("recall", **people)
+    # The recall service reads the others for its traces (`lotline trace`).
+    recall = start_service(
+        "recall",
+        CATALOG_URL=catalog.url,
+        STOCK_URL=stock.url,
+        SERIALS_URL=serials.url,
+        **people,
+    )
     # The operator's token where `make run` would put it: a file only its owner reads.
     token_file = tmp_path / "operator-token"
     token_file.write_text(OPERATOR_TOKEN + "\n")

@@ -64,6 +64,12 @@ async def test_the_demo_plays_a_store_day_and_a_recall(infra, start_service) -> 
     assert f"{recall.url}/recalls/{recall_id}" in out
     assert f"recall console: {recall.url}/console/recalls/{recall_id}" in out
     assert "3. Sales: 300 sale lines over 3 stores" in out
+    # The evening: a transfer, a count, a write-off, a disposal and a warranty claim.
+    assert "5. The stock room and the after-sales desk" in out
+    for what in ("Transfer", "Count", "Write-off", "Disposal", "Warranty claim"):
+        assert f"│ {what} " in out, out
+    assert "variance -2" in out
+    assert "lotline transfer show DEMO-TRF-" in out
 
     async with httpx.AsyncClient(base_url=recall.url, timeout=10) as client:
         response = await client.get(

@@ -735,6 +735,92 @@ class StockLow(EventData):
     cause: Identifier = Field(description="The event type that took it below the point")
 
 
+class TransferredLot(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lot_code: LotCode | None = Field(
+        None, description="None: the lot was not named (stock picks FEFO when shipping)"
+    )
+    quantity: Quantity
+
+
+def _transfer_lines(lots: list[TransferredLot], serials: list[Serial] | None) -> None:
+    _distinct([lot.lot_code or "" for lot in lots], "lots' lot_code values")
+    if serials is not None:
+        _distinct(serials, "serials")
+        quantity = sum(lot.quantity for lot in lots)
+        if len(serials) != quantity:
+            raise ValueError(f"serials lists {len(serials)} serials but lots hold {quantity}")
+
+
+class TransferShipped(EventData):
+    """Goods of a SKU left `location` for `to_location`: in transit until received there.
+
+    A lot not named is picked by stock, first expiry first; the lots it picked are what the
+    transfer carries. For serial items `serials` lists every unit shipped."""
+
+    event_type: ClassVar[EventType] = EventType.TRANSFER_SHIPPED
+
+    transfer_id: Identifier
+    location: Location = Field(description="Where the goods left from")
+    to_location: Location = Field(description="Where they are going")
+    lots: list[TransferredLot] = Field(
+        min_length=1, max_length=10_000, description="Units shipped, per lot"
+    )
+    serials: list[Serial] | None = Field(
+        None, description="Serial items only: every unit shipped, as many as the lots' units"
+    )
+    shipped_by: Text | None = None
+    shipped_at: Time
+
+    @property
+    def fact_key(self) -> str:
+        return f"transfer-shipped {self.sku} {self.transfer_id}"
+
+    @property
+    def quantity(self) -> int:
+        return sum(lot.quantity for lot in self.lots)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TransferShipped:
+        if self.to_location == self.location:
+            raise ValueError(f"to_location {self.to_location} is the location shipped from")
+        _transfer_lines(self.lots, self.serials)
+        return self
+
+
+class TransferReceived(EventData):
+    """A transfer's goods of a SKU arrived at `location`: what was found, per lot (none: the
+    lot was not read), and for serial items every unit found. What was shipped and is not
+    listed did not arrive; what is listed and was not shipped arrived all the same."""
+
+    event_type: ClassVar[EventType] = EventType.TRANSFER_RECEIVED
+
+    transfer_id: Identifier
+    location: Location = Field(description="Where the goods arrived")
+    lots: list[TransferredLot] = Field(
+        max_length=10_000, description="Units found, per lot; empty: nothing arrived"
+    )
+    serials: list[Serial] | None = Field(
+        None, description="Serial items only: every unit found, as many as the lots' units"
+    )
+    received_by: Text | None = None
+    received_at: Time
+
+    @property
+    def fact_key(self) -> str:
+        return f"transfer-received {self.sku} {self.transfer_id}"
+
+    @property
+    def quantity(self) -> int:
+        return sum(lot.quantity for lot in self.lots)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TransferReceived:
+        _transfer_lines(self.lots, self.serials)
+        return self
+
+
 class WarrantyClaimed(EventData):
     """The after-sales desk took a warranty claim on a sold unit: a repair, a replacement by
     another unit in stock at the desk's location, or a refund. Applied by the serial registry
@@ -826,5 +912,7 @@ EVENT_MODELS: dict[EventType, type[EventData]] = {
         StockLow,
         WarrantyClaimed,
         WarrantyClaimRefused,
+        TransferShipped,
+        TransferReceived,
     )
 }

@@ -28,6 +28,9 @@ class EventType(StrEnum):
     # After-sales: a warranty claim on a sold unit, and the registry's refusal of one.
     WARRANTY_CLAIMED = "warranty-claimed"
     WARRANTY_CLAIM_REFUSED = "warranty-claim-refused"
+    # Goods moved between two locations: shipped (in transit), then received (store-ops).
+    TRANSFER_SHIPPED = "transfer-shipped"
+    TRANSFER_RECEIVED = "transfer-received"
 
     @property
     def topic(self) -> str:
@@ -58,6 +61,9 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.STOCK_COUNTED,
         EventType.STOCK_ADJUSTED,
         EventType.STOCK_DISPOSED,
+        # Both locations of a transfer's SKU are on its partition: one handler moves both.
+        EventType.TRANSFER_SHIPPED,
+        EventType.TRANSFER_RECEIVED,
     ),
     "serial-registry": (
         EventType.PRODUCT_REGISTERED,
@@ -66,6 +72,9 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.ITEM_RETURNED,
         EventType.BATCH_RECALLED,
         EventType.WARRANTY_CLAIMED,
+        # A transfer's serial units: in transit, then located at the destination.
+        EventType.TRANSFER_SHIPPED,
+        EventType.TRANSFER_RECEIVED,
     ),
     "recall": (
         EventType.STOCK_QUARANTINED,
@@ -104,6 +113,8 @@ PUBLISHED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.STOCK_ADJUSTED,
         EventType.STOCK_DISPOSED,
         EventType.REORDER_POINT_SET,
+        EventType.TRANSFER_SHIPPED,
+        EventType.TRANSFER_RECEIVED,
     ),
     # The after-sales desk: it acts on units already sold, for a customer (repairs,
     # replacements, refunds). Not store-ops: a stock-room handheld must not hand a unit to a

@@ -14,9 +14,17 @@ Every trace event becomes one `ObjectEvent`, with the CBV 2.0 vocabulary:
 | adjusted        | OBSERVE| by its reason    | by its reason        |
 | disposed        | DELETE | destroying       | destroyed            |
 |  (to supplier)  | OBSERVE| shipping         | returned             |
+| shipped         | OBSERVE| shipping         | in_transit           |
+| transfer_recvd  | OBSERVE| receiving        | sellable_accessible  |
+|  (recalled lot) | OBSERVE| receiving        | in_progress          |
 
 An adjustment's disposition is its reason's (damaged, expired, stolen, dispensed for a
 sample, sellable_accessible for units found); a count carries its `lotline:variance`.
+
+A transfer is the lot moving between two of the retailer's locations: the departure is a
+`shipping` event `in_transit`, the arrival a `receiving` one (`in_progress` for a recalled
+lot, which the quarantine that follows holds), both with the CBV `location` source and
+destination and the transfer as a despatch advice (`desadv`) or receiving advice (`recadv`).
 
 A receipt is the lot's first appearance in the retailer's records, so it is an ADD and
 carries the lot's master data (ILMD: lot number, expiry). CBV has no "returning" step: a
@@ -61,7 +69,12 @@ _VOCABULARY: dict[TraceKind, tuple[str, str | None, str]] = {
     TraceKind.COUNTED: ("OBSERVE", "cycle_counting", "sellable_accessible"),
     TraceKind.ADJUSTED: ("OBSERVE", "other", "non_sellable_other"),
     TraceKind.DISPOSED: ("DELETE", "destroying", "destroyed"),
+    TraceKind.SHIPPED: ("OBSERVE", "shipping", "in_transit"),
+    TraceKind.TRANSFER_RECEIVED: ("OBSERVE", "receiving", "sellable_accessible"),
 }
+_RECALLED_ARRIVAL = ("OBSERVE", "receiving", "in_progress")
+# A transfer's document, by its side: the despatch advice, the receiving advice.
+_TRANSFER_TYPES = {TraceKind.SHIPPED: "desadv", TraceKind.TRANSFER_RECEIVED: "recadv"}
 # An adjustment by its reason (units found are back on the shelf), a disposal by its method.
 _ADJUSTMENTS: dict[str, tuple[str, str | None, str]] = {
     "damaged": ("OBSERVE", "inspecting", "damaged"),
@@ -111,6 +124,8 @@ def object_event(product: ProductInfo, event: TraceEvent) -> dict[str, Any]:
         action, biz_step, disposition = _ADJUSTMENTS.get(event.adjust_reason or "", fallback)
     elif event.kind is TraceKind.DISPOSED and event.disposal_method == "returned_to_supplier":
         action, biz_step, disposition = _RETURNED_TO_SUPPLIER
+    elif event.kind is TraceKind.TRANSFER_RECEIVED and event.recall_id is not None:
+        action, biz_step, disposition = _RECALLED_ARRIVAL
     doc: dict[str, Any] = {
         "type": "ObjectEvent",
         "eventTime": _time(event.at),
@@ -136,7 +151,15 @@ def object_event(product: ProductInfo, event: TraceEvent) -> dict[str, Any]:
         # A sold unit has left the store: it is no longer at that business location.
         if event.kind not in (TraceKind.SOLD, TraceKind.SALE_ATTRIBUTED):
             doc["bizLocation"] = {"id": location_uri(event.location)}
-    transaction_type = _TRANSACTION_TYPES.get(event.document_type)
+    transfer = event.kind in _TRANSFER_TYPES
+    if transfer and event.from_location is not None and event.to_location is not None:
+        doc["sourceList"] = [{"type": "location", "source": location_uri(event.from_location)}]
+        doc["destinationList"] = [
+            {"type": "location", "destination": location_uri(event.to_location)}
+        ]
+    transaction_type = _TRANSFER_TYPES.get(event.kind) or _TRANSACTION_TYPES.get(
+        event.document_type
+    )
     if transaction_type is not None:
         doc["bizTransactionList"] = [
             {

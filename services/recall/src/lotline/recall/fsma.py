@@ -50,6 +50,8 @@ EVENT_TYPES = {
     TraceKind.COUNTED: "count",
     TraceKind.ADJUSTED: "adjustment",
     TraceKind.DISPOSED: "disposal",
+    TraceKind.SHIPPED: "shipping",
+    TraceKind.TRANSFER_RECEIVED: "receiving (transfer)",
 }
 
 

@@ -28,6 +28,10 @@ class TraceKind(StrEnum):
     # Units sold before any lot covered them, attributed to this lot by a later receipt.
     SALE_ATTRIBUTED = "sale_attributed"
     RETURNED = "returned"
+    # A transfer between two locations (stock's ledger): shipped from one, received at the
+    # other (before the quarantine a recalled lot's arrival goes to).
+    SHIPPED = "shipped"
+    TRANSFER_RECEIVED = "transfer_received"
     # In this order at the same instant: a recall, then the quarantines it caused.
     RECALLED = "recalled"
     QUARANTINED = "quarantined"
@@ -67,6 +71,8 @@ class TraceEvent(BaseModel):
     direction: str | None = Field(None, description="An adjustment: out or in")
     disposal_method: str | None = None
     reference: str | None = Field(None, description="A disposal's certificate or return number")
+    from_location: str | None = Field(None, description="A transfer: where it left from")
+    to_location: str | None = Field(None, description="A transfer: where it was going")
     expires_on: str | None = None
     source_event: str | None = Field(None, description="CloudEvents source#id it came from")
     detail: str | None = None
@@ -81,6 +87,7 @@ class StoreStock(BaseModel):
     quarantined: int
     damaged: int
     recall_id: str | None = None
+    in_transit: int = 0
 
 
 class UnitState(BaseModel):
@@ -259,6 +266,8 @@ def _movement_event(
         direction=movement.get("direction"),
         disposal_method=movement.get("disposal_method"),
         reference=movement.get("reference"),
+        from_location=movement.get("from_location"),
+        to_location=movement.get("to_location"),
     )
     serials = _serials_of(event, units or [])
     # Only when the registry accounts for every unit of the movement: a partial list would

@@ -93,6 +93,10 @@ class UnitSummary(BaseModel):
     return_id: str | None
     return_reason: ReturnReason | None
     returned_at: datetime | None
+    transfer_id: str | None = Field(None, description="The last transfer the unit moved in")
+    in_transit_to: str | None = Field(
+        None, description="Shipped there in `transfer_id`, not received yet: in transit"
+    )
 
     @classmethod
     def fields_of(cls, unit: Unit, customers: bool = True) -> dict[str, object]:
@@ -116,6 +120,8 @@ class UnitSummary(BaseModel):
             "return_id": unit.return_id,
             "return_reason": unit.return_reason,
             "returned_at": unit.returned_at,
+            "transfer_id": unit.transfer_id,
+            "in_transit_to": unit.in_transit_to,
         }
 
 

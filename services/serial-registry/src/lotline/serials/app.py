@@ -48,6 +48,10 @@ service.consume(
     give_up=handlers.on_warranty_claims_given_up,
     dedupe=Dedupe.LOG,
 )
+# Transfers after the sales and returns of their batch, like stock: a unit sold before it
+# was shipped is still seen sold.
+service.consume(EventType.TRANSFER_SHIPPED, handlers.on_transfers_shipped, dedupe=Dedupe.LOG)
+service.consume(EventType.TRANSFER_RECEIVED, handlers.on_transfers_received, dedupe=Dedupe.LOG)
 service.http.state.serial_store = store
 try:
     # Who may read a unit's customer (LOTLINE_TOKENS); without tokens, nobody may.

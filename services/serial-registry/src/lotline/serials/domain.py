@@ -24,6 +24,8 @@ from lotline.events import (
     ReturnReason,
     SoldUnit,
     Tracking,
+    TransferReceived,
+    TransferShipped,
     UnitsRecalled,
     UnitStatus,
     WarrantyClaimed,
@@ -165,6 +167,10 @@ class Unit:
     replaces: str | None = None
     claims: tuple[WarrantyClaim, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
+    # A transfer: the unit's last one, and where it is going while it is on the way (it
+    # stays at `location`, in stock, until it is received; one never received stays so).
+    transfer_id: str | None = None
+    in_transit_to: str | None = None
 
     @property
     def id(self) -> str:
@@ -875,3 +881,90 @@ def take_claim(
             )
         )
     return ClaimOutcome(changes=tuple(changes), warranty=warranty)
+
+
+# --------------------------------------------------------------------------------- transfers
+
+
+def ship_unit(unit: Unit | None, shipped: TransferShipped, serial: str, event_id: str) -> Outcome:
+    """The unit left its location in a transfer: in transit to the destination until it is
+    received there. A unit not in stock where it left from is shipped all the same (the
+    goods left), with the surprise in its history."""
+    ref = f"{shipped.transfer_id} shipped"
+    if unit is not None and (
+        earlier := _applied_before(unit, EventType.TRANSFER_SHIPPED, event_id, ref)
+    ):
+        return earlier
+    what = (
+        f"shipped from {shipped.location} to {shipped.to_location} in transfer "
+        f"{shipped.transfer_id}"
+    )
+    if unit is None:
+        what += "; the serial was never received here"
+        unit = Unit(
+            sku=shipped.sku, serial=serial, status=UnitStatus.IN_STOCK, location=shipped.location
+        )
+    elif unit.status is not UnitStatus.IN_STOCK or unit.location != shipped.location:
+        what += f"; it was {unit.status.value} at {unit.location}"
+    entry = HistoryEntry(
+        EventType.TRANSFER_SHIPPED,
+        event_id,
+        shipped.shipped_at,
+        what,
+        ref,
+        location=shipped.location,
+    )
+    moved = replace(
+        unit,
+        status=UnitStatus.IN_STOCK,
+        location=shipped.location,
+        transfer_id=shipped.transfer_id,
+        in_transit_to=shipped.to_location,
+    )
+    return Outcome(moved.with_entry(entry))
+
+
+def receive_unit(
+    unit: Unit | None,
+    received: TransferReceived,
+    serial: str,
+    event_id: str,
+    recalls: Sequence[RecallScope] = (),
+) -> Outcome:
+    """The unit arrived with a transfer: in stock at the destination. One that was not shipped
+    in this transfer (or anywhere near here) arrived all the same, with the difference in its
+    history, as the transfer shows it in stock."""
+    ref = f"{received.transfer_id} received"
+    if unit is not None and (
+        earlier := _applied_before(unit, EventType.TRANSFER_RECEIVED, event_id, ref)
+    ):
+        return earlier
+    what = f"received at {received.location} in transfer {received.transfer_id}"
+    if unit is None:
+        what += "; the serial was never received or shipped"
+        unit = Unit(
+            sku=received.sku, serial=serial, status=UnitStatus.IN_STOCK, location=received.location
+        )
+    elif unit.transfer_id != received.transfer_id or unit.in_transit_to is None:
+        what += (
+            f"; it was not shipped in this transfer (it was {unit.status.value} at {unit.location})"
+        )
+    elif unit.in_transit_to != received.location:
+        what += f"; it was sent to {unit.in_transit_to}"
+    unit = _with_recalls(unit, recalls)
+    entry = HistoryEntry(
+        EventType.TRANSFER_RECEIVED,
+        event_id,
+        received.received_at,
+        what,
+        ref,
+        location=received.location,
+    )
+    arrived = replace(
+        unit,
+        status=UnitStatus.IN_STOCK,
+        location=received.location,
+        transfer_id=received.transfer_id,
+        in_transit_to=None,
+    )
+    return Outcome(arrived.with_entry(entry))

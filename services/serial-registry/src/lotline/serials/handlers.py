@@ -32,6 +32,8 @@ from lotline.events import (
     ReceiptRejected,
     RejectReason,
     SaleFlagged,
+    TransferReceived,
+    TransferShipped,
     UnitsRecalled,
     WarrantyClaimed,
     WarrantyClaimRefused,
@@ -58,11 +60,13 @@ from lotline.serials.domain import (
     recalled_while_selling,
     receipt_key,
     receipt_problem,
+    receive_unit,
     received_units,
     rejection_event_id,
     return_unit,
     sale_without_serial,
     sell,
+    ship_unit,
     sold_under_recall,
     take_claim,
     unit_id,
@@ -514,6 +518,60 @@ class SerialHandlers:
             )
             for item in deferred
         )
+
+    # ----------------------------------------------------------------------- transfers
+
+    async def on_transfers_shipped(self, deliveries: list[Delivery]) -> BatchResult:
+        """Each unit shipped is in transit to the destination, a history entry added."""
+
+        def decide(unit: Unit | None, delivery: Delivery, serial: str) -> Outcome:
+            return ship_unit(unit, delivery.data, serial, delivery.event.dedupe_key)
+
+        return await self._move_units(deliveries, decide)
+
+    async def on_transfers_received(self, deliveries: list[Delivery]) -> BatchResult:
+        """Each unit received is in stock at the destination; one not shipped in the transfer
+        says so in its history, and one shipped and not received stays in transit."""
+        scopes = await self.store.recall_scopes(d.data.sku for d in deliveries)
+
+        def decide(unit: Unit | None, delivery: Delivery, serial: str) -> Outcome:
+            event: TransferReceived = delivery.data
+            return receive_unit(unit, event, serial, delivery.event.dedupe_key, scopes[event.sku])
+
+        return await self._move_units(deliveries, decide)
+
+    async def _move_units(
+        self,
+        deliveries: list[Delivery],
+        decide: Callable[[Unit | None, Delivery, str], Outcome],
+    ) -> BatchResult:
+        """A transfer's serial units, event by event (one names many units), read once and
+        redecided if a unit believed new was created meanwhile, like `_apply_to_units`."""
+        result = BatchResult()
+        products = await self.store.products_of(d.data.sku for d in deliveries)
+        moving: list[Delivery] = []
+        for delivery in deliveries:
+            event: TransferShipped | TransferReceived = delivery.data
+            product = products.get(event.sku)
+            if product is None:
+                if event.serials:
+                    result.defer(delivery, f"product {event.sku!r} is not registered (yet)")
+            elif product.serialized and event.serials:
+                moving.append(delivery)
+        pairs = [(d, serial) for d in moving for serial in d.data.serials]
+        ids = [unit_id(d.data.sku, serial) for d, serial in pairs]
+        for _ in range(MAX_CONFLICT_ROUNDS):
+            current: dict[str, Unit | None] = dict(await self.store.units_by_id(ids))
+            changes: list[UnitChange] = []
+            for (delivery, serial), uid in zip(pairs, ids, strict=True):
+                before = current.get(uid)
+                outcome = decide(before, delivery, serial)
+                if outcome.changed:
+                    changes.append(UnitChange(before, outcome.unit))
+                    current[uid] = outcome.unit
+            if await self.store.apply_changes(changes):
+                return result
+        raise StoreConflict(f"{len(ids)} units of transfers kept changing while being written")
 
     # ---------------------------------------------------------------------------- shared
 

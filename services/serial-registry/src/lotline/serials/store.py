@@ -270,6 +270,8 @@ def unit_from_doc(doc: Doc) -> Unit:
         replaces=doc.get("replaces"),
         claims=tuple(claim_from_doc(claim) for claim in doc.get("claims") or ()),
         history=history,
+        transfer_id=doc.get("transfer_id"),
+        in_transit_to=doc.get("in_transit_to"),
     )
 
 

@@ -1,4 +1,5 @@
-"""The stock service's read side: stock per SKU, per location, and lots about to expire."""
+"""The stock service's read side: stock per SKU, per location, lots about to expire, and
+transfers (what was shipped and what arrived)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ class LotLevel(BaseModel):
     adjusted_out: int = Field(0, description="Units written off (damaged, expired, theft, ...)")
     adjusted_in: int = Field(0, description="Units found outside a receipt or a count")
     disposed: int = Field(0, description="Held units destroyed or returned to the supplier")
+    in_transit: int = Field(0, description="Units shipped here by a transfer, not arrived yet")
+    transferred_out: int = Field(0, description="Units shipped from here to other locations")
+    transferred_in: int = Field(0, description="Units transfers brought here")
+    missing_in_transit: int = Field(
+        0, description="Units shipped here that the transfer's receipt did not find"
+    )
 
 
 class ReceiptRefusal(BaseModel):
@@ -47,6 +54,7 @@ class SkuStock(BaseModel):
     on_hand: int
     quarantined: int
     refused: int = Field(0, description="Serial units the registry refused, every location")
+    in_transit: int = Field(0, description="Units on their way between locations")
     locations: int
     lots: list[LotLevel]
     refusals: list[ReceiptRefusal] = Field(
@@ -59,6 +67,7 @@ class LocationLine(BaseModel):
     on_hand: int
     quarantined: int
     refused: int = 0
+    in_transit: int = Field(0, description="Units on their way here (transfers shipped)")
     reorder_point: int | None = Field(None, description="Reordered below this on-hand")
     low: bool = Field(False, description="On-hand is below the reorder point")
     lots: list[LotLevel]
@@ -97,6 +106,10 @@ def _lots(doc: dict[str, Any]) -> list[LotLevel]:
             adjusted_out=lot.get("adjusted_out", 0),
             adjusted_in=lot.get("adjusted_in", 0),
             disposed=lot.get("disposed", 0),
+            in_transit=lot.get("in_transit", 0),
+            transferred_out=lot.get("transferred_out", 0),
+            transferred_in=lot.get("transferred_in", 0),
+            missing_in_transit=lot.get("missing_in_transit", 0),
         )
         for lot in doc.get("lots", [])
     ]
@@ -125,6 +138,7 @@ async def stock_of_sku(sku: str, request: Request) -> SkuStock:
         on_hand=sum(lot.on_hand for lot in lots),
         quarantined=sum(lot.quarantined for lot in lots),
         refused=sum(lot.refused for lot in lots),
+        in_transit=sum(lot.in_transit for lot in lots),
         locations=len(docs),
         lots=lots,
         refusals=[refusal for doc in docs for refusal in _refusals(doc)],
@@ -150,6 +164,7 @@ async def stock_at_location(location: str, request: Request) -> LocationStock:
                 on_hand=doc.get("on_hand", 0),
                 quarantined=doc.get("quarantined", 0),
                 refused=doc.get("refused", 0),
+                in_transit=doc.get("in_transit", 0),
                 reorder_point=doc.get("reorder_point"),
                 low=doc.get("low", False),
                 lots=_lots(doc),
@@ -203,3 +218,62 @@ async def low_stock(
         )
         for doc in docs
     ]
+
+
+class TransferLine(BaseModel):
+    lot_code: str | None = Field(
+        description="None: units without a lot (or whose lot was not read)"
+    )
+    quantity: int = Field(description="Units; in a difference, received minus shipped")
+
+
+class TransferPart(BaseModel):
+    """One SKU's part of a transfer: what stock shipped (its picks) and what arrived."""
+
+    sku: str
+    status: str = Field(
+        description="in_transit, received, discrepancy (a difference of lots, serials or "
+        "place), or received_not_shipped (the receipt came before the shipment)"
+    )
+    from_location: str | None
+    to_location: str | None
+    received_location: str | None = Field(None, description="Where the goods arrived")
+    shipped: list[TransferLine] | None = Field(description="Per lot, as stock picked them")
+    received: list[TransferLine] | None
+    difference: list[TransferLine] = Field(description="Per lot, received minus shipped")
+    shipped_at: str | None
+    received_at: str | None
+    shipped_serials: list[str] | None = None
+    received_serials: list[str] | None = None
+    serials_missing: list[str] = Field(default_factory=list, description="Shipped, not received")
+    serials_unexpected: list[str] = Field(default_factory=list, description="Received, not shipped")
+
+
+class TransferView(BaseModel):
+    transfer_id: str
+    in_transit: int = Field(description="Units shipped and not received yet, every SKU")
+    skus: list[TransferPart]
+
+
+@router.get(
+    "/transfers/{transfer_id}",
+    response_model=TransferView,
+    summary="A transfer: shipped against received, per SKU, lot and serial",
+    operation_id="getTransfer",
+    responses=errors(404, why={404: "Stock has no record of the transfer"}),
+)
+async def transfer(transfer_id: str, request: Request) -> TransferView:
+    docs = await _store(request).transfer(transfer_id)
+    if not docs:
+        raise HTTPException(404, f"no transfer recorded with transfer_id {transfer_id!r}")
+    parts = [TransferPart.model_validate(doc) for doc in docs]
+    return TransferView(
+        transfer_id=transfer_id,
+        in_transit=sum(
+            line.quantity
+            for part in parts
+            if part.status == "in_transit"
+            for line in part.shipped or []
+        ),
+        skus=parts,
+    )

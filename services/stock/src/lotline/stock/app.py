@@ -42,6 +42,10 @@ service.consume(
 service.consume(EventType.STOCK_COUNTED, handlers.on_stock_counted, dedupe=Dedupe.LOG)
 service.consume(EventType.STOCK_ADJUSTED, handlers.on_stock_adjusted, dedupe=Dedupe.LOG)
 service.consume(EventType.STOCK_DISPOSED, handlers.on_stock_disposed, dedupe=Dedupe.LOG)
+# Transfers last: a shipment takes what the batch's sales and counts left on the shelf.
+# Each applied once by its business key (the transfer and SKU, shipped or received).
+service.consume(EventType.TRANSFER_SHIPPED, handlers.on_transfers_shipped, dedupe=Dedupe.LOG)
+service.consume(EventType.TRANSFER_RECEIVED, handlers.on_transfers_received, dedupe=Dedupe.LOG)
 expiry_warnings = ExpiryWarnings(
     service.db,
     store,

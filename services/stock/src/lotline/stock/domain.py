@@ -15,6 +15,12 @@ A store's own operations change a level too: a count sets each lot's on-hand to 
 found (the difference is the lot's `variance`), an adjustment writes units off or books
 units found, and a disposal takes quarantined (then damaged) units out for good. A level
 with a reorder point knows whether it is `low`, so each crossing below it is reported once.
+
+A transfer moves units between two levels of one SKU: shipping takes them off the source
+(`transferred_out`) and puts them `in_transit` at the destination; the receipt books what
+arrived there (`transferred_in`) and leaves what did not as `missing_in_transit`, visible on
+the `Transfer` as its difference. A recalled lot arriving goes straight to quarantine, and
+its account (`accounted_received`) follows the units, so a recall counts each unit once.
 """
 
 from __future__ import annotations
@@ -59,6 +65,25 @@ class LotStock:
     disposed: int = 0
     # Units sold before the lot's recall was issued (customers to contact, not a mistake).
     sold_before_recall: int = 0
+    # Transfers: units shipped from here, on their way here, arrived here, and shipped here
+    # but never arrived (a short receipt).
+    transferred_out: int = 0
+    in_transit: int = 0
+    transferred_in: int = 0
+    missing_in_transit: int = 0
+
+    @property
+    def accounted_received(self) -> int:
+        """The units of the lot this location answers for: received, plus what transfers
+        brought or are bringing here (arrived, on the way, lost on the way), less what
+        they took away. Summed over locations, each unit counts once."""
+        return (
+            self.received
+            + self.transferred_in
+            + self.in_transit
+            + self.missing_in_transit
+            - self.transferred_out
+        )
 
     def is_expired(self, today: date) -> bool:
         return self.expires_on is not None and self.expires_on < today
@@ -166,6 +191,10 @@ class Level:
     @property
     def refused(self) -> int:
         return sum(lot.refused for lot in self.lots.values())
+
+    @property
+    def in_transit(self) -> int:
+        return sum(lot.in_transit for lot in self.lots.values())
 
     def receive(
         self,
@@ -478,6 +507,91 @@ class Level:
             return Quarantine(stock.recall_id, lot_code, stock.quarantined)
         return None
 
+    # --- transfers --------------------------------------------------------------------
+
+    def ship(
+        self, lots: dict[str | None, int], today: date
+    ) -> tuple[list[Pick], Quarantine | None]:
+        """Units leave for another location. A named lot gives them as named; units of no
+        named lot are picked first expiry first among the sellable lots, and what no lot
+        holds leaves without a lot, as a sale would. Units of a recalled lot leave its
+        quarantine first (sent on to be destroyed or returned). Returns the picks, and the
+        recall's new total here if a recalled lot shipped."""
+        picks: list[Pick] = []
+        for code, quantity in lots.items():
+            picks.extend(
+                [Pick(code, quantity)] if code is not NO_LOT else self.pick_fefo(quantity, today)
+            )
+        merged: dict[str | None, int] = {}
+        for pick in picks:
+            merged[pick.lot_code] = merged.get(pick.lot_code, 0) + pick.quantity
+        quarantine = None
+        for code, quantity in merged.items():
+            stock = self.lot(code)
+            from_quarantine = min(max(stock.quarantined, 0), quantity) if stock.recall_id else 0
+            stock.quarantined -= from_quarantine
+            stock.on_hand -= quantity - from_quarantine
+            stock.transferred_out += quantity
+            if stock.recall_id is not None:
+                quarantine = Quarantine(stock.recall_id, code, stock.quarantined)
+        return [Pick(code, quantity) for code, quantity in merged.items()], quarantine
+
+    def expect(
+        self,
+        shipped: dict[str | None, int],
+        expiry: dict[str | None, date | None],
+        recalls: dict[str, Recall],
+        received: dict[str | None, int] | None,
+    ) -> list[Quarantine]:
+        """A transfer to here was shipped: its units are in transit, unless its receipt came
+        first (`received`), in which case what was shipped and did not arrive is missing.
+        A recalled lot's units are the recall's here from now on (its account moved)."""
+        quarantines: list[Quarantine] = []
+        for code, quantity in shipped.items():
+            stock = self.lot(code, expiry.get(code))
+            if received is None:
+                stock.in_transit += quantity
+            else:
+                stock.missing_in_transit += max(quantity - received.get(code, 0), 0)
+            recall = recalls.get(code) if code is not None else None
+            if recall is not None and stock.recall_id is None:
+                stock.recall_id = recall.recall_id
+                stock.sold_before_recall = stock.sold
+            if stock.recall_id is not None:
+                quarantines.append(Quarantine(stock.recall_id, code, stock.quarantined))
+        return quarantines
+
+    def arrive(
+        self,
+        received: dict[str | None, int],
+        shipped: dict[str | None, int] | None,
+        recalls: dict[str, Recall],
+    ) -> list[Quarantine]:
+        """A transfer's goods arrived here (`received`, per lot as attributed by
+        `attribute_receipt`): they are on hand, or quarantined for a recalled lot; what was
+        shipped (if known yet) leaves transit, and what of it did not arrive is missing."""
+        quarantines: dict[str | None, Quarantine] = {}
+        for code, quantity in (shipped or {}).items():
+            stock = self.lot(code)
+            stock.in_transit -= quantity
+            stock.missing_in_transit += max(quantity - received.get(code, 0), 0)
+        for code, quantity in received.items():
+            stock = self.lot(code)
+            stock.transferred_in += quantity
+            recall = recalls.get(code) if code is not None else None
+            if recall is not None and stock.recall_id is None:
+                stock.recall_id = recall.recall_id
+                stock.sold_before_recall = stock.sold
+            if stock.recall_id is not None:
+                stock.quarantined += quantity
+            else:
+                stock.on_hand += quantity
+        for code in {*(shipped or {}), *received}:
+            stock = self.lots[code]
+            if stock.recall_id is not None:
+                quarantines[code] = Quarantine(stock.recall_id, code, stock.quarantined)
+        return list(quarantines.values())
+
     def set_reorder_point(self, reorder_point: int | None) -> None:
         self.reorder_point = reorder_point
 
@@ -498,6 +612,7 @@ class Level:
             "on_hand": self.on_hand,
             "quarantined": self.quarantined,
             "refused": self.refused,
+            "in_transit": self.in_transit,
             "next_expiry": next_expiry.isoformat() if next_expiry else None,
             "reorder_point": self.reorder_point,
             "low": self.low,
@@ -550,6 +665,10 @@ class Level:
                 adjusted_in=raw.get("adjusted_in", 0),
                 disposed=raw.get("disposed", 0),
                 sold_before_recall=raw.get("sold_before_recall", 0),
+                transferred_out=raw.get("transferred_out", 0),
+                in_transit=raw.get("in_transit", 0),
+                transferred_in=raw.get("transferred_in", 0),
+                missing_in_transit=raw.get("missing_in_transit", 0),
             )
             level.lots[lot.code] = lot
         for raw in doc.get("serial_receipts", []):
@@ -584,4 +703,130 @@ def _lot_document(lot: LotStock) -> dict[str, Any]:
         "adjusted_in": lot.adjusted_in,
         "disposed": lot.disposed,
         "sold_before_recall": lot.sold_before_recall,
+        "transferred_out": lot.transferred_out,
+        "in_transit": lot.in_transit,
+        "transferred_in": lot.transferred_in,
+        "missing_in_transit": lot.missing_in_transit,
     }
+
+
+def attribute_receipt(
+    received: dict[str | None, int], shipped: dict[str | None, int] | None
+) -> dict[str | None, int]:
+    """The lots of a transfer's receipt: units whose lot was not read fill the shipped lots
+    the receipt does not name, in the order they were shipped, up to what each carried;
+    what is left (or all of them, before the shipment is known) stays without a lot."""
+    attributed = {code: n for code, n in received.items() if code is not NO_LOT}
+    unread = received.get(NO_LOT, 0)
+    for code, quantity in (shipped or {}).items():
+        if unread == 0:
+            break
+        if code is NO_LOT or code in attributed:
+            continue
+        share = min(quantity, unread)
+        attributed[code] = share
+        unread -= share
+    if unread:
+        attributed[NO_LOT] = unread
+    return attributed
+
+
+@dataclass
+class Transfer:
+    """One SKU's part of a transfer between two locations, as stock booked it: the lots it
+    shipped (its own FEFO picks where none was named) and the lots that arrived. Either side
+    may come first (two topics); the difference shows once both have."""
+
+    transfer_id: str
+    sku: str
+    from_location: str | None = None
+    to_location: str | None = None
+    shipped: dict[str | None, int] | None = None
+    received: dict[str | None, int] | None = None
+    # Where the goods arrived (a receipt elsewhere than `to_location` is a discrepancy).
+    received_location: str | None = None
+    shipped_at: datetime | None = None
+    received_at: datetime | None = None
+    shipped_serials: list[str] | None = None
+    received_serials: list[str] | None = None
+
+    @property
+    def status(self) -> str:
+        if self.received is None:
+            return "in_transit"
+        if self.shipped is None:
+            return "received_not_shipped"
+        missing, unexpected = self.serial_difference()
+        if self.difference() or missing or unexpected:
+            return "discrepancy"
+        return "received"
+
+    def difference(self) -> dict[str | None, int]:
+        """Per lot, units received minus units shipped, where they differ (both known; all
+        of it missing when the goods arrived somewhere else)."""
+        if self.shipped is None or self.received is None:
+            return {}
+        if self.received_location != self.to_location:
+            return {code: -n for code, n in self.shipped.items()}
+        lots = [*self.shipped, *(c for c in self.received if c not in self.shipped)]
+        diff = {c: self.received.get(c, 0) - self.shipped.get(c, 0) for c in lots}
+        return {c: n for c, n in diff.items() if n}
+
+    def serial_difference(self) -> tuple[list[str], list[str]]:
+        """Serials shipped and not received, and received and not shipped."""
+        if self.shipped_serials is None or self.received_serials is None:
+            return [], []
+        shipped, received = set(self.shipped_serials), set(self.received_serials)
+        return (
+            [s for s in self.shipped_serials if s not in received],
+            [s for s in self.received_serials if s not in shipped],
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        missing, unexpected = self.serial_difference()
+        return {
+            "transfer_id": self.transfer_id,
+            "sku": self.sku,
+            "from_location": self.from_location,
+            "to_location": self.to_location,
+            "status": self.status,
+            "shipped": _lot_lines(self.shipped),
+            "received": _lot_lines(self.received),
+            "received_location": self.received_location,
+            "difference": _lot_lines(self.difference()),
+            "shipped_at": self.shipped_at.isoformat() if self.shipped_at else None,
+            "received_at": self.received_at.isoformat() if self.received_at else None,
+            "shipped_serials": self.shipped_serials,
+            "received_serials": self.received_serials,
+            "serials_missing": missing,
+            "serials_unexpected": unexpected,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Transfer:
+        def lines(raw: list[dict[str, Any]] | None) -> dict[str | None, int] | None:
+            return None if raw is None else {r["lot_code"]: r["quantity"] for r in raw}
+
+        def when(raw: str | None) -> datetime | None:
+            return datetime.fromisoformat(raw) if raw else None
+
+        return cls(
+            transfer_id=doc["transfer_id"],
+            sku=doc["sku"],
+            from_location=doc.get("from_location"),
+            to_location=doc.get("to_location"),
+            shipped=lines(doc.get("shipped")),
+            received=lines(doc.get("received")),
+            received_location=doc.get("received_location"),
+            shipped_at=when(doc.get("shipped_at")),
+            received_at=when(doc.get("received_at")),
+            shipped_serials=doc.get("shipped_serials"),
+            received_serials=doc.get("received_serials"),
+        )
+
+
+def _lot_lines(lots: dict[str | None, int] | None) -> list[dict[str, Any]] | None:
+    # A list, not a map: a lot code may hold a '.' or start with '$', and None is a lot too.
+    if lots is None:
+        return None
+    return [{"lot_code": code, "quantity": quantity} for code, quantity in lots.items()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -26,13 +26,15 @@ from lotline.events import (
     StockLow,
     StockQuarantined,
     Tracking,
+    TransferReceived,
+    TransferShipped,
     encode,
 )
 from lotline.runtime.consumer import BatchResult, Deferred, Delivery
 from lotline.runtime.settings import Settings
-from lotline.stock.domain import Level, Quarantine, Recall
+from lotline.stock.domain import Level, Quarantine, Recall, Transfer, attribute_receipt
 from lotline.stock.ledger import Movement, counts_of, movements
-from lotline.stock.store import Product, StockStore, StoredLevel, level_id
+from lotline.stock.store import Product, StockStore, StoredLevel, level_id, transfer_key
 
 SOURCE = "lotline/stock"
 # The serial registry's rejections are the ones stock corrects itself by.
@@ -250,6 +252,143 @@ class StockHandlers:
 
         return await self._apply(deliveries, dispose)
 
+    async def on_transfers_shipped(self, deliveries: list[Delivery]) -> BatchResult:
+        """Units leave the source for the destination, where they are in transit: both
+        levels of the SKU are on its partition, so one batch changes both. The transfer
+        records the lots stock took (first expiry first where none was named)."""
+        transfers: dict[str, tuple[Transfer, int]] = {}
+        # The shipped lots' expiry, from the source to the destination's new lots.
+        expiry: dict[str, dict[str | None, date | None]] = {}
+
+        def ship(delivery: Delivery, level: Level, product: Product) -> list[tuple[EventData, str]]:
+            event: TransferShipped = delivery.data
+            transfer, _ = transfers[transfer_key(event.sku, event.transfer_id)]
+            if level.location == event.location:
+                wanted: dict[str | None, int] = {}
+                for lot in event.lots:
+                    wanted[lot.lot_code] = wanted.get(lot.lot_code, 0) + lot.quantity
+                picks, quarantine = level.ship(wanted, event.shipped_at.date())
+                transfer.shipped = {pick.lot_code: pick.quantity for pick in picks}
+                transfer.from_location, transfer.to_location = event.location, event.to_location
+                transfer.shipped_at, transfer.shipped_serials = event.shipped_at, event.serials
+                expiry[transfer.transfer_id] = {
+                    code: level.lots[code].expires_on for code in transfer.shipped
+                }
+                return _quarantine_events(level, [quarantine])
+            # The receipt may have come first (two topics), and somewhere else.
+            received = transfer.received
+            if received is not None and transfer.received_location != event.to_location:
+                received = {}
+            quarantines = level.expect(
+                transfer.shipped or {},
+                expiry.pop(transfer.transfer_id, {}),
+                product.recalls,
+                received,
+            )
+            return _quarantine_events(level, list(quarantines))
+
+        return await self._apply_transfers(
+            deliveries,
+            transfers,
+            ship,
+            lambda data, _: [
+                (level_id(data.sku, data.location), data.location),
+                (level_id(data.sku, data.to_location), data.to_location),
+            ],
+        )
+
+    async def on_transfers_received(self, deliveries: list[Delivery]) -> BatchResult:
+        """A transfer's goods arrived: on hand (quarantined for a recalled lot, which the
+        recall then counts), out of transit; what was shipped and did not arrive stays on
+        the transfer as its difference, and as missing at the destination. A receipt
+        before its shipment (two topics) is booked, and matched when the shipment comes."""
+        transfers: dict[str, tuple[Transfer, int]] = {}
+
+        def receive(
+            delivery: Delivery, level: Level, product: Product
+        ) -> list[tuple[EventData, str]]:
+            event: TransferReceived = delivery.data
+            transfer, _ = transfers[transfer_key(event.sku, event.transfer_id)]
+            if level.location == event.location:
+                found: dict[str | None, int] = {}
+                for lot in event.lots:
+                    found[lot.lot_code] = found.get(lot.lot_code, 0) + lot.quantity
+                expected_here = transfer.to_location in (None, event.location)
+                shipped = transfer.shipped if expected_here else None
+                received = attribute_receipt(found, shipped)
+                transfer.received, transfer.received_location = received, event.location
+                transfer.received_at, transfer.received_serials = event.received_at, event.serials
+                return _quarantine_events(
+                    level, list(level.arrive(received, shipped, product.recalls))
+                )
+            # Received somewhere else than it was sent to: nothing arrived where expected.
+            return _quarantine_events(
+                level, list(level.arrive({}, transfer.shipped, product.recalls))
+            )
+
+        def places(data: TransferReceived, transfer: Transfer) -> list[tuple[str, str]]:
+            here = [(level_id(data.sku, data.location), data.location)]
+            meant = transfer.to_location
+            if meant is not None and meant != data.location and transfer.shipped is not None:
+                here.append((level_id(data.sku, meant), meant))
+            return here
+
+        return await self._apply_transfers(
+            deliveries,
+            transfers,
+            receive,
+            places,
+            origin=lambda data: (
+                transfers[transfer_key(data.sku, data.transfer_id)][0].from_location
+            ),
+        )
+
+    async def _apply_transfers(
+        self,
+        deliveries: list[Delivery],
+        transfers: dict[str, tuple[Transfer, int]],
+        change: Change,
+        places: Callable[[Any, Transfer], list[tuple[str, str]]],
+        origin: Callable[[Any], str | None] | None = None,
+    ) -> BatchResult:
+        """Apply transfer events to the levels they name, and stage the transfers with them
+        (`transfers` is filled here, before `change` runs, with each one's partition)."""
+        result = BatchResult()
+        products = await self.store.load_products(d.data.sku for d in deliveries)
+        known = []
+        for delivery in deliveries:
+            if delivery.data.sku in products:
+                known.append(delivery)
+            else:
+                result.defer(delivery, f"sku {delivery.data.sku!r} is not known to stock yet")
+        if not known:
+            return result
+        keys = [transfer_key(d.data.sku, d.data.transfer_id) for d in known]
+        stored = await self.store.load_transfers(keys)
+        for delivery, key in zip(known, keys, strict=True):
+            data = delivery.data
+            transfer = stored.get(key) or Transfer(data.transfer_id, data.sku)
+            transfers[key] = (transfer, delivery.partition)
+        ids = list(
+            dict.fromkeys(
+                level
+                for d, key in zip(known, keys, strict=True)
+                for level, _ in places(d.data, transfers[key][0])
+            )
+        )
+        await self._apply_to_levels(
+            known,
+            change,
+            products,
+            load=lambda: self.store.load_levels(ids),
+            places=lambda data: places(
+                data, transfers[transfer_key(data.sku, data.transfer_id)][0]
+            ),
+            origin=origin,
+        )
+        await self.store.stage_transfers(transfers)
+        return result
+
     def _receipts_remembered_since(self) -> datetime:
         """A level remembers its serial receipts as long as its events (the dedupe window)."""
         return datetime.now(UTC) - timedelta(hours=self.settings.dedupe_window_hours)
@@ -299,24 +438,35 @@ class StockHandlers:
         change: Change,
         products: dict[str, Product],
         load: Callable[[], Any],
+        places: Callable[[Any], list[tuple[str, str]]] | None = None,
+        origin: Callable[[Any], str | None] | None = None,
     ) -> None:
         """Read the levels, apply every event, stage the changed levels and the events they
         emit on the batch's unit of work (the consumer has already dropped the events
-        applied before, and commits the batch: `lotline.runtime.wal`)."""
+        applied before, and commits the batch: `lotline.runtime.wal`).
+
+        `places` names the (level id, location) pairs an event changes, in order, when it
+        is not its own location's level alone (a transfer's two ends); `origin`, where a
+        transfer received came from, for the ledger."""
         levels: dict[str, StoredLevel] = await load()
         moved: list[Movement] = []
         for delivery in deliveries:
             data = delivery.data
-            targets = (
-                [key for key, s in levels.items() if s.level.sku == data.sku]
-                if isinstance(data, BatchRecalled)
-                else [level_id(data.sku, data.location)]
-            )
+            where: dict[str, str] = {}
+            if isinstance(data, BatchRecalled):
+                targets = [key for key, s in levels.items() if s.level.sku == data.sku]
+            else:
+                where = (
+                    dict(places(data))
+                    if places
+                    else {level_id(data.sku, data.location): data.location}
+                )
+                targets = list(where)
             for key in targets:
                 stored = levels.get(key)
                 if stored is None:
                     stored = levels[key] = self.store.new_level(
-                        key, Level(data.sku, data.location), delivery.partition
+                        key, Level(data.sku, where[key]), delivery.partition
                     )
                 before = counts_of(stored.level)
                 for event, suffix in change(delivery, stored.level, products[data.sku]):
@@ -334,7 +484,8 @@ class StockHandlers:
                     stored.outbox.append(
                         encode(low, source=SOURCE, id=derived_id(delivery, f"{key}/low"))
                     )
-                moved.extend(movements(delivery.event, before, stored.level))
+                came_from = origin(data) if origin is not None else None
+                moved.extend(movements(delivery.event, before, stored.level, came_from))
                 stored.changed = True
         self.store.record_movements(moved)
         await self.store.stage_levels(levels)
@@ -356,7 +507,8 @@ def _quarantine_events(
             location=level.location,
             lot_code=q.lot_code,
             quantity=q.quantity,
-            received=max(lot.received, 0) if lot else None,
+            # Net of transfers: the units a transfer moved are the destination's to answer for.
+            received=max(lot.accounted_received, 0) if lot else None,
             disposed=max(lot.disposed, 0) if lot else None,
             sold_before_recall=max(lot.sold_before_recall, 0) if lot else None,
         )

@@ -25,6 +25,8 @@ from lotline.events import (
     StockAdjusted,
     StockCounted,
     StockDisposed,
+    TransferReceived,
+    TransferShipped,
 )
 from lotline.stock.domain import Level
 
@@ -46,6 +48,11 @@ class MovementKind(StrEnum):
     ADJUSTED = "adjusted"
     # Held units destroyed or sent back to the supplier (`disposal_method`, `reference`).
     DISPOSED = "disposed"
+    # Units shipped from here to another location (`to_location`), and units a transfer
+    # brought here (`from_location`, when the shipment is known); the reference is the
+    # transfer.
+    SHIPPED = "shipped"
+    TRANSFER_RECEIVED = "transfer_received"
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class LotCounts:
     adjusted_out: int = 0
     adjusted_in: int = 0
     disposed: int = 0
+    transferred_out: int = 0
+    transferred_in: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,8 @@ class Movement:
     direction: str | None = None
     disposal_method: str | None = None
     reference: str | None = None
+    from_location: str | None = None
+    to_location: str | None = None
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -114,6 +125,8 @@ class Movement:
             "direction": self.direction,
             "disposal_method": self.disposal_method,
             "reference": self.reference,
+            "from_location": self.from_location,
+            "to_location": self.to_location,
         }
         doc.update({name: value for name, value in optional.items() if value is not None})
         return doc
@@ -132,15 +145,21 @@ def counts_of(level: Level) -> dict[str | None, LotCounts]:
             lot.adjusted_out,
             lot.adjusted_in,
             lot.disposed,
+            lot.transferred_out,
+            lot.transferred_in,
         )
         for code, lot in level.lots.items()
     }
 
 
 def movements(
-    event: CloudEvent[Any], before: dict[str | None, LotCounts], level: Level
+    event: CloudEvent[Any],
+    before: dict[str | None, LotCounts],
+    level: Level,
+    from_location: str | None = None,
 ) -> list[Movement]:
-    """The movements one applied event made at this level, one per lot and kind."""
+    """The movements one applied event made at this level, one per lot and kind
+    (`from_location`: where a transfer received here came from, if known)."""
     found: list[Movement] = []
     for code, lot in level.lots.items():
         was = before.get(code, LotCounts())
@@ -152,6 +171,8 @@ def movements(
             "refused": lot.refused - was.refused,
             "adjusted": lot.adjusted_out - was.adjusted_out + lot.adjusted_in - was.adjusted_in,
             "disposed": lot.disposed - was.disposed,
+            "transferred_out": lot.transferred_out - was.transferred_out,
+            "transferred_in": lot.transferred_in - was.transferred_in,
         }
         if isinstance(event.data, StockCounted):
             counted = code in {c.lot_code for c in event.data.lots}
@@ -172,7 +193,16 @@ def movements(
             continue
         for kind, quantity in _kinds(event.data, deltas):
             found.append(
-                _movement(event, level, code, kind, quantity, lot.recall_id, lot.expires_on)
+                _movement(
+                    event,
+                    level,
+                    code,
+                    kind,
+                    quantity,
+                    lot.recall_id,
+                    lot.expires_on,
+                    from_location=from_location,
+                )
             )
     return found
 
@@ -190,6 +220,10 @@ def _kinds(data: Any, deltas: dict[str, int]) -> list[tuple[MovementKind, int]]:
         kinds.append((MovementKind.ADJUSTED, deltas["adjusted"]))
     elif isinstance(data, StockDisposed):
         kinds.append((MovementKind.DISPOSED, deltas["disposed"]))
+    elif isinstance(data, TransferShipped):
+        kinds.append((MovementKind.SHIPPED, deltas["transferred_out"]))
+    elif isinstance(data, TransferReceived):
+        kinds.append((MovementKind.TRANSFER_RECEIVED, deltas["transferred_in"]))
     # A receipt applies a refusal that arrived before it; a rejection, one of a booked receipt.
     kinds.append((MovementKind.REFUSED, deltas["refused"]))
     # Stock leaving quarantine (sold or refused from it) is in that movement; only what
@@ -208,6 +242,7 @@ def _movement(
     expires_on: date | None,
     *,
     variance: int | None = None,
+    from_location: str | None = None,
 ) -> Movement:
     data = event.data
     common: dict[str, Any] = {
@@ -289,6 +324,25 @@ def _movement(
             document_id=data.disposal_id,
             disposal_method=data.method.value,
             reference=data.reference,
+        )
+    if isinstance(data, TransferShipped):
+        return Movement(
+            **common,
+            at=data.shipped_at,
+            document_type="transfer",
+            document_id=data.transfer_id,
+            from_location=data.location,
+            to_location=data.to_location,
+        )
+    if isinstance(data, TransferReceived):
+        # The lot's recall rides with the arrival: its units go on to quarantine.
+        return Movement(
+            **{**common, "recall_id": recall_id},
+            at=data.received_at,
+            document_type="transfer",
+            document_id=data.transfer_id,
+            from_location=from_location,
+            to_location=data.location,
         )
     if isinstance(data, BatchRecalled):
         return Movement(

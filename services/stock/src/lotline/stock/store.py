@@ -33,18 +33,24 @@ from lotline.runtime.mongo import bulk_write_in_parts, find_by_ids
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.pages import PagedLists
 from lotline.runtime.wal import WriteAheadLog, overlay
-from lotline.stock.domain import Level, Recall
+from lotline.stock.domain import Level, Recall, Transfer
 from lotline.stock.ledger import Movement
 
 # Partitions a location's index may be spread over (topics have 6 by default).
 MAX_PARTITIONS = 64
 LEVELS = "levels"
+TRANSFERS = "transfers"
 
 
 def ledger_key(sku: str, lot_code: str | None) -> str:
     """The ledger's list for a lot; movements of no lot (a plain SKU, sales before any lot
     covered them) go to the SKU's own list. Neither a SKU nor a lot code holds a space."""
     return sku if lot_code is None else f"{sku} {lot_code}"
+
+
+def transfer_key(sku: str, transfer_id: str) -> str:
+    """A SKU's part of a transfer (a transfer may carry many SKUs, each on its partition)."""
+    return f"{sku} {transfer_id}"
 
 
 def level_id(sku: str, location: str) -> str:
@@ -225,6 +231,42 @@ class StockStore:
             by_sku.setdefault(movement.sku, {}).setdefault(key, []).append(movement.to_document())
         for sku, by_lot in by_sku.items():
             self.wal.append(sku, self.ledger, by_lot)
+
+    # Transfers: one document per SKU of a transfer, written through the log like levels.
+
+    async def load_transfers(self, keys: Iterable[str]) -> dict[str, Transfer]:
+        found = await self.wal.latest(TRANSFERS, keys)
+        return {key: Transfer.from_document(doc) for key, doc in found.items()}
+
+    async def stage_transfers(self, transfers: dict[str, tuple[Transfer, int]]) -> None:
+        """Stage each changed transfer (with its SKU's partition) on the batch's unit of work,
+        and index it by transfer id first, one document per partition (FerretDB does not
+        isolate two writers of one document), so the read side finds its SKUs."""
+        operations = [
+            UpdateOne(
+                {"_id": f"transfer {t.transfer_id} {partition}"},
+                {"$addToSet": {"members": t.sku}},
+                upsert=True,
+            )
+            for t, partition in transfers.values()
+        ]
+        await bulk_write_in_parts(self.places, operations, ordered=False)
+        for key, (transfer, _) in transfers.items():
+            self.wal.stage(transfer.sku, TRANSFERS, key, {"_id": key, **transfer.to_document()})
+
+    async def transfer(self, transfer_id: str) -> list[dict[str, Any]]:
+        """Every SKU's part of a transfer, by SKU (the read side, any instance)."""
+        shards = [f"transfer {transfer_id} {partition}" for partition in range(MAX_PARTITIONS)]
+        skus = {
+            sku
+            for doc in (await find_by_ids(self.places, shards)).values()
+            for sku in doc["members"]
+        }
+        found = await self.wal.read(TRANSFERS, [transfer_key(sku, transfer_id) for sku in skus])
+        return sorted(
+            ({k: v for k, v in doc.items() if k != "_id"} for doc in found.values()),
+            key=lambda doc: doc["sku"],
+        )
 
     # The read side.
 

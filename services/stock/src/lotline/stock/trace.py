@@ -29,6 +29,10 @@ class LotAtLocation(BaseModel):
     adjusted_out: int = 0
     adjusted_in: int = 0
     disposed: int = 0
+    in_transit: int = Field(0, description="Units shipped here by a transfer, not arrived yet")
+    transferred_out: int = 0
+    transferred_in: int = 0
+    missing_in_transit: int = 0
 
 
 class MovementView(BaseModel):
@@ -39,7 +43,7 @@ class MovementView(BaseModel):
     at: datetime
     event_id: str = Field(description="CloudEvents source#id of the event that moved stock")
     document_type: str = Field(
-        description="receipt, sale, return, recall, count, adjustment or disposal"
+        description="receipt, sale, return, recall, count, adjustment, disposal or transfer"
     )
     document_id: str
     line: int | None = None
@@ -54,6 +58,8 @@ class MovementView(BaseModel):
     direction: str | None = Field(None, description="An adjustment: out (written off) or in")
     disposal_method: str | None = Field(None, description="destroyed or returned_to_supplier")
     reference: str | None = Field(None, description="A disposal's certificate or return number")
+    from_location: str | None = Field(None, description="A transfer: where it was shipped from")
+    to_location: str | None = Field(None, description="A transfer: where it was shipped to")
 
 
 class LotStockTrace(BaseModel):
@@ -90,6 +96,10 @@ def _at_location(doc: dict[str, Any]) -> LotAtLocation:
         adjusted_out=doc.get("adjusted_out", 0),
         adjusted_in=doc.get("adjusted_in", 0),
         disposed=doc.get("disposed", 0),
+        in_transit=doc.get("in_transit", 0),
+        transferred_out=doc.get("transferred_out", 0),
+        transferred_in=doc.get("transferred_in", 0),
+        missing_in_transit=doc.get("missing_in_transit", 0),
     )
 
 

@@ -735,7 +735,7 @@ app.command(
 
 
 # The stock room's commands live in their own module, built on the helpers above.
-from lotline.cli import store_ops  # noqa: E402, F401
+from lotline.cli import store_ops, transfers  # noqa: E402, F401
 
 
 def main() -> None:

@@ -25,7 +25,26 @@ from rich.table import Table
 from lotline.cli import views
 from lotline.cli.clients import SOURCE, CliError, Services, publish
 from lotline.cli.serials import expand_range
-from lotline.events import EventData, ItemReceived, ItemSold, Lot, OutgoingMessage, encode
+from lotline.events import (
+    AdjustmentDirection,
+    AdjustmentReason,
+    ClaimKind,
+    CountedLot,
+    DisposalMethod,
+    EventData,
+    ItemReceived,
+    ItemSold,
+    Lot,
+    OutgoingMessage,
+    StockAdjusted,
+    StockCounted,
+    StockDisposed,
+    TransferReceived,
+    TransferredLot,
+    TransferShipped,
+    WarrantyClaimed,
+    encode,
+)
 
 STORES = ("STORE-1", "STORE-2", "STORE-3")
 SHELF_SHARE = 0.6  # at most this share of a store's serial units is sold, the rest stays out
@@ -158,6 +177,8 @@ class Day:
                 body["gtin"] = product.gtin
             if shelf_life is not None:
                 body["shelf_life_days"] = shelf_life
+            if tracking == "serial":
+                body["warranty_months"] = 24  # for the after-sales desk's claim
             self.api.catalog.call("POST", "/products", json=body, headers=auth)
             self.products.append(product)
         table = Table(title=f"1. Catalog: {len(self.products)} products (run {self.run})")
@@ -377,6 +398,151 @@ class Day:
         views.done(f"   recall {recall_id} followed through ({time.monotonic() - started:.1f} s)")
         return r
 
+    # --- 5. the stock room and the after-sales desk ---------------------------------------
+
+    def operate(self, milk: Product, milk_recall: str, phone: Product, loose: list[str]) -> str:
+        """The evening: a transfer of milk between two stores, a count that finds the rice
+        short, soap written off, the recalled milk destroyed, a phone repaired under
+        warranty. Returns the transfer's id."""
+        now = datetime.now(UTC)
+        rice = next(p for p in self.products if p.tracking == "quantity")
+        soap = [p for p in self.products if p.tracking == "quantity"][1]
+        transfer_id = f"DEMO-TRF-{self.run}"
+        counted = max(self.stock[(rice.sku, STORES[2])] - 2, 0)
+        written_off = min(3, max(self.stock[(soap.sku, STORES[0])], 1))
+        held = {
+            row["location"]: row["quarantined"]
+            for row in self.api.stock.get(_path("stock", milk.sku))["lots"]
+            if row.get("lot_code") == milk.lots[1][0] and row["quarantined"] > 0
+        }
+        where = max(held, key=lambda store: held[store]) if held else STORES[0]
+        destroyed = held.get(where, 0)
+        ops: list[EventData] = [
+            TransferShipped(
+                sku=milk.sku,
+                transfer_id=transfer_id,
+                location=STORES[0],
+                to_location=STORES[1],
+                lots=[TransferredLot(quantity=5)],
+                shipped_by="demo",
+                shipped_at=now,
+            ),
+            StockCounted(
+                sku=rice.sku,
+                count_id=f"DEMO-CNT-{self.run}",
+                location=STORES[2],
+                lots=[CountedLot(quantity=counted)],
+                counted_by="demo",
+                counted_at=now,
+            ),
+            StockAdjusted(
+                sku=soap.sku,
+                adjustment_id=f"DEMO-ADJ-{self.run}",
+                location=STORES[0],
+                quantity=written_off,
+                direction=AdjustmentDirection.OUT,
+                reason=AdjustmentReason.DAMAGED,
+                adjusted_at=now,
+            ),
+        ]
+        if destroyed:
+            ops.append(
+                StockDisposed(
+                    sku=milk.sku,
+                    disposal_id=f"DEMO-DSP-{self.run}",
+                    location=where,
+                    lot_code=milk.lots[1][0],
+                    quantity=destroyed,
+                    method=DisposalMethod.DESTROYED,
+                    reference=f"DEMO-CERT-{self.run}",
+                    recall_id=milk_recall,
+                    disposed_at=now,
+                )
+            )
+        _send([_message(e, f"store-ops/{e.fact_key}") for e in ops], "store operations to Kafka")
+
+        def transfer(status: str) -> Callable[[], dict[str, Any] | None]:
+            def check() -> dict[str, Any] | None:
+                view = self.api.stock.get(_path("transfers", transfer_id))
+                return view if view["skus"][0]["status"] == status else None
+
+            return check
+
+        shipped = _wait(f"transfer {transfer_id} in transit", transfer("in_transit"), self.timeout)
+        picked = ", ".join(
+            f"{line['quantity']} of {line['lot_code'] or 'no lot'}"
+            for line in shipped["skus"][0]["shipped"]
+        )
+        arrival = TransferReceived(
+            sku=milk.sku,
+            transfer_id=transfer_id,
+            location=STORES[1],
+            lots=[TransferredLot(quantity=5)],
+            received_by="demo",
+            received_at=datetime.now(UTC),
+        )
+        _send([_message(arrival, f"store-ops/{arrival.fact_key}")], "the transfer's receipt")
+        _wait(f"transfer {transfer_id} received", transfer("received"), self.timeout)
+
+        # A phone sold this morning, outside the recall, comes back to the desk.
+        sold = [
+            (serial, store)
+            for store in STORES
+            for serial, _ in self.shelves[(phone.sku, store)].sold.items()
+            if self.shelves[(phone.sku, store)].lot_of[serial] == phone.lots[1][0]
+            and serial not in loose
+        ]
+        claim_rows: list[tuple[str, str, str, str]] = []
+        if sold:
+            serial, store = sold[0]
+            claim = WarrantyClaimed(
+                sku=phone.sku,
+                claim_id=f"DEMO-WTY-{self.run}",
+                serial=serial,
+                location=store,
+                kind=ClaimKind.REPAIR,
+                problem="Screen flickers",
+                claimed_by="demo",
+                claimed_at=datetime.now(UTC),
+            )
+            _send([_message(claim, f"after-sales/{claim.fact_key}")], "the warranty claim")
+
+            def repaired() -> bool | None:
+                claims = self.api.serials.get(_path("units", phone.sku, serial, "claims"))
+                return True if claims["claims"] else None
+
+            _wait(f"the warranty claim on {serial}", repaired, self.timeout)
+            claim_rows.append(
+                ("Warranty claim", store, f"{phone.sku} {serial}", "repair, in warranty")
+            )
+
+        def accounted() -> bool | None:
+            if not destroyed:
+                return True
+            r = self.api.recall.get(_path("recalls", milk_recall))
+            return True if r["accounting"]["disposed"] >= destroyed else None
+
+        _wait(f"recall {milk_recall} to account for the disposal", accounted, self.timeout)
+        table = Table(title="5. The stock room and the after-sales desk")
+        for column in ("What", "Where", "Product", "Result"):
+            table.add_column(column)
+        table.add_row(
+            "Transfer", f"{STORES[0]} -> {STORES[1]}", milk.sku, f"5 shipped ({picked}), received"
+        )
+        table.add_row("Count", STORES[2], rice.sku, f"{counted} found, 2 short (variance -2)")
+        table.add_row("Write-off", STORES[0], soap.sku, f"{written_off} damaged")
+        if destroyed:
+            table.add_row(
+                "Disposal",
+                where,
+                milk.sku,
+                f"{destroyed} of recalled lot {milk.lots[1][0]} destroyed",
+            )
+        for row in claim_rows:
+            table.add_row(*row)
+        views.console.print(table)
+        return transfer_id
+
 
 def _answered(progress: dict[str, Any]) -> bool:
     answer = progress.get("units_answer") or {}
@@ -424,7 +590,9 @@ def play(services: Services, *, sales: int, serials: int, seed: int | None, time
 
     summary(day, phone, phone_lot, r_phone)
     summary(day, milk, milk_lot, r_milk)
+    transfer_id = day.operate(milk, milk_recall, phone, loose)
     where_to_look(services, phone, r_phone, milk, loose)
+    views.console.print(f"  lotline transfer show {transfer_id}", soft_wrap=True)
 
 
 def summary(day: Day, p: Product, lot: str, r: dict[str, Any]) -> None:

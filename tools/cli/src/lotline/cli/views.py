@@ -67,10 +67,16 @@ def stock(s: dict[str, Any]) -> None:
         title=f"Stock of {s['sku']}: {s['on_hand']} on hand, {s['quarantined']} quarantined, "
         f"{s['locations']} location(s)"
     )
+    # Units on their way between locations show only when there are some.
+    moving = any(lot.get("in_transit") for lot in s["lots"])
+    if moving:
+        table.title = f"{table.title}, {s.get('in_transit', 0)} in transit"
     for column in ("Location", "Lot", "Expires", "On hand", "Quarantined", "Damaged", "Recall"):
         table.add_column(
             column, justify="right" if column in ("On hand", "Quarantined", "Damaged") else "left"
         )
+    if moving:
+        table.add_column("In transit", justify="right")
     for lot in sorted(s["lots"], key=lambda x: (x["location"], x.get("lot_code") or "")):
         table.add_row(
             lot["location"],
@@ -80,6 +86,7 @@ def stock(s: dict[str, Any]) -> None:
             Text(str(lot["quarantined"]), style="red" if lot["quarantined"] else ""),
             str(lot["damaged"]),
             _dash(lot.get("recall_id")),
+            *([str(lot.get("in_transit", 0))] if moving else []),
         )
     console.print(table)
 
@@ -120,6 +127,8 @@ def unit(u: dict[str, Any]) -> None:
             header.append(f" (expires {u['lot_expires_on']})")
     if u.get("recalled"):
         header.append(f"  RECALLED ({', '.join(u['recall_ids'])})", style="bold red")
+    if u.get("in_transit_to"):
+        header.append(f"  in transit to {u['in_transit_to']} (transfer {u.get('transfer_id')})")
     console.print(header)
     if u.get("sale_id"):
         customer = f", customer {u['customer_ref']}" if u.get("customer_ref") else ""
