@@ -58,6 +58,10 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.STOCK_COUNTED,
         EventType.STOCK_ADJUSTED,
         EventType.STOCK_DISPOSED,
+        # A replacement's unit leaves on-hand and a faulty unit comes back, as in the
+        # registry; a claim the registry refused is undone (the two agree).
+        EventType.WARRANTY_CLAIMED,
+        EventType.WARRANTY_CLAIM_REFUSED,
     ),
     "serial-registry": (
         EventType.PRODUCT_REGISTERED,
@@ -66,6 +70,10 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
         EventType.ITEM_RETURNED,
         EventType.BATCH_RECALLED,
         EventType.WARRANTY_CLAIMED,
+        # The units a count missed or found, wrote off or found, and disposed of.
+        EventType.STOCK_COUNTED,
+        EventType.STOCK_ADJUSTED,
+        EventType.STOCK_DISPOSED,
     ),
     "recall": (
         EventType.STOCK_QUARANTINED,

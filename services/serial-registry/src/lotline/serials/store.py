@@ -54,7 +54,7 @@ from lotline.events import (
 from lotline.runtime.mongo import find_by_ids
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.pages import PagedLists
-from lotline.runtime.wal import WriteAheadLog
+from lotline.runtime.wal import VERSION, WriteAheadLog, overlay
 from lotline.serials.domain import (
     Flag,
     HistoryEntry,
@@ -408,6 +408,23 @@ class SerialStore:
 
     async def unit(self, sku: str, serial: str) -> Unit | None:
         return (await self.read_units([unit_id(sku, serial)])).get(unit_id(sku, serial))
+
+    async def unit_ids_at(self, sku: str, location: str) -> list[str]:
+        """The ids of a SKU's units at a location, whatever their status, as of every
+        committed batch: for a count, which must tell the units it did not find. Not by _id,
+        so FerretDB reads the whole collection: counts are few. The log first, as stock's
+        queries do (an entry is deleted only once its documents are written); read the units
+        by id (`units_by_id`) for their state."""
+        pending = await self.wal.pending(UNITS)
+        query = {"sku": sku, "location": location}
+        written = [
+            doc async for doc in self.units.find(query, {"sku": 1, "location": 1, VERSION: 1})
+        ]
+        return sorted(
+            doc["_id"]
+            for doc in overlay(written, pending)
+            if doc.get("sku") == sku and doc.get("location") == location
+        )
 
     async def insert_units(self, units: Sequence[Unit]) -> list[str]:
         """Insert new units, unordered, in slices (two at a time: the database encodes one

@@ -29,6 +29,7 @@ class LotLevel(BaseModel):
     adjusted_out: int = Field(0, description="Units written off (damaged, expired, theft, ...)")
     adjusted_in: int = Field(0, description="Units found outside a receipt or a count")
     disposed: int = Field(0, description="Held units destroyed or returned to the supplier")
+    replaced: int = Field(0, description="Units given to replace faulty ones (warranty)")
 
 
 class ReceiptRefusal(BaseModel):
@@ -97,6 +98,7 @@ def _lots(doc: dict[str, Any]) -> list[LotLevel]:
             adjusted_out=lot.get("adjusted_out", 0),
             adjusted_in=lot.get("adjusted_in", 0),
             disposed=lot.get("disposed", 0),
+            replaced=lot.get("replaced", 0),
         )
         for lot in doc.get("lots", [])
     ]

@@ -42,6 +42,12 @@ service.consume(
 service.consume(EventType.STOCK_COUNTED, handlers.on_stock_counted, dedupe=Dedupe.LOG)
 service.consume(EventType.STOCK_ADJUSTED, handlers.on_stock_adjusted, dedupe=Dedupe.LOG)
 service.consume(EventType.STOCK_DISPOSED, handlers.on_stock_disposed, dedupe=Dedupe.LOG)
+# Warranty claims last, after the receipts and sales of their batch (as in the registry); a
+# refusal right after them, so a claim and its refusal in one batch leave nothing moved.
+service.consume(EventType.WARRANTY_CLAIMED, handlers.on_warranty_claims, dedupe=Dedupe.LOG)
+service.consume(
+    EventType.WARRANTY_CLAIM_REFUSED, handlers.on_warranty_claims_refused, dedupe=Dedupe.LOG
+)
 expiry_warnings = ExpiryWarnings(
     service.db,
     store,

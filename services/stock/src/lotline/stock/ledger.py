@@ -25,6 +25,8 @@ from lotline.events import (
     StockAdjusted,
     StockCounted,
     StockDisposed,
+    WarrantyClaimed,
+    WarrantyClaimRefused,
 )
 from lotline.stock.domain import Level
 
@@ -46,6 +48,12 @@ class MovementKind(StrEnum):
     ADJUSTED = "adjusted"
     # Held units destroyed or sent back to the supplier (`disposal_method`, `reference`).
     DISPOSED = "disposed"
+    # A unit the after-sales desk gave a customer to replace a faulty one (warranty claim);
+    # the faulty unit's return is a `returned` movement of the claim, held as damaged.
+    REPLACED = "replaced"
+    # A claim the serial registry refused, undone: `quantity` units of this lot moved back
+    # (the replacement on hand again, the faulty unit no longer held).
+    CLAIM_REFUSED = "claim_refused"
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class LotCounts:
     adjusted_out: int = 0
     adjusted_in: int = 0
     disposed: int = 0
+    replaced: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,7 @@ def counts_of(level: Level) -> dict[str | None, LotCounts]:
             lot.adjusted_out,
             lot.adjusted_in,
             lot.disposed,
+            replaced=lot.replaced,
         )
         for code, lot in level.lots.items()
     }
@@ -152,6 +162,7 @@ def movements(
             "refused": lot.refused - was.refused,
             "adjusted": lot.adjusted_out - was.adjusted_out + lot.adjusted_in - was.adjusted_in,
             "disposed": lot.disposed - was.disposed,
+            "replaced": lot.replaced - was.replaced,
         }
         if isinstance(event.data, StockCounted):
             counted = code in {c.lot_code for c in event.data.lots}
@@ -190,6 +201,11 @@ def _kinds(data: Any, deltas: dict[str, int]) -> list[tuple[MovementKind, int]]:
         kinds.append((MovementKind.ADJUSTED, deltas["adjusted"]))
     elif isinstance(data, StockDisposed):
         kinds.append((MovementKind.DISPOSED, deltas["disposed"]))
+    elif isinstance(data, WarrantyClaimed):
+        kinds.append((MovementKind.REPLACED, deltas["replaced"]))
+        kinds.append((MovementKind.RETURNED, deltas["returned"]))
+    elif isinstance(data, WarrantyClaimRefused):
+        kinds.append((MovementKind.CLAIM_REFUSED, -deltas["replaced"] - deltas["returned"]))
     # A receipt applies a refusal that arrived before it; a rejection, one of a booked receipt.
     kinds.append((MovementKind.REFUSED, deltas["refused"]))
     # Stock leaving quarantine (sold or refused from it) is in that movement; only what
@@ -289,6 +305,14 @@ def _movement(
             document_id=data.disposal_id,
             disposal_method=data.method.value,
             reference=data.reference,
+        )
+    if isinstance(data, WarrantyClaimed | WarrantyClaimRefused):
+        return Movement(
+            **common,
+            at=data.claimed_at if isinstance(data, WarrantyClaimed) else event.time,
+            document_type="warranty_claim",
+            document_id=data.claim_id,
+            return_reason="damaged" if kind is MovementKind.RETURNED else None,
         )
     if isinstance(data, BatchRecalled):
         return Movement(

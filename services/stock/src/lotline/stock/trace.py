@@ -29,6 +29,7 @@ class LotAtLocation(BaseModel):
     adjusted_out: int = 0
     adjusted_in: int = 0
     disposed: int = 0
+    replaced: int = Field(0, description="Units given to replace faulty ones (warranty)")
 
 
 class MovementView(BaseModel):
@@ -39,7 +40,7 @@ class MovementView(BaseModel):
     at: datetime
     event_id: str = Field(description="CloudEvents source#id of the event that moved stock")
     document_type: str = Field(
-        description="receipt, sale, return, recall, count, adjustment or disposal"
+        description="receipt, sale, return, recall, count, adjustment, disposal or warranty_claim"
     )
     document_id: str
     line: int | None = None
@@ -90,6 +91,7 @@ def _at_location(doc: dict[str, Any]) -> LotAtLocation:
         adjusted_out=doc.get("adjusted_out", 0),
         adjusted_in=doc.get("adjusted_in", 0),
         disposed=doc.get("disposed", 0),
+        replaced=doc.get("replaced", 0),
     )
 
 
