@@ -132,6 +132,10 @@ class SerialHandlers:
                 to_register.append(delivery)
         if to_register:
             outgoing.extend(await self._register(to_register))
+            # The lots a count of a location reads its units from (store.unit_ids_at).
+            for sku in {d.data.sku for d in to_register}:
+                lots = [d.data.lot.code for d in to_register if d.data.sku == sku and d.data.lot]
+                await self.store.add_lots(sku, lots)
         await self.publish(outgoing)
         return result
 
@@ -510,8 +514,9 @@ class SerialHandlers:
             count: StockCounted = delivery.data
             assert count.serials is not None
             event_id, recalls = delivery.event.dedupe_key, scopes[count.sku]
-            here = await self.store.unit_ids_at(count.sku, count.location)
             listed = {unit_id(count.sku, serial): serial for serial in count.serials}
+            named = {lot.lot_code for lot in count.lots if lot.lot_code is not None}
+            here = await self.store.unit_ids_at(count.sku, count.location, named)
             for _ in range(MAX_CONFLICT_ROUNDS):
                 units = await self.store.units_by_id([*here, *listed])
                 changes: list[UnitChange] = []
