@@ -650,7 +650,9 @@ def units_recalled_event_id(answer_key: str, chunk: int) -> UUID:
     return uuid5(_NAMESPACE, f"units-recalled {answer_key} {chunk}")
 
 
-ANSWERED_ALWAYS = frozenset({UnitStatus.IN_STOCK, UnitStatus.SOLD, UnitStatus.RETURNED})
+# The statuses every count by status names, zero or not (the store's operations' statuses
+# are named only when a unit has one: a count without them is what the contract gave before).
+ANSWERED_ALWAYS = (UnitStatus.IN_STOCK, UnitStatus.SOLD, UnitStatus.RETURNED)
 
 
 def units_recalled(
@@ -666,8 +668,6 @@ def units_recalled(
     sold = sorted(sold_units, key=lambda u: u.serial)
     unknown = sorted(set(unknown_serials))
     chunks = max(1, ceil(len(sold) / chunk_size), ceil(len(unknown) / chunk_size))
-    # The store operations' statuses only when a unit has one: an answer without them is
-    # one a consumer of the contract before them still accepts.
     totals = {
         status: counts.get(status, 0)
         for status in UnitStatus
