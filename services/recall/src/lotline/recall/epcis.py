@@ -61,6 +61,8 @@ _VOCABULARY: dict[TraceKind, tuple[str, str | None, str]] = {
     TraceKind.COUNTED: ("OBSERVE", "cycle_counting", "sellable_accessible"),
     TraceKind.ADJUSTED: ("OBSERVE", "other", "non_sellable_other"),
     TraceKind.DISPOSED: ("DELETE", "destroying", "destroyed"),
+    TraceKind.REPLACED: ("OBSERVE", "retail_selling", "retail_sold"),
+    TraceKind.CLAIM_REFUSED: ("OBSERVE", "other", "sellable_accessible"),
 }
 # An adjustment by its reason (units found are back on the shelf), a disposal by its method.
 _ADJUSTMENTS: dict[str, tuple[str, str | None, str]] = {

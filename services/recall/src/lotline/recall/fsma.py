@@ -50,6 +50,8 @@ EVENT_TYPES = {
     TraceKind.COUNTED: "count",
     TraceKind.ADJUSTED: "adjustment",
     TraceKind.DISPOSED: "disposal",
+    TraceKind.REPLACED: "warranty replacement",
+    TraceKind.CLAIM_REFUSED: "warranty claim refused",
 }
 
 
