@@ -16,6 +16,7 @@ from lotline.events import (
     AdjustmentReason,
     BatchRecalled,
     ClaimKind,
+    ClaimRefusal,
     Classification,
     CountedLot,
     DisposalMethod,
@@ -38,6 +39,7 @@ from lotline.events import (
     Tracking,
     UnitsRecalled,
     WarrantyClaimed,
+    WarrantyClaimRefused,
     encode,
 )
 
@@ -130,6 +132,15 @@ def sample(event_type: EventType, sku: str) -> EventData:
             kind=ClaimKind.REPAIR,
             claimed_at=NOW,
             claimed_by="desk",
+        ),
+        EventType.WARRANTY_CLAIM_REFUSED: WarrantyClaimRefused(
+            sku=sku,
+            claim_id="W-1",
+            serial="SN-1",
+            location="S1",
+            kind=ClaimKind.REPAIR,
+            reason=ClaimRefusal.NOT_SOLD,
+            detail="not sold",
         ),
     }
     return samples[event_type]
@@ -228,6 +239,7 @@ def test_every_consumed_topic_is_covered() -> None:
         EventType.STOCK_ADJUSTED,
         EventType.STOCK_DISPOSED,
         EventType.WARRANTY_CLAIMED,
+        EventType.WARRANTY_CLAIM_REFUSED,
     }
     for event_type in consumed:
         assert len(spoiled(event_type, "X")) >= 3
