@@ -16,6 +16,7 @@ from lotline.events import (
     AdjustmentReason,
     BatchRecalled,
     ClaimKind,
+    ClaimRefusal,
     Classification,
     CountedLot,
     DisposalMethod,
@@ -41,6 +42,7 @@ from lotline.events import (
     TransferShipped,
     UnitsRecalled,
     WarrantyClaimed,
+    WarrantyClaimRefused,
     decode,
     encode,
 )
@@ -150,6 +152,15 @@ def sample(event_type: EventType, sku: str) -> EventData:
             lots=[TransferredLot(lot_code="L1", quantity=1)],
             received_at=NOW,
         ),
+        EventType.WARRANTY_CLAIM_REFUSED: WarrantyClaimRefused(
+            sku=sku,
+            claim_id="W-1",
+            serial="SN-1",
+            location="S1",
+            kind=ClaimKind.REPAIR,
+            reason=ClaimRefusal.NOT_SOLD,
+            detail="not sold",
+        ),
     }
     return samples[event_type]
 
@@ -249,6 +260,7 @@ def test_every_consumed_topic_is_covered() -> None:
         EventType.WARRANTY_CLAIMED,
         EventType.TRANSFER_SHIPPED,
         EventType.TRANSFER_RECEIVED,
+        EventType.WARRANTY_CLAIM_REFUSED,
     }
     for event_type in consumed:
         assert len(spoiled(event_type, "X")) >= 3

@@ -65,7 +65,10 @@ async def test_units_stored_before_journals_are_journalled(db, monkeypatch) -> N
     assert await serials_rebuild.rebuild(SerialStore(db)) == 20  # again: harmless
 
     page = await store.lot_page("PHONE", "L1", None, None, 10, 0)
-    assert page.counts == {UnitStatus.IN_STOCK: 19, UnitStatus.SOLD: 1, UnitStatus.RETURNED: 0}
+    assert {s: n for s, n in page.counts.items() if n} == {
+        UnitStatus.IN_STOCK: 19,
+        UnitStatus.SOLD: 1,
+    }
     scope = RecallScope(recall_id="RC-1", event_id="E-1", issued_at=AT, lot_codes=frozenset({"L1"}))
     sold = (await store.recalled_units("PHONE", scope)).sold
     assert [(s.serial, s.customer_ref) for s in sold] == [("S03", "C-3")]

@@ -53,7 +53,11 @@ async def test_counts_and_contacts_follow_each_change(store: SerialStore) -> Non
     await store.wal.commit()
 
     page = await store.lot_page("PHONE", "L1", None, None, limit=2, skip=1)
-    assert page.counts == {UnitStatus.IN_STOCK: 3, UnitStatus.SOLD: 1, UnitStatus.RETURNED: 1}
+    assert {s: n for s, n in page.counts.items() if n} == {
+        UnitStatus.IN_STOCK: 3,
+        UnitStatus.SOLD: 1,
+        UnitStatus.RETURNED: 1,
+    }
     assert page.matched == 5
     assert [u.serial for u in page.units] == ["S1", "S2"]
     assert page.units[0].customer_ref == "C-1"

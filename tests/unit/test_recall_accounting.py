@@ -166,3 +166,24 @@ def test_a_recall_of_serials_counts_the_units_the_registry_placed() -> None:
     assert accounting.basis is AccountingBasis.SERIALS
     assert (accounting.accounted, accounting.expected) == (2, 3)
     assert not accounting.complete
+
+
+def test_units_a_count_missed_or_written_off_are_expected_and_not_accounted_for() -> None:
+    # The registry's answer: 5 units, of which a count missed one and one was stolen; two
+    # disposed of (destroyed, sent back) are accounted for, as stock's disposed units are.
+    chunk = UnitsChunk(
+        "RC-1",
+        1,
+        1,
+        {
+            UnitStatus.IN_STOCK.value: 1,
+            UnitStatus.MISSING.value: 1,
+            UnitStatus.WRITTEN_OFF.value: 1,
+            UnitStatus.DESTROYED.value: 1,
+            UnitStatus.RETURNED_TO_SUPPLIER.value: 1,
+        },
+    )
+    accounting = Accounting.of(recall(), Progress.of(chunks=[chunk]))
+    assert accounting.basis is AccountingBasis.SERIALS
+    assert (accounting.accounted, accounting.expected) == (3, 5)
+    assert not accounting.complete

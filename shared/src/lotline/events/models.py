@@ -273,6 +273,13 @@ class UnitStatus(StrEnum):
     IN_STOCK = "in_stock"
     SOLD = "sold"
     RETURNED = "returned"
+    # What the store's own operations do to a unit: a count that did not find it (still
+    # thought to be at its location), an adjustment that wrote it off (damaged, expired,
+    # stolen, given as a sample...), and a disposal that destroyed it or sent it back.
+    MISSING = "missing"
+    WRITTEN_OFF = "written_off"
+    DESTROYED = "destroyed"
+    RETURNED_TO_SUPPLIER = "returned_to_supplier"
 
 
 class EventData(BaseModel):

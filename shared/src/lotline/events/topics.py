@@ -64,6 +64,10 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
         # Both locations of a transfer's SKU are on its partition: one handler moves both.
         EventType.TRANSFER_SHIPPED,
         EventType.TRANSFER_RECEIVED,
+        # A replacement's unit leaves on-hand and a faulty unit comes back, as in the
+        # registry; a claim the registry refused is undone (the two agree).
+        EventType.WARRANTY_CLAIMED,
+        EventType.WARRANTY_CLAIM_REFUSED,
     ),
     "serial-registry": (
         EventType.PRODUCT_REGISTERED,
@@ -75,6 +79,10 @@ CONSUMED_BY: dict[str, tuple[EventType, ...]] = {
         # A transfer's serial units: in transit, then located at the destination.
         EventType.TRANSFER_SHIPPED,
         EventType.TRANSFER_RECEIVED,
+        # The units a count missed or found, wrote off or found, and disposed of.
+        EventType.STOCK_COUNTED,
+        EventType.STOCK_ADJUSTED,
+        EventType.STOCK_DISPOSED,
     ),
     "recall": (
         EventType.STOCK_QUARANTINED,

@@ -24,6 +24,7 @@ from lotline.events import (
     SoldUnit,
     StockQuarantined,
     UnitsRecalled,
+    UnitStatus,
 )
 
 SOURCE = "lotline/recall"
@@ -507,6 +508,21 @@ class Progress:
         )
 
 
+# The registry's statuses that account for a recalled unit: it is held, with a customer,
+# back in a store, or disposed of. A unit a count missed or that was written off (stolen,
+# given away...) is expected and not accounted for, as stock's lots say of theirs.
+PLACED = frozenset(
+    status.value
+    for status in (
+        UnitStatus.IN_STOCK,
+        UnitStatus.SOLD,
+        UnitStatus.RETURNED,
+        UnitStatus.DESTROYED,
+        UnitStatus.RETURNED_TO_SUPPLIER,
+    )
+)
+
+
 class AccountingBasis(StrEnum):
     """Whose figures account for a recall's units."""
 
@@ -525,11 +541,13 @@ class Accounting:
     By serials (a serial product: the serial registry's answer counted units, or the recall
     names serials only): the registry knows each unit, so expected = the units its answer
     covers plus the recalled serials it never saw; accounted = the units it placed (in
-    stock, sold, returned). By lots (a product without serials): expected = the units of the
-    recalled lots received at any location (stock's account); accounted = held in
-    quarantine + disposed of + sold before the recall + sold after it - returned into a lot
-    (stock holds a unit returned with its lot in that lot's quarantine, so it would count
-    twice: once sold, once held; a return naming no lot is held apart and not reported).
+    stock, sold, returned, destroyed or returned to the supplier; not missing or written
+    off). By lots (a product without serials): expected = the units of the recalled lots
+    received at any location, less those the registry refused (stock's account); accounted
+    = held in quarantine + disposed of + sold before the recall + sold after it - returned
+    into a lot (stock holds a unit returned with its lot in that lot's quarantine, so it
+    would count twice: once sold, once held; a return naming no lot is held apart and not
+    reported).
     The other figures are shown in both cases; they only explain N in the second.
     """
 
@@ -551,13 +569,14 @@ class Accounting:
 
     @classmethod
     def of(cls, recall: Recall, progress: Progress) -> Accounting:
-        placed = sum(progress.units.counts.values())
-        by_serials = bool(placed) or not recall.lot_codes
+        counted = sum(progress.units.counts.values())
+        placed = sum(n for status, n in progress.units.counts.items() if status in PLACED)
+        by_serials = bool(counted) or not recall.lot_codes
         held, disposed = progress.quarantined_units, progress.units_disposed
         after, returned = progress.units_sold_after_recall, progress.units_returned
         if by_serials:
             before = progress.units_to_contact
-            expected, accounted = placed + len(progress.units.unknown_serials), placed
+            expected, accounted = counted + len(progress.units.unknown_serials), placed
         else:
             before = progress.units_sold_before_recall
             expected = progress.units_received

@@ -71,6 +71,8 @@ _VOCABULARY: dict[TraceKind, tuple[str, str | None, str]] = {
     TraceKind.DISPOSED: ("DELETE", "destroying", "destroyed"),
     TraceKind.SHIPPED: ("OBSERVE", "shipping", "in_transit"),
     TraceKind.TRANSFER_RECEIVED: ("OBSERVE", "receiving", "sellable_accessible"),
+    TraceKind.REPLACED: ("OBSERVE", "retail_selling", "retail_sold"),
+    TraceKind.CLAIM_REFUSED: ("OBSERVE", "other", "sellable_accessible"),
 }
 _RECALLED_ARRIVAL = ("OBSERVE", "receiving", "in_progress")
 # A transfer's document, by its side: the despatch advice, the receiving advice.

@@ -52,6 +52,8 @@ EVENT_TYPES = {
     TraceKind.DISPOSED: "disposal",
     TraceKind.SHIPPED: "shipping",
     TraceKind.TRANSFER_RECEIVED: "receiving (transfer)",
+    TraceKind.REPLACED: "warranty replacement",
+    TraceKind.CLAIM_REFUSED: "warranty claim refused",
 }
 
 

@@ -39,6 +39,10 @@ class TraceKind(StrEnum):
     COUNTED = "counted"
     ADJUSTED = "adjusted"
     DISPOSED = "disposed"
+    # Warranty claims (stock's ledger): a unit given to replace a faulty one, and a claim the
+    # serial registry refused, undone.
+    REPLACED = "replaced"
+    CLAIM_REFUSED = "claim_refused"
 
 
 class ProductInfo(BaseModel):

@@ -17,6 +17,7 @@ from lotline.events import ClaimKind, EventType, FlagReason, ReturnReason, UnitS
 from lotline.runtime.auth import NO_STORE, Caller, may_read_personal_data
 from lotline.runtime.http import AFTER, NEXT_AFTER, errors, field_error
 from lotline.serials.domain import (
+    ANSWERED_ALWAYS,
     HistoryEntry,
     Unit,
     WarrantyClaim,
@@ -187,7 +188,10 @@ class UnitView(UnitSummary):
 class LotUnitsView(BaseModel):
     sku: str
     lot_code: str
-    counts: dict[UnitStatus, int] = Field(description="All units of the lot by status")
+    counts: dict[UnitStatus, int] = Field(
+        description="All units of the lot by status (missing, written_off, destroyed and "
+        "returned_to_supplier only when a unit has it)"
+    )
     recalled: int = Field(description="Units of the lot under recall")
     total: int
     matched: int = Field(description="Units matching the filters, on every page")
@@ -292,14 +296,14 @@ async def get_lot_units(
     lot_recalled = any(lot_code in scope.lot_codes for scope in scopes)
     if after is not None and skip:
         raise field_error(("query", "skip"), "give after or skip, not both (skip is deprecated)")
-    counts = {status_: 0 for status_ in UnitStatus}
+    counts = dict.fromkeys(ANSWERED_ALWAYS, 0)
     recalled_count = 0
     matching: list[str] = []
     # In serial order, so `after` is found by bisection.
     for doc in (await store.lot_states(sku, lot_code)).values():
         unit_status = UnitStatus(doc["status"])
         unit_recalled = lot_recalled or bool(doc.get("recalled"))
-        counts[unit_status] += 1
+        counts[unit_status] = counts.get(unit_status, 0) + 1
         recalled_count += unit_recalled
         if (status is None or unit_status is status) and (
             recalled is None or unit_recalled is recalled

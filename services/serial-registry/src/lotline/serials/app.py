@@ -40,6 +40,11 @@ service.consume(
     dedupe=Dedupe.LOG,
 )
 service.consume(EventType.ITEM_RETURNED, handlers.on_items_returned, dedupe=Dedupe.LOG)
+# The store's own operations after the sales and returns of their batch, as in stock: a count
+# is of the shelf as the tills left it. Each applied once (and named in each unit's history).
+service.consume(EventType.STOCK_COUNTED, handlers.on_stock_counted, dedupe=Dedupe.LOG)
+service.consume(EventType.STOCK_ADJUSTED, handlers.on_stock_adjusted, dedupe=Dedupe.LOG)
+service.consume(EventType.STOCK_DISPOSED, handlers.on_stock_disposed, dedupe=Dedupe.LOG)
 # Last: a claim sees the sales, returns and receipts of its batch (its unit sold, its
 # replacement received).
 service.consume(

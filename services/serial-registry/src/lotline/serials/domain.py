@@ -1,4 +1,5 @@
-"""What receipts, sales, returns, recalls and warranty claims do to one serialized unit. No I/O."""
+"""What receipts, sales, returns, recalls, warranty claims and a store's own operations (counts,
+adjustments, disposals) do to one serialized unit. No I/O."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from math import ceil
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from lotline.events import (
+    AdjustmentDirection,
     BatchRecalled,
     ClaimKind,
     ClaimRefusal,
+    DisposalMethod,
     EventType,
     FlagReason,
     ItemReceived,
@@ -23,6 +26,9 @@ from lotline.events import (
     RejectReason,
     ReturnReason,
     SoldUnit,
+    StockAdjusted,
+    StockCounted,
+    StockDisposed,
     Tracking,
     TransferReceived,
     TransferShipped,
@@ -650,6 +656,11 @@ def units_recalled_event_id(answer_key: str, chunk: int) -> UUID:
     return uuid5(_NAMESPACE, f"units-recalled {answer_key} {chunk}")
 
 
+# The statuses every count by status names, zero or not (the store's operations' statuses
+# are named only when a unit has one: a count without them is what the contract gave before).
+ANSWERED_ALWAYS = (UnitStatus.IN_STOCK, UnitStatus.SOLD, UnitStatus.RETURNED)
+
+
 def units_recalled(
     recall: BatchRecalled,
     counts: dict[UnitStatus, int],
@@ -663,7 +674,11 @@ def units_recalled(
     sold = sorted(sold_units, key=lambda u: u.serial)
     unknown = sorted(set(unknown_serials))
     chunks = max(1, ceil(len(sold) / chunk_size), ceil(len(unknown) / chunk_size))
-    totals = {status: counts.get(status, 0) for status in UnitStatus}
+    totals = {
+        status: counts.get(status, 0)
+        for status in UnitStatus
+        if status in ANSWERED_ALWAYS or counts.get(status, 0)
+    }
     return [
         UnitsRecalled(
             sku=recall.sku,
@@ -968,3 +983,175 @@ def receive_unit(
         in_transit_to=None,
     )
     return Outcome(arrived.with_entry(entry))
+
+
+# -------------------------------------------------------------------- the store's operations
+
+# Units on a store's shelf as stock books them: in stock, or back from a customer for no
+# fault (stock puts those on hand again). Recalled units are held apart in quarantine, and
+# units returned damaged or for a recall are held apart too: a shelf count is not of them.
+_SHELF = frozenset({UnitStatus.IN_STOCK, UnitStatus.RETURNED})
+# Where a unit is no longer part of any store's stock.
+GONE = frozenset({UnitStatus.WRITTEN_OFF, UnitStatus.DESTROYED, UnitStatus.RETURNED_TO_SUPPLIER})
+
+
+def on_shelf(unit: Unit, location: str) -> bool:
+    """Whether a store's count of its shelf is a count of this unit (see `_SHELF`)."""
+    if unit.location != location or unit.status not in _SHELF or unit.recalled:
+        return False
+    return unit.status is UnitStatus.IN_STOCK or unit.return_reason is ReturnReason.CUSTOMER
+
+
+def _was(unit: Unit) -> str:
+    return f"{unit.status.value} at {unit.location}"
+
+
+def counted_missing(
+    unit: Unit, count: StockCounted, event_id: str, recalls: Sequence[RecallScope] = ()
+) -> Outcome | None:
+    """A unit on the shelf at the count's location that the count did not list: missing
+    there (its location kept, for whoever looks for it). None if it is not the count's."""
+    ref = count.count_id
+    if earlier := _applied_before(unit, EventType.STOCK_COUNTED, event_id, ref):
+        return earlier
+    unit = as_recalled(unit, recalls)
+    if not on_shelf(unit, count.location):
+        return None
+    entry = HistoryEntry(
+        EventType.STOCK_COUNTED,
+        event_id,
+        count.counted_at,
+        f"missing at {count.location}: count {count.count_id} did not find it",
+        ref,
+        location=count.location,
+    )
+    return Outcome(replace(unit, status=UnitStatus.MISSING).with_entry(entry))
+
+
+def counted_found(
+    unit: Unit | None,
+    count: StockCounted,
+    serial: str,
+    event_id: str,
+    recalls: Sequence[RecallScope] = (),
+) -> Outcome | None:
+    """A serial the count found at its location: in stock there, whatever the registry
+    thought (missing, in stock elsewhere, sold...): a count is a physical fact, and stock
+    has it on hand. A serial never received is registered in stock there, for its receipt
+    to adopt. None if the unit was on the shelf there already."""
+    ref = count.count_id
+    if unit is not None and (
+        earlier := _applied_before(unit, EventType.STOCK_COUNTED, event_id, ref)
+    ):
+        return earlier
+    what = f"found at {count.location} in count {count.count_id}"
+    if unit is None:
+        what += "; the serial was never received here"
+        unit = Unit(
+            sku=count.sku, serial=serial, status=UnitStatus.IN_STOCK, location=count.location
+        )
+    else:
+        unit = as_recalled(unit, recalls)
+        if on_shelf(unit, count.location) and unit.status is UnitStatus.IN_STOCK:
+            return None
+        if unit.location != count.location or unit.status is not UnitStatus.IN_STOCK:
+            what += f" (it was {_was(unit)})"
+    entry = HistoryEntry(
+        EventType.STOCK_COUNTED, event_id, count.counted_at, what, ref, location=count.location
+    )
+    return Outcome(
+        replace(unit, status=UnitStatus.IN_STOCK, location=count.location).with_entry(entry)
+    )
+
+
+def adjust_unit(
+    unit: Unit | None,
+    adjustment: StockAdjusted,
+    serial: str,
+    event_id: str,
+    recalls: Sequence[RecallScope] = (),
+) -> Outcome:
+    """A unit written off (out: it leaves stock, `written_off`, with the reason) or found
+    (in: in stock at the adjustment's location again). Applied whatever the unit's state
+    (a physical fact, as stock applies it), with what it was in the history."""
+    ref = adjustment.adjustment_id
+    if unit is not None and (
+        earlier := _applied_before(unit, EventType.STOCK_ADJUSTED, event_id, ref)
+    ):
+        return earlier
+    out = adjustment.direction is AdjustmentDirection.OUT
+    status = UnitStatus.WRITTEN_OFF if out else UnitStatus.IN_STOCK
+    if out:
+        what = (
+            f"written off at {adjustment.location} ({adjustment.reason.value}) in "
+            f"adjustment {adjustment.adjustment_id}"
+        )
+    else:
+        what = f"found at {adjustment.location} in adjustment {adjustment.adjustment_id}"
+    if unit is None:
+        what += "; the serial was never received here"
+        unit = Unit(sku=adjustment.sku, serial=serial, status=status, location=adjustment.location)
+    else:
+        unit = as_recalled(unit, recalls)
+        if (
+            not out
+            or unit.status is not UnitStatus.IN_STOCK
+            or unit.location != adjustment.location
+        ):
+            what += f" (it was {_was(unit)})"
+    if adjustment.note:
+        what += f": {adjustment.note}"
+    entry = HistoryEntry(
+        EventType.STOCK_ADJUSTED,
+        event_id,
+        adjustment.adjusted_at,
+        clip(what),
+        ref,
+        location=adjustment.location,
+    )
+    return Outcome(replace(unit, status=status, location=adjustment.location).with_entry(entry))
+
+
+def dispose_unit(
+    unit: Unit | None,
+    disposal: StockDisposed,
+    serial: str,
+    event_id: str,
+    recalls: Sequence[RecallScope] = (),
+) -> Outcome:
+    """A held unit left for good: destroyed, or returned to the supplier, under the
+    disposal's reference (and the recall it clears). Applied whatever the unit's state."""
+    ref = disposal.disposal_id
+    if unit is not None and (
+        earlier := _applied_before(unit, EventType.STOCK_DISPOSED, event_id, ref)
+    ):
+        return earlier
+    destroyed = disposal.method is DisposalMethod.DESTROYED
+    status = UnitStatus.DESTROYED if destroyed else UnitStatus.RETURNED_TO_SUPPLIER
+    done = "destroyed" if destroyed else "returned to the supplier"
+    what = (
+        f"{done} from {disposal.location} in disposal {disposal.disposal_id}, "
+        f"reference {disposal.reference}"
+    )
+    if disposal.recall_id:
+        what += f", for recall {disposal.recall_id}"
+    if unit is None:
+        what += "; the serial was never received here"
+        unit = Unit(sku=disposal.sku, serial=serial, status=status, location=disposal.location)
+    else:
+        unit = as_recalled(unit, recalls)
+        if (
+            unit.location != disposal.location
+            or unit.status in GONE
+            or unit.status is UnitStatus.SOLD
+        ):
+            what += f" (it was {_was(unit)})"
+    entry = HistoryEntry(
+        EventType.STOCK_DISPOSED,
+        event_id,
+        disposal.disposed_at,
+        clip(what),
+        ref,
+        location=disposal.location,
+    )
+    return Outcome(replace(unit, status=status, location=disposal.location).with_entry(entry))

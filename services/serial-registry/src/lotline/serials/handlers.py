@@ -32,6 +32,9 @@ from lotline.events import (
     ReceiptRejected,
     RejectReason,
     SaleFlagged,
+    StockAdjusted,
+    StockCounted,
+    StockDisposed,
     TransferReceived,
     TransferShipped,
     UnitsRecalled,
@@ -48,10 +51,14 @@ from lotline.serials.domain import (
     Outcome,
     RecallScope,
     Unit,
+    adjust_unit,
     adopt,
     claim,
     claim_refused_event_id,
     clip,
+    counted_found,
+    counted_missing,
+    dispose_unit,
     flag_event_id,
     recall_answer_key,
     recall_entry,
@@ -91,6 +98,8 @@ class Derived:
 
 
 Decide = Callable[[Unit | None, Delivery], Outcome]
+# What one event of the store's operations does to one of the serials it names.
+DecideSerial = Callable[[Unit | None, Delivery, str], Outcome]
 
 
 @dataclass
@@ -135,6 +144,10 @@ class SerialHandlers:
                 to_register.append(delivery)
         if to_register:
             outgoing.extend(await self._register(to_register))
+            # The lots a count of a location reads its units from (store.unit_ids_at).
+            for sku in {d.data.sku for d in to_register}:
+                lots = [d.data.lot.code for d in to_register if d.data.sku == sku and d.data.lot]
+                await self.store.add_lots(sku, lots)
         await self.publish(outgoing)
         return result
 
@@ -558,7 +571,112 @@ class SerialHandlers:
                     result.defer(delivery, f"product {event.sku!r} is not registered (yet)")
             elif product.serialized and event.serials:
                 moving.append(delivery)
-        pairs = [(d, serial) for d in moving for serial in d.data.serials]
+        await self._apply_to_serials(moving, decide)
+        return result
+
+    # ------------------------------------------------------------ the store's operations
+
+    async def on_stock_counted(self, deliveries: list[Delivery]) -> BatchResult:
+        """A count of a serial item lists every unit found: the registry's units on the shelf
+        there that it does not list are missing, and a listed one the registry had elsewhere
+        (or missing, or not at all) is in stock there, as stock now has it on hand. Each
+        count in order, its location's units read afresh (counts are few)."""
+        result, to_count = await self._serialized(deliveries, "count")
+        scopes = await self.store.recall_scopes(d.data.sku for d in to_count)
+        for delivery in to_count:
+            count: StockCounted = delivery.data
+            assert count.serials is not None
+            event_id, recalls = delivery.event.dedupe_key, scopes[count.sku]
+            listed = {unit_id(count.sku, serial): serial for serial in count.serials}
+            named = {lot.lot_code for lot in count.lots if lot.lot_code is not None}
+            here = await self.store.unit_ids_at(count.sku, count.location, named)
+            for _ in range(MAX_CONFLICT_ROUNDS):
+                units = await self.store.units_by_id([*here, *listed])
+                changes: list[UnitChange] = []
+                for uid in here:
+                    unit = units.get(uid)
+                    if unit is None or uid in listed:
+                        continue
+                    missing = counted_missing(unit, count, event_id, recalls)
+                    if missing is not None and missing.changed:
+                        changes.append(UnitChange(unit, missing.unit))
+                for uid, serial in listed.items():
+                    before = units.get(uid)
+                    found = counted_found(before, count, serial, event_id, recalls)
+                    if found is not None and found.changed:
+                        changes.append(UnitChange(before, found.unit))
+                if await self.store.apply_changes(changes):
+                    break
+            else:
+                raise StoreConflict(f"count {count.count_id}: units kept changing")
+            log.info(
+                "count_applied",
+                sku=count.sku,
+                count_id=count.count_id,
+                location=count.location,
+                found=len(listed),
+                changed=len(changes),
+            )
+        return result
+
+    async def on_stock_adjusted(self, deliveries: list[Delivery]) -> BatchResult:
+        """Units written off leave stock (`written_off`, with the reason); units found are
+        in stock at the adjustment's location again."""
+        result, to_adjust = await self._serialized(deliveries, "adjustment")
+        scopes = await self.store.recall_scopes(d.data.sku for d in to_adjust)
+
+        def decide(unit: Unit | None, delivery: Delivery, serial: str) -> Outcome:
+            adjustment: StockAdjusted = delivery.data
+            return adjust_unit(
+                unit, adjustment, serial, delivery.event.dedupe_key, scopes[adjustment.sku]
+            )
+
+        await self._apply_to_serials(to_adjust, decide)
+        return result
+
+    async def on_stock_disposed(self, deliveries: list[Delivery]) -> BatchResult:
+        """Units disposed of are destroyed or returned to the supplier, with the reference."""
+        result, to_dispose = await self._serialized(deliveries, "disposal")
+        scopes = await self.store.recall_scopes(d.data.sku for d in to_dispose)
+
+        def decide(unit: Unit | None, delivery: Delivery, serial: str) -> Outcome:
+            disposal: StockDisposed = delivery.data
+            return dispose_unit(
+                unit, disposal, serial, delivery.event.dedupe_key, scopes[disposal.sku]
+            )
+
+        await self._apply_to_serials(to_dispose, decide)
+        return result
+
+    async def _serialized(
+        self, deliveries: list[Delivery], what: str
+    ) -> tuple[BatchResult, list[Delivery]]:
+        """The store operations this registry applies: of serial items, naming their serials.
+        One of a product not registered yet waits for it (another topic); one of a serial
+        item that names no serials cannot say which units: stock books it, the registry logs
+        it (the two then differ until a count with serials settles it)."""
+        result = BatchResult()
+        products = await self.store.products_of(d.data.sku for d in deliveries)
+        ours: list[Delivery] = []
+        for delivery in deliveries:
+            data = delivery.data
+            product = products.get(data.sku)
+            if product is None:
+                if data.serials is not None:
+                    result.defer(delivery, f"product {data.sku!r} is not registered (yet)")
+            elif not product.serialized:
+                continue  # quantities and lots are stock's business
+            elif data.serials is None:
+                log.warning(f"{what}_without_serials", sku=data.sku, location=data.location)
+            else:
+                ours.append(delivery)
+        return result, ours
+
+    async def _apply_to_serials(self, deliveries: list[Delivery], decide: DecideSerial) -> None:
+        """As `_apply_to_units`, for events that name several serials each."""
+        pairs = [(d, serial) for d in deliveries for serial in d.data.serials]
+        if not pairs:
+            return
         ids = [unit_id(d.data.sku, serial) for d, serial in pairs]
         for _ in range(MAX_CONFLICT_ROUNDS):
             current: dict[str, Unit | None] = dict(await self.store.units_by_id(ids))
@@ -570,8 +688,8 @@ class SerialHandlers:
                     changes.append(UnitChange(before, outcome.unit))
                     current[uid] = outcome.unit
             if await self.store.apply_changes(changes):
-                return result
-        raise StoreConflict(f"{len(ids)} units of transfers kept changing while being written")
+                return
+        raise StoreConflict(f"{len(pairs)} units kept changing while being written")
 
     # ---------------------------------------------------------------------------- shared
 

@@ -11,6 +11,8 @@ serials.recall_answers  the `units-recalled` chunks of each recall, kept so a re
                         recall republishes exactly the same events
 serials.receipts        receipts registered (sku, receipt id, serials digest) and the duplicates
                         they were refused, so a redelivered big receipt costs one lookup
+serials.sku_lots        per SKU, the lots its units were received in: the journals a count of
+                        a location reads to find the units there
 
 Written for MongoDB and for FerretDB 1.24 on SQLite alike. FerretDB looks a document up
 through an index only for a filter that is exactly `{_id: <string>}`; any other filter
@@ -346,6 +348,7 @@ class SerialStore:
         self._scopes: dict[str, list[RecallScope]] = owned.cache()
         self.recall_answers: AsyncCollection[Doc] = db["recall_answers"]
         self.receipts: AsyncCollection[Doc] = db["receipts"]
+        self.sku_lots: AsyncCollection[Doc] = db["sku_lots"]
 
     # ------------------------------------------------------------------------- products
 
@@ -410,6 +413,32 @@ class SerialStore:
 
     async def unit(self, sku: str, serial: str) -> Unit | None:
         return (await self.read_units([unit_id(sku, serial)])).get(unit_id(sku, serial))
+
+    async def unit_ids_at(self, sku: str, location: str, lot_codes: Iterable[str]) -> list[str]:
+        """The ids of a SKU's units of these lots (and of every lot it was received in) whose
+        latest journal entry puts them at a location: for a count, which must tell the units
+        it did not find. From the lots' journals, not a query on the units (FerretDB would
+        read all of them); read the units by id (`units_by_id`) for their state."""
+        lots = set(lot_codes) | await self.lots_of(sku)
+        ids = []
+        for lot_code in sorted(lots):
+            for serial, state in (await self.lot_states(sku, lot_code)).items():
+                if state.get("location") == location:
+                    ids.append(unit_id(sku, serial))
+        return ids
+
+    async def lots_of(self, sku: str) -> set[str]:
+        """Every lot a receipt registered units of this SKU in (`add_lots`)."""
+        doc = await self.sku_lots.find_one({"_id": sku})
+        return set((doc or {}).get("lots") or ())
+
+    async def add_lots(self, sku: str, lot_codes: Iterable[str]) -> None:
+        """Remember the lots a SKU's units were received in (idempotent, by _id)."""
+        wanted = sorted(set(lot_codes))
+        if wanted:
+            await self.sku_lots.update_one(
+                {"_id": sku}, {"$addToSet": {"lots": {"$each": wanted}}}, upsert=True
+            )
 
     async def insert_units(self, units: Sequence[Unit]) -> list[str]:
         """Insert new units, unordered, in slices (two at a time: the database encodes one

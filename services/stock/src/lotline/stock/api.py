@@ -36,6 +36,7 @@ class LotLevel(BaseModel):
     missing_in_transit: int = Field(
         0, description="Units shipped here that the transfer's receipt did not find"
     )
+    replaced: int = Field(0, description="Units given to replace faulty ones (warranty)")
 
 
 class ReceiptRefusal(BaseModel):
@@ -110,6 +111,7 @@ def _lots(doc: dict[str, Any]) -> list[LotLevel]:
             transferred_out=lot.get("transferred_out", 0),
             transferred_in=lot.get("transferred_in", 0),
             missing_in_transit=lot.get("missing_in_transit", 0),
+            replaced=lot.get("replaced", 0),
         )
         for lot in doc.get("lots", [])
     ]

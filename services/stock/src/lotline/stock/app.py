@@ -46,6 +46,12 @@ service.consume(EventType.STOCK_DISPOSED, handlers.on_stock_disposed, dedupe=Ded
 # Each applied once by its business key (the transfer and SKU, shipped or received).
 service.consume(EventType.TRANSFER_SHIPPED, handlers.on_transfers_shipped, dedupe=Dedupe.LOG)
 service.consume(EventType.TRANSFER_RECEIVED, handlers.on_transfers_received, dedupe=Dedupe.LOG)
+# Warranty claims last, after the receipts and sales of their batch (as in the registry); a
+# refusal right after them, so a claim and its refusal in one batch leave nothing moved.
+service.consume(EventType.WARRANTY_CLAIMED, handlers.on_warranty_claims, dedupe=Dedupe.LOG)
+service.consume(
+    EventType.WARRANTY_CLAIM_REFUSED, handlers.on_warranty_claims_refused, dedupe=Dedupe.LOG
+)
 expiry_warnings = ExpiryWarnings(
     service.db,
     store,

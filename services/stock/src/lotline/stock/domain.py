@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from lotline.events import AdjustmentDirection, FlagReason, RejectReason, ReturnReason, Tracking
+from lotline.events import (
+    AdjustmentDirection,
+    ClaimKind,
+    FlagReason,
+    RejectReason,
+    ReturnReason,
+    Tracking,
+)
 
 # Stock without a lot (quantity items, or units sold beyond every known lot) sits here.
 NO_LOT: str | None = None
@@ -74,16 +81,21 @@ class LotStock:
 
     @property
     def accounted_received(self) -> int:
-        """The units of the lot this location answers for: received, plus what transfers
-        brought or are bringing here (arrived, on the way, lost on the way), less what
-        they took away. Summed over locations, each unit counts once."""
+        """The units of the lot this location answers for: received (less what the serial
+        registry refused: those were never here), plus what transfers brought or are
+        bringing here (arrived, on the way, lost on the way), less what they took away.
+        Summed over locations, each unit counts once."""
         return (
             self.received
+            - self.refused
             + self.transferred_in
             + self.in_transit
             + self.missing_in_transit
             - self.transferred_out
         )
+
+    # Units handed to customers by the after-sales desk to replace faulty ones (warranty).
+    replaced: int = 0
 
     def is_expired(self, today: date) -> bool:
         return self.expires_on is not None and self.expires_on < today
@@ -157,6 +169,44 @@ class Refusal:
     pending: bool = False
 
 
+@dataclass(frozen=True)
+class ClaimBooking:
+    """A warranty claim as this level applied it: the lot its replacement unit left, the lot
+    the faulty unit came back into (held as damaged), or `refused` by the serial registry,
+    in which case nothing of it stays here (a refusal before its claim keeps it out)."""
+
+    claim_id: str
+    at: datetime
+    replacement_lot: str | None = None
+    replaced: bool = False
+    returned_lot: str | None = None
+    returned: bool = False
+    refused: bool = False
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "claim_id": self.claim_id,
+            "at": self.at.isoformat(),
+            "replacement_lot": self.replacement_lot,
+            "replaced": self.replaced,
+            "returned_lot": self.returned_lot,
+            "returned": self.returned,
+            "refused": self.refused,
+        }
+
+    @classmethod
+    def from_document(cls, raw: dict[str, Any]) -> ClaimBooking:
+        return cls(
+            claim_id=raw["claim_id"],
+            at=datetime.fromisoformat(raw["at"]),
+            replacement_lot=raw.get("replacement_lot"),
+            replaced=raw.get("replaced", False),
+            returned_lot=raw.get("returned_lot"),
+            returned=raw.get("returned", False),
+            refused=raw.get("refused", False),
+        )
+
+
 @dataclass
 class Level:
     sku: str
@@ -171,6 +221,9 @@ class Level:
     # is below it now: a crossing is reported when `low` turns true, not at every sale.
     reorder_point: int | None = None
     low: bool = False
+    # Warranty claims taken here lately, by claim id: what each did, or that the serial
+    # registry refused it (`forget_claims` keeps it bounded, like `serial_receipts`).
+    claims: dict[str, ClaimBooking] = field(default_factory=dict)
 
     def lot(self, code: str | None, expires_on: date | None = None) -> LotStock:
         stock = self.lots.get(code)
@@ -245,7 +298,7 @@ class Level:
 
         A receipt not booked here yet keeps the refusal pending until it arrives, unless it
         is older than the level's memory of receipts (`receipt_forgotten`): then it was
-        booked long ago. Returns the lot's new quarantine total if the refusal changed it."""
+        booked long ago. Returns the lot's new quarantine total if the lot is under recall."""
         if receipt_id in self.refusals:
             return None  # this receipt was refused here already
         booked = self.serial_receipts.get(receipt_id)
@@ -255,7 +308,9 @@ class Level:
         code = booked.lot_code if booked is not None else lot_code
         self.refusals[receipt_id] = Refusal(receipt_id, code, quantity, reason)
         stock = self.lot(code)
-        if self._take_out(stock, quantity) and stock.recall_id is not None:
+        self._take_out(stock, quantity)
+        if stock.recall_id is not None:
+            # Reported even when none left quarantine: the recall expects fewer units.
             return Quarantine(stock.recall_id, code, stock.quarantined)
         return None
 
@@ -592,6 +647,60 @@ class Level:
                 quarantines[code] = Quarantine(stock.recall_id, code, stock.quarantined)
         return list(quarantines.values())
 
+    # --- warranty claims ----------------------------------------------------------------
+
+    def take_claim(self, claim_id: str, kind: ClaimKind, at: datetime) -> ClaimBooking | None:
+        """A warranty claim taken here, as the serial registry applies it: a replacement's
+        unit leaves on-hand (first expiry first among sellable lots: the registry refuses a
+        recalled one), and for a replacement or a refund the faulty unit comes back, held
+        apart as damaged (the registry has it returned, damaged, here). A repair moves no
+        stock. Which lot the faulty unit is of is the registry's to know: it is held without
+        one. None if the claim was taken or refused here before."""
+        if claim_id in self.claims:
+            return None
+        if kind is ClaimKind.REPAIR:
+            return None
+        replacement_lot: str | None = None
+        replaced = kind is ClaimKind.REPLACEMENT
+        if replaced:
+            [pick, *_] = self.pick_fefo(1, at.date())
+            replacement_lot = pick.lot_code
+            stock = self.lot(replacement_lot)
+            stock.on_hand -= 1
+            stock.replaced += 1
+        back = self.lot(NO_LOT)
+        back.returned += 1
+        back.damaged += 1
+        booking = ClaimBooking(claim_id, at, replacement_lot, replaced, NO_LOT, True)
+        self.claims[claim_id] = booking
+        return booking
+
+    def refuse_claim(self, claim_id: str, at: datetime) -> bool:
+        """The serial registry refused a claim: what it did here is undone (the replacement
+        back on hand, the faulty unit no longer held). A refusal of a claim not taken here
+        yet is kept, so the claim, when it comes, changes nothing. True if stock moved."""
+        booking = self.claims.get(claim_id)
+        if booking is not None and booking.refused:
+            return False
+        self.claims[claim_id] = ClaimBooking(claim_id, booking.at if booking else at, refused=True)
+        if booking is None:
+            return False
+        if booking.replaced:
+            stock = self.lot(booking.replacement_lot)
+            stock.on_hand += 1
+            stock.replaced -= 1
+        if booking.returned:
+            back = self.lot(booking.returned_lot)
+            back.returned -= 1
+            back.damaged -= 1
+        return booking.replaced or booking.returned
+
+    def forget_claims(self, before: datetime) -> None:
+        """Drop the claims taken before `before`: a refusal comes within seconds of its claim."""
+        self.claims = {
+            claim_id: booking for claim_id, booking in self.claims.items() if booking.at >= before
+        }
+
     def set_reorder_point(self, reorder_point: int | None) -> None:
         self.reorder_point = reorder_point
 
@@ -631,6 +740,7 @@ class Level:
                 }
                 for r in self.refusals.values()
             ],
+            "claims": [booking.to_document() for booking in self.claims.values()],
         }
 
     @property
@@ -669,6 +779,7 @@ class Level:
                 in_transit=raw.get("in_transit", 0),
                 transferred_in=raw.get("transferred_in", 0),
                 missing_in_transit=raw.get("missing_in_transit", 0),
+                replaced=raw.get("replaced", 0),
             )
             level.lots[lot.code] = lot
         for raw in doc.get("serial_receipts", []):
@@ -683,6 +794,9 @@ class Level:
                 RejectReason(raw["reason"]),
                 raw["pending"],
             )
+        for raw in doc.get("claims", []):
+            booking = ClaimBooking.from_document(raw)
+            level.claims[booking.claim_id] = booking
         return level
 
 
@@ -707,6 +821,7 @@ def _lot_document(lot: LotStock) -> dict[str, Any]:
         "in_transit": lot.in_transit,
         "transferred_in": lot.transferred_in,
         "missing_in_transit": lot.missing_in_transit,
+        "replaced": lot.replaced,
     }
 
 

@@ -28,6 +28,8 @@ from lotline.events import (
     Tracking,
     TransferReceived,
     TransferShipped,
+    WarrantyClaimed,
+    WarrantyClaimRefused,
     encode,
 )
 from lotline.runtime.consumer import BatchResult, Deferred, Delivery
@@ -389,6 +391,34 @@ class StockHandlers:
         await self.store.stage_transfers(transfers)
         return result
 
+    async def on_warranty_claims(self, deliveries: list[Delivery]) -> BatchResult:
+        """A warranty claim moves serial stock as the serial registry applies it: a
+        replacement's unit leaves on-hand here, and the faulty unit of a replacement or a
+        refund comes back, held as damaged. A claim the registry refuses is undone when its
+        refusal arrives (`on_warranty_claims_refused`), as its refused receipts are."""
+
+        def take(delivery: Delivery, level: Level, product: Product) -> list[tuple[EventData, str]]:
+            claim: WarrantyClaimed = delivery.data
+            if product.tracking is Tracking.SERIAL:
+                level.forget_claims(self._receipts_remembered_since())
+                level.take_claim(claim.claim_id, claim.kind, claim.claimed_at)
+            return []
+
+        return await self._apply(deliveries, take)
+
+    async def on_warranty_claims_refused(self, deliveries: list[Delivery]) -> BatchResult:
+        """The registry did not apply a claim: what stock did for it is undone (and a refusal
+        that comes first keeps its claim from moving anything). Only the registry's own."""
+
+        def undo(delivery: Delivery, level: Level, product: Product) -> list[tuple[EventData, str]]:
+            refusal: WarrantyClaimRefused = delivery.data
+            if product.tracking is Tracking.SERIAL:
+                level.refuse_claim(refusal.claim_id, delivery.event.time)
+            return []
+
+        ours = [d for d in deliveries if d.event.source == REGISTRY_SOURCE]
+        return await self._apply(ours, undo)
+
     def _receipts_remembered_since(self) -> datetime:
         """A level remembers its serial receipts as long as its events (the dedupe window)."""
         return datetime.now(UTC) - timedelta(hours=self.settings.dedupe_window_hours)
@@ -507,7 +537,8 @@ def _quarantine_events(
             location=level.location,
             lot_code=q.lot_code,
             quantity=q.quantity,
-            # Net of transfers: the units a transfer moved are the destination's to answer for.
+            # Net of transfers (the units a transfer moved are the destination's to answer
+            # for) and of refusals (units the registry refused were never here).
             received=max(lot.accounted_received, 0) if lot else None,
             disposed=max(lot.disposed, 0) if lot else None,
             sold_before_recall=max(lot.sold_before_recall, 0) if lot else None,

@@ -27,6 +27,8 @@ from lotline.events import (
     StockDisposed,
     TransferReceived,
     TransferShipped,
+    WarrantyClaimed,
+    WarrantyClaimRefused,
 )
 from lotline.stock.domain import Level
 
@@ -53,6 +55,12 @@ class MovementKind(StrEnum):
     # transfer.
     SHIPPED = "shipped"
     TRANSFER_RECEIVED = "transfer_received"
+    # A unit the after-sales desk gave a customer to replace a faulty one (warranty claim);
+    # the faulty unit's return is a `returned` movement of the claim, held as damaged.
+    REPLACED = "replaced"
+    # A claim the serial registry refused, undone: `quantity` units of this lot moved back
+    # (the replacement on hand again, the faulty unit no longer held).
+    CLAIM_REFUSED = "claim_refused"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class LotCounts:
     disposed: int = 0
     transferred_out: int = 0
     transferred_in: int = 0
+    replaced: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,7 @@ def counts_of(level: Level) -> dict[str | None, LotCounts]:
             lot.disposed,
             lot.transferred_out,
             lot.transferred_in,
+            replaced=lot.replaced,
         )
         for code, lot in level.lots.items()
     }
@@ -173,6 +183,7 @@ def movements(
             "disposed": lot.disposed - was.disposed,
             "transferred_out": lot.transferred_out - was.transferred_out,
             "transferred_in": lot.transferred_in - was.transferred_in,
+            "replaced": lot.replaced - was.replaced,
         }
         if isinstance(event.data, StockCounted):
             counted = code in {c.lot_code for c in event.data.lots}
@@ -224,6 +235,11 @@ def _kinds(data: Any, deltas: dict[str, int]) -> list[tuple[MovementKind, int]]:
         kinds.append((MovementKind.SHIPPED, deltas["transferred_out"]))
     elif isinstance(data, TransferReceived):
         kinds.append((MovementKind.TRANSFER_RECEIVED, deltas["transferred_in"]))
+    elif isinstance(data, WarrantyClaimed):
+        kinds.append((MovementKind.REPLACED, deltas["replaced"]))
+        kinds.append((MovementKind.RETURNED, deltas["returned"]))
+    elif isinstance(data, WarrantyClaimRefused):
+        kinds.append((MovementKind.CLAIM_REFUSED, -deltas["replaced"] - deltas["returned"]))
     # A receipt applies a refusal that arrived before it; a rejection, one of a booked receipt.
     kinds.append((MovementKind.REFUSED, deltas["refused"]))
     # Stock leaving quarantine (sold or refused from it) is in that movement; only what
@@ -343,6 +359,14 @@ def _movement(
             document_id=data.transfer_id,
             from_location=from_location,
             to_location=data.location,
+        )
+    if isinstance(data, WarrantyClaimed | WarrantyClaimRefused):
+        return Movement(
+            **common,
+            at=data.claimed_at if isinstance(data, WarrantyClaimed) else event.time,
+            document_type="warranty_claim",
+            document_id=data.claim_id,
+            return_reason="damaged" if kind is MovementKind.RETURNED else None,
         )
     if isinstance(data, BatchRecalled):
         return Movement(

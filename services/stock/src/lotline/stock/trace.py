@@ -33,6 +33,7 @@ class LotAtLocation(BaseModel):
     transferred_out: int = 0
     transferred_in: int = 0
     missing_in_transit: int = 0
+    replaced: int = Field(0, description="Units given to replace faulty ones (warranty)")
 
 
 class MovementView(BaseModel):
@@ -43,7 +44,8 @@ class MovementView(BaseModel):
     at: datetime
     event_id: str = Field(description="CloudEvents source#id of the event that moved stock")
     document_type: str = Field(
-        description="receipt, sale, return, recall, count, adjustment, disposal or transfer"
+        description="receipt, sale, return, recall, count, adjustment, disposal, transfer or "
+        "warranty_claim"
     )
     document_id: str
     line: int | None = None
@@ -100,6 +102,7 @@ def _at_location(doc: dict[str, Any]) -> LotAtLocation:
         transferred_out=doc.get("transferred_out", 0),
         transferred_in=doc.get("transferred_in", 0),
         missing_in_transit=doc.get("missing_in_transit", 0),
+        replaced=doc.get("replaced", 0),
     )
 
 

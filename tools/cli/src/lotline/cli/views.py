@@ -12,7 +12,15 @@ from rich.text import Text
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
-STATUS_STYLE = {"in_stock": "green", "sold": "cyan", "returned": "yellow"}
+STATUS_STYLE = {
+    "in_stock": "green",
+    "sold": "cyan",
+    "returned": "yellow",
+    "missing": "red",
+    "written_off": "red",
+    "destroyed": "dim",
+    "returned_to_supplier": "dim",
+}
 
 
 def error(message: str) -> None:
