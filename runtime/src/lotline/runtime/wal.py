@@ -304,6 +304,19 @@ class WriteAheadLog:
             await _insert_ignoring_duplicate(
                 self._entries, {"_id": checkpoint_id(partition), "seq": 0}
             )
+        stale = [
+            doc["_id"]
+            async for doc in self._entries.find({"p": partition, "seq": {"$lte": last}}, {"_id": 1})
+        ]
+        if stale:
+            # Numbered at or below the checkpoint: written by an owner that had lost the
+            # partition (its number was free again once the real entry was written out and
+            # deleted). Its batch's offsets were never committed, so the batch is applied
+            # again here; the entry itself is no part of the log.
+            await bulk_write_in_parts(
+                self._entries, [DeleteOne({"_id": doc_id}) for doc_id in stale], ordered=False
+            )
+            log.warning("wal_stale_entries_dropped", partition=partition, entries=len(stale))
         found = [
             Entry.from_document(doc)
             async for doc in self._entries.find({"p": partition, "seq": {"$gt": last}})
