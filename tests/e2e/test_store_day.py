@@ -9,10 +9,14 @@ is then asserted through the services' HTTP APIs only.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
 from lotline.events import (
@@ -70,7 +74,14 @@ async def test_a_store_day_with_a_recall(bus, start_service, run_id) -> None:  #
     stock = start_service("stock")
     serials = start_service("serial-registry")
     token = "qa-lead-token-" + "4" * 16
-    recall = start_service("recall", RECALL_OPERATOR_TOKENS=f"qa-lead:operator:{token}")
+    recall = start_service(
+        "recall",
+        RECALL_OPERATOR_TOKENS=f"qa-lead:operator:{token}",
+        # The lot traces ask the other services.
+        CATALOG_URL=catalog.url,
+        STOCK_URL=stock.url,
+        SERIALS_URL=serials.url,
+    )
     # The operator of the tests' services: registers products, reads customer references.
     http = httpx.AsyncClient(timeout=10, headers=AS_OPERATOR)
     milk, phone = f"MILK-{run_id}", f"PHONE-{run_id}"
@@ -309,6 +320,51 @@ async def test_a_store_day_with_a_recall(bus, start_service, run_id) -> None:  #
         assert detail["accounting"]["disposed"] == 25, detail["accounting"]
 
     await eventually(operated, timeout=60)
+
+    # Lot L3 was received, transferred, counted and written off; lot L2 recalled, quarantined
+    # and destroyed. Each lot's EPCIS document is valid against GS1's EPCIS 2.0 schema and
+    # holds exactly those events, in order.
+    schema = resources.files("lotline.recall").joinpath("standards/epcis-json-schema.json")
+    validator = jsonschema.Draft7Validator(json.loads(schema.read_text("utf-8")))
+
+    async def epcis_steps(lot: str) -> list[tuple[Any, ...]]:
+        document = await get(http, f"{recall.url}/trace/lots/{milk}/{lot}/epcis")
+        assert not [error.message for error in validator.iter_errors(document)]
+        return [
+            (
+                e.get("action"),
+                e.get("bizStep"),
+                e.get("disposition"),
+                e["bizLocation"]["id"].rsplit(":", 1)[-1] if "bizLocation" in e else None,
+                sum(q["quantity"] for q in e.get("quantityList", [])),
+            )
+            for e in document["epcisBody"]["eventList"]
+        ]
+
+    # (action, bizStep, disposition, store, quantity); several events share a time, so the
+    # lists are compared as multisets.
+    assert Counter(await epcis_steps("L3")) == Counter(
+        [
+            ("ADD", "receiving", "sellable_accessible", "S2", 25),
+            ("OBSERVE", "shipping", "in_transit", "S2", 10),  # the FEFO transfer to S1
+            ("OBSERVE", "receiving", "sellable_accessible", "S1", 10),
+            ("OBSERVE", "cycle_counting", "sellable_accessible", "S1", 9),  # one short
+            ("OBSERVE", "inspecting", "damaged", "S2", 2),  # the write-off
+        ]
+    )
+    assert Counter(await epcis_steps("L2")) == Counter(
+        [
+            ("ADD", "receiving", "sellable_accessible", "S1", 30),
+            ("ADD", "receiving", "sellable_accessible", "S2", 15),
+            ("OBSERVE", "retail_selling", "retail_sold", None, 5),
+            ("OBSERVE", "retail_selling", "retail_sold", None, 10),
+            ("OBSERVE", None, "recalled", None, 45),
+            ("OBSERVE", "holding", "non_sellable_other", "S1", 25),
+            ("OBSERVE", "holding", "non_sellable_other", "S2", 5),
+            ("OBSERVE", "retail_selling", "retail_sold", None, 2),  # sold under the recall
+            ("DELETE", "destroying", "destroyed", "S1", 25),  # the quarantine disposed of
+        ]
+    )
 
     # The after-sales desk repairs a phone sold this morning, in its 24-month warranty.
     await bus.publish(
