@@ -323,8 +323,8 @@ async def test_receipts_sales_returns_and_a_recall(
     bad = await http.get(f"/lots/{sku}/L1/units", params={"status": "lost", "limit": 0})
     assert bad.status_code == 422
     assert bad.json()["message"] == (
-        "status: Input should be 'in_stock', 'sold' or 'returned'; "
-        "limit: Input should be greater than or equal to 1"
+        "status: Input should be 'in_stock', 'sold', 'returned', 'missing', 'written_off', "
+        "'destroyed' or 'returned_to_supplier'; limit: Input should be greater than or equal to 1"
     )
 
 

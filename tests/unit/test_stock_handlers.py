@@ -541,6 +541,24 @@ async def test_a_sale_retried_after_a_failed_commit_counts_once(
     assert len(entries) == 2  # the receipt and the sale, once each (products are not logged)
 
 
+async def test_movements_of_one_millisecond_keep_the_order_they_were_applied_in(
+    stock: Stock,
+) -> None:
+    """Stored times keep milliseconds, so a sale made in the receipt's millisecond ties with
+    it: the trace keeps the order the two were applied in, not their ids' order."""
+    at = datetime(2026, 12, 2, 9, 0, 0, 123000, tzinfo=UTC)
+    await stock.send(receipt("MILK", 3, "L1").model_copy(update={"received_at": at}))
+    for sale_id in ["T-9", "T-0", "T-5"]:
+        await stock.send(sold("MILK", 1, sale_id=sale_id, lot="L1", at=at))
+    movements = await stock.store.lot_movements("MILK", "L1")
+    assert [(m["kind"], m["document_id"]) for m in movements] == [
+        ("received", "R-1"),
+        ("sold", "T-9"),
+        ("sold", "T-0"),
+        ("sold", "T-5"),
+    ]
+
+
 async def test_a_lots_trace_holds_written_and_pending_movements_in_order(stock: Stock) -> None:
     await stock.send(receipt("MILK", 5, "L1", date(2027, 3, 1)))
     await stock.wal.materialize()  # the receipt's changes are written out

@@ -291,7 +291,9 @@ class StockStore:
         """Every movement of one lot, in the order things happened."""
         found = await self.wal.read_list(self.ledger, ledger_key(sku, lot_code))
         docs = {doc["_id"]: doc for doc in found}
-        return sorted(docs.values(), key=lambda doc: (doc["at"], doc["_id"]))
+        # Stored times keep milliseconds: movements of one millisecond stay in the order
+        # they were applied (the list's order; the sort is stable), not by their ids.
+        return sorted(docs.values(), key=lambda doc: doc["at"])
 
     async def expiring_lots(self, until: date, location: str | None = None) -> list[dict[str, Any]]:
         """Lots with stock on hand that expire on or before `until`, soonest first."""
