@@ -42,6 +42,11 @@ from pymongo.results import BulkWriteResult, InsertManyResult, InsertOneResult, 
 
 from lotline.events import CloudEvent, EventType, decode
 from lotline.events.codec import OutgoingMessage
+from lotline.runtime.consumer import BatchHandler, EventConsumer, GiveUp, Progress
+from lotline.runtime.dedupe import Dedupe, SeenEvents
+from lotline.runtime.owned import OwnedState
+from lotline.runtime.settings import Settings
+from lotline.runtime.wal import WriteAheadLog
 
 Doc = dict[str, Any]
 DUPLICATE_KEY = 11000
@@ -618,3 +623,33 @@ class MemoryPublisher:
     def clear(self) -> None:
         self.sent.clear()
         self.dead_letters.clear()
+
+
+def memory_consumers(
+    service: str,
+    wiring: Mapping[EventType, tuple[BatchHandler, Dedupe, GiveUp | None]],
+    *,
+    db: MemoryDatabase,
+    publisher: MemoryPublisher,
+    settings: Settings,
+    owned: OwnedState,
+    wal: WriteAheadLog,
+) -> dict[EventType, EventConsumer]:
+    """A service's consumers over the in-memory database, as its app.py wires them: one per
+    event type, each with its handler, dedupe mode and give-up hook."""
+    return {
+        event_type: EventConsumer(
+            service=service,
+            event_type=event_type,
+            handler=handler,
+            publisher=publisher,  # type: ignore[arg-type]
+            seen=SeenEvents(db["seen_events"]),  # type: ignore[arg-type]
+            settings=settings,
+            owned=owned,
+            progress=Progress(60.0),
+            wal=wal,
+            dedupe=dedupe,
+            give_up=give_up,
+        )
+        for event_type, (handler, dedupe, give_up) in wiring.items()
+    }

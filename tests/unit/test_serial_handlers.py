@@ -14,7 +14,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from memory_db import MemoryDatabase, MemoryPublisher
+from memory_db import MemoryDatabase, MemoryPublisher, memory_consumers
 
 from lotline.events import (
     BatchRecalled,
@@ -35,8 +35,8 @@ from lotline.events import (
     decode,
     envelope_of,
 )
-from lotline.runtime.consumer import BatchHandler, Delivery, EventConsumer, GiveUp, Progress
-from lotline.runtime.dedupe import Dedupe, SeenEvents
+from lotline.runtime.consumer import BatchHandler, Delivery, GiveUp
+from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.wal import WriteAheadLog
@@ -86,22 +86,15 @@ class Registry:
                 handlers.on_warranty_claims_given_up,
             ),
         }
-        self.consumers = {
-            event_type: EventConsumer(
-                service="serial-registry",
-                event_type=event_type,
-                handler=handler,
-                publisher=self.publisher,  # type: ignore[arg-type]
-                seen=SeenEvents(self.db["seen_events"]),  # type: ignore[arg-type]
-                settings=self.settings,
-                owned=owned,
-                progress=Progress(60.0),
-                wal=self.wal,
-                dedupe=dedupe,
-                give_up=give_up,
-            )
-            for event_type, (handler, dedupe, give_up) in wiring.items()
-        }
+        self.consumers = memory_consumers(
+            "serial-registry",
+            wiring,
+            db=self.db,
+            publisher=self.publisher,
+            settings=self.settings,
+            owned=owned,
+            wal=self.wal,
+        )
         self.offsets: dict[str, int] = {}
 
     def delivery(self, item: EventData | CloudEvent[Any], source: str = "till") -> Delivery:

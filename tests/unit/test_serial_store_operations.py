@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from memory_db import MemoryDatabase
+from memory_db import MemoryDatabase, memory_consumers
 from test_serial_handlers import Registry, product, recall, receipt, sold
 
 from lotline.events import (
@@ -26,8 +26,7 @@ from lotline.events import (
     UnitsRecalled,
     UnitStatus,
 )
-from lotline.runtime.consumer import EventConsumer, Progress
-from lotline.runtime.dedupe import Dedupe, SeenEvents
+from lotline.runtime.dedupe import Dedupe
 from lotline.serials.handlers import SerialHandlers
 
 COUNTED_AT = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -41,23 +40,21 @@ class Shop(Registry):
         super().__init__(db)
         handlers = SerialHandlers(self.store)
         any_consumer = next(iter(self.consumers.values()))
-        for event_type, handler in (
-            (EventType.STOCK_COUNTED, handlers.on_stock_counted),
-            (EventType.STOCK_ADJUSTED, handlers.on_stock_adjusted),
-            (EventType.STOCK_DISPOSED, handlers.on_stock_disposed),
-        ):
-            self.consumers[event_type] = EventConsumer(
-                service="serial-registry",
-                event_type=event_type,
-                handler=handler,
-                publisher=self.publisher,  # type: ignore[arg-type]
-                seen=SeenEvents(self.db["seen_events"]),  # type: ignore[arg-type]
+        self.consumers.update(
+            memory_consumers(
+                "serial-registry",
+                {
+                    EventType.STOCK_COUNTED: (handlers.on_stock_counted, Dedupe.LOG, None),
+                    EventType.STOCK_ADJUSTED: (handlers.on_stock_adjusted, Dedupe.LOG, None),
+                    EventType.STOCK_DISPOSED: (handlers.on_stock_disposed, Dedupe.LOG, None),
+                },
+                db=self.db,
+                publisher=self.publisher,
                 settings=self.settings,
                 owned=any_consumer.owned,
-                progress=Progress(60.0),
                 wal=self.wal,
-                dedupe=Dedupe.LOG,
             )
+        )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from memory_db import memory_consumers
 from test_stock_handlers import Stock, product, recall, receipt, rejection
 
 from lotline.events import (
@@ -20,8 +21,7 @@ from lotline.events import (
     WarrantyClaimed,
     WarrantyClaimRefused,
 )
-from lotline.runtime.consumer import EventConsumer, Progress
-from lotline.runtime.dedupe import Dedupe, SeenEvents
+from lotline.runtime.dedupe import Dedupe
 from lotline.stock.handlers import REGISTRY_SOURCE, StockHandlers
 
 CLAIMED_AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -35,22 +35,24 @@ class Shop(Stock):
         super().__init__()
         handlers = StockHandlers(self.store, self.settings)
         any_consumer = next(iter(self.consumers.values()))
-        for event_type, handler in (
-            (EventType.WARRANTY_CLAIMED, handlers.on_warranty_claims),
-            (EventType.WARRANTY_CLAIM_REFUSED, handlers.on_warranty_claims_refused),
-        ):
-            self.consumers[event_type] = EventConsumer(
-                service="stock",
-                event_type=event_type,
-                handler=handler,
-                publisher=self.publisher,  # type: ignore[arg-type]
-                seen=SeenEvents(self.db["seen_events"]),  # type: ignore[arg-type]
+        self.consumers.update(
+            memory_consumers(
+                "stock",
+                {
+                    EventType.WARRANTY_CLAIMED: (handlers.on_warranty_claims, Dedupe.LOG, None),
+                    EventType.WARRANTY_CLAIM_REFUSED: (
+                        handlers.on_warranty_claims_refused,
+                        Dedupe.LOG,
+                        None,
+                    ),
+                },
+                db=self.db,
+                publisher=self.publisher,
                 settings=self.settings,
                 owned=any_consumer.owned,
-                progress=Progress(60.0),
                 wal=self.wal,
-                dedupe=Dedupe.LOG,
             )
+        )
 
 
 @pytest.fixture
