@@ -361,7 +361,9 @@ async def tally_units(
         units = {}
         ids = [f"{product.sku} {expected.serial}" for expected in shop.units_of(product.sku)]
         # Through the write-ahead log, as the registry's reads go: written out or pending.
-        for doc in (await WriteAheadLog(mongo["serials"]).read("units", ids)).values():
+        for doc in (
+            await WriteAheadLog(mongo["serials"], versioned=["units"]).read("units", ids)
+        ).values():
             unit = unit_from_doc(doc)
             units[unit.serial] = unit
         for expected in shop.units_of(product.sku):

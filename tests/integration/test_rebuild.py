@@ -35,6 +35,7 @@ async def db(
 
 
 async def test_units_stored_before_journals_are_journalled(db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Each unit once, as its newest version."""
     monkeypatch.setattr(pages, "FLUSH_EVERY", 7)  # several appends
     units = [
         Unit(
@@ -46,7 +47,7 @@ async def test_units_stored_before_journals_are_journalled(db, monkeypatch) -> N
         )
         for n in range(20)
     ]
-    units[3] = Unit(
+    sold = Unit(
         sku="PHONE",
         serial="S03",
         status=UnitStatus.SOLD,
@@ -58,6 +59,8 @@ async def test_units_stored_before_journals_are_journalled(db, monkeypatch) -> N
     )
     no_lot = Unit(sku="PHONE", serial="LOOSE", status=UnitStatus.IN_STOCK, location="S1")
     await db["units"].insert_many([unit_doc(u) for u in [*units, no_lot]])
+    # S03's sale, written out later as its first version: the rebuild journals the newest.
+    await db["units"].insert_one({**unit_doc(sold), "_id": "PHONE S03/1", "_wal": 2})
     store = SerialStore(db)
     assert (await store.lot_page("PHONE", "L1", None, None, 10, 0)).matched == 0  # not yet
 

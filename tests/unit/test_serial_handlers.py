@@ -622,7 +622,13 @@ async def test_a_unit_written_out_by_a_next_owner_keeps_every_change(registry: R
     await next_owner.send(customer_return())
     assert await next_owner.wal.materialize() == 1
     assert [d["_id"] for d in registry.db["wal"].documents() if "p" in d] == []
-    written = registry.db["units"].get("PHONE IMEI-1")
+    # Inserted by its receipt, then written out as one new version: the sale and the
+    # return, coalesced (units are written out by inserts, never replaced).
+    assert sorted(d["_id"] for d in registry.db["units"].documents()) == [
+        "PHONE IMEI-1",
+        "PHONE IMEI-1/1",
+    ]
+    written = registry.db["units"].get("PHONE IMEI-1/1")
     assert written is not None
     assert (written["status"], written["sale_id"], written["return_id"], written["_wal"]) == (
         "returned",

@@ -327,6 +327,23 @@ async def test_a_round_takes_whole_entries_up_to_round_docs() -> None:
     assert len(db["docs"]) == 6
 
 
+async def test_entries_changing_the_same_documents_are_written_out_in_one_round() -> None:
+    """A round counts different documents, not changes: busy documents coalesce."""
+    wal = log_of(round_docs=2)
+    db, _ = parts(wal)
+    for n in range(3):
+        wal.observe("SKU-1", 0)
+        wal.stage("SKU-1", "docs", "a", {"n": n})
+        wal.stage("SKU-1", "docs", "b", {"n": n})
+        await wal.commit()
+    assert await wal.materialize() == 2
+    assert [d["_id"] for d in db["wal"].documents()] == [checkpoint_id(0)]
+    assert db["docs"].documents() == [
+        {"n": 2, "_id": "a", "_wal": 3},
+        {"n": 2, "_id": "b", "_wal": 3},
+    ]
+
+
 async def test_any_reader_sees_every_committed_batch_before_and_after_it_is_written() -> None:
     owner = log_of()
     db, _ = parts(owner)
@@ -347,6 +364,96 @@ async def test_any_reader_sees_every_committed_batch_before_and_after_it_is_writ
         "SKU-1": {"_id": "SKU-1", "v": 2}
     }
     assert await reader.read("docs", []) == {}
+
+
+async def test_a_versioned_collection_is_written_out_by_inserts_and_read_as_its_newest() -> None:
+    """Units change a few times each and never coalesce: each version is an insert (an
+    update costs sixteen inserts on FerretDB), and every reader takes the newest."""
+    owner = log_of()
+    owner.keep_versions("units")
+    db, _ = parts(owner)
+    await db["units"].insert_one({"_id": "P S1", "status": "in_stock"})  # the receipt's
+    owner.know("units", [{"_id": "P S1", "status": "in_stock"}])
+    for status in ("sold", "returned"):
+        owner.observe("P", 0)
+        owner.stage("P", "units", "P S1", {"status": status})
+        await owner.commit()
+        assert await owner.materialize() == 1
+    owner.observe("P", 0)
+    owner.stage("P", "units", "P S2", {"status": "in_stock"})  # never stored before
+    await owner.commit()
+    await owner.materialize()
+
+    assert sorted(d["_id"] for d in db["units"].documents()) == ["P S1", "P S1/1", "P S1/2", "P S2"]
+    assert "bulk_write" not in db["units"].calls
+    assert "replace_one" not in db["units"].calls
+    assert db["units"].calls.get("find_one", 0) == 1  # P S2: the owner knew P S1's versions
+    reader = WriteAheadLog(db, versioned=["units"])  # type: ignore[arg-type]
+    assert await reader.read("units", ["P S1", "P S2", "P S3"]) == {
+        "P S1": {"_id": "P S1", "status": "returned"},
+        "P S2": {"_id": "P S2", "status": "in_stock"},
+    }
+    assert await reader.read("units", ["P S1"], {"status": 1}) == {
+        "P S1": {"_id": "P S1", "status": "returned"}
+    }
+    successor = log_of(db)
+    successor.keep_versions("units")
+    successor.observe("P", 0)
+    assert await successor.latest("units", ["P S1"]) == {
+        "P S1": {"_id": "P S1", "status": "returned"}
+    }
+    successor.stage("P", "units", "P S1", {"status": "sold"})
+    await successor.commit()
+    await successor.materialize()
+    assert db["units"].get("P S1/3") == {"_id": "P S1/3", "status": "sold", "_wal": 4}
+
+
+async def test_a_round_interrupted_after_inserting_versions_inserts_none_twice() -> None:
+    owner = log_of()
+    owner.keep_versions("units")
+    db, _ = parts(owner)
+    owner.observe("P", 0)
+    owner.stage("P", "units", "P S1", {"status": "in_stock"})
+    await owner.commit()
+    await owner.materialize()
+    owner.observe("P", 0)
+    owner.stage("P", "units", "P S1", {"status": "sold"})
+    owner.stage("P", "units", "P S2", {"status": "sold"})
+    await owner.commit()
+    db.fail_next("units", "insert_many", AutoReconnect("lost on the way back"), after_write=True)
+    with pytest.raises(AutoReconnect):
+        await owner.materialize()
+    assert await owner.materialize() == 2  # the entry again: its versions are found written
+    assert [d["_id"] for d in db["units"].documents()] == ["P S1", "P S1/1", "P S2"]
+
+    # A next owner restoring an entry that was written out but not deleted writes nothing.
+    owner.observe("P", 0)
+    owner.stage("P", "units", "P S1", {"status": "returned"})
+    await owner.commit()
+    db.fail_next("wal", "bulk_write", AutoReconnect("gone before the checkpoint"))
+    with pytest.raises(AutoReconnect):
+        await owner.materialize()
+    successor = log_of(db)
+    successor.keep_versions("units")
+    await successor.restore([0])
+    assert await successor.materialize() == 1
+    assert sorted(d["_id"] for d in db["units"].documents()) == ["P S1", "P S1/1", "P S1/2", "P S2"]
+
+
+async def test_a_version_another_writer_took_is_looked_up_and_the_next_one_written() -> None:
+    owner = log_of()
+    owner.keep_versions("units")
+    db, _ = parts(owner)
+    await db["units"].insert_one({"_id": "P S1", "status": "in_stock"})
+    owner.know("units", [{"_id": "P S1", "status": "in_stock"}])
+    await db["units"].insert_one({"_id": "P S1/1", "status": "older", "_wal": 0})  # behind it
+    owner.observe("P", 0)
+    owner.stage("P", "units", "P S1", {"status": "sold"})
+    await owner.commit()
+    assert await owner.materialize() == 1
+    assert db["units"].get("P S1/2") == {"_id": "P S1/2", "status": "sold", "_wal": 1}
+    reader = WriteAheadLog(db, versioned=["units"])  # type: ignore[arg-type]
+    assert await reader.read("units", ["P S1"]) == {"P S1": {"_id": "P S1", "status": "sold"}}
 
 
 async def test_pending_and_overlay_answer_a_query_on_another_field() -> None:

@@ -15,14 +15,34 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from lotline.serials.domain import lot_key
-from lotline.serials.store import Doc, SerialStore, lot_entry, unit_from_doc
+from lotline.serials.store import Doc, SerialStore, lot_entry
+
+# Units read at a time, by _id.
+READ_PART = 1_000
 
 
 async def _lot_entries(store: SerialStore) -> AsyncIterator[tuple[str, Doc]]:
-    async for doc in store.units.find({}):
-        unit = unit_from_doc(doc)
-        if unit.lot_code is not None:
-            yield lot_key(unit.sku, unit.lot_code), lot_entry(unit)
+    # Each unit once, as its newest version (a unit's changes are stored as versions,
+    # "<_id>/<n>", beside the document of its receipt).
+    ids: list[str] = []
+    async for doc in store.units.find({}, {"_id": 1}):
+        if "/" not in doc["_id"]:
+            ids.append(doc["_id"])
+        if len(ids) >= READ_PART:
+            for entry in await _entries_of(store, ids):
+                yield entry
+            ids = []
+    for entry in await _entries_of(store, ids):
+        yield entry
+
+
+async def _entries_of(store: SerialStore, ids: list[str]) -> list[tuple[str, Doc]]:
+    units = (await store.read_units(ids)).values()
+    return [
+        (lot_key(unit.sku, unit.lot_code), lot_entry(unit))
+        for unit in units
+        if unit.lot_code is not None
+    ]
 
 
 async def rebuild(store: SerialStore) -> int:

@@ -1,6 +1,8 @@
 """The serial registry's MongoDB collections; the only module that speaks Mongo.
 
-serials.units           one document per unit, `_id` = "<sku> <serial>"
+serials.units           one document per version of a unit: `_id` = "<sku> <serial>" as
+                        received, "<sku> <serial>/<n>" for its n-th change (read the newest
+                        through the write-ahead log, which writes them: `read_units`)
 serials.lot_units       each lot's journal, "<sku> <lot>": the state of a unit of the lot
                         (status, recall flag, sale) appended whenever it changes, in
                         insert-only pages (lotline.runtime.pages): a lot's counts and contact
@@ -22,10 +24,11 @@ alone: reads are concurrent `find_one`s, and bulk updates go in parts of at most
 BULK_UPDATES statements.
 
 A unit's changes and the events they emit go through the service's write-ahead log
-(`lotline.runtime.wal`): one insert for a batch, the unit documents written in the background
-by the partition's owner. New units are inserted directly (an insert is cheap, and a unit
-that exists is then refused, not overwritten). Reads by _id go through the log, so they show
-every committed batch.
+(`lotline.runtime.wal`): one insert for a batch, each changed unit written in the background by
+the partition's owner as a new version (an insert: a sold unit never coalesces with another
+change, and an update costs sixteen inserts on FerretDB). New units are inserted directly (an
+insert is cheap, and a unit that exists is then refused, not overwritten). Reads by _id go
+through the log, so they show every committed batch.
 """
 
 from __future__ import annotations
@@ -337,6 +340,9 @@ class SerialStore:
     ) -> None:
         owned = owned or OwnedState()
         self.wal = wal or WriteAheadLog(db)
+        # A unit changes a few times in its life and is sold once: written out as new
+        # versions (inserts), never replaced, and so read by _id only (`wal.read`).
+        self.wal.keep_versions(UNITS)
         self.units: AsyncCollection[Doc] = db[UNITS]
         self.lot_units = PagedLists(db["lot_units"], owned.cache())
         self.wal.register(self.lot_units)

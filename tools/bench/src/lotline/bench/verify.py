@@ -96,7 +96,7 @@ async def sold_units(
 ) -> None:
     """Every serial sold is recorded sold by its sale; every spare unit is still in stock.
     Read as the registry reads them (`lotline.runtime.wal`): written out or still pending."""
-    log = WriteAheadLog(units.database)
+    log = WriteAheadLog(units.database, versioned=[units.name])
     for start in range(0, len(workload.units), 5_000):
         part = workload.units[start : start + 5_000]
         found = await log.read(
