@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -76,3 +77,20 @@ async def test_two_writers_of_one_key_lose_nothing(pages) -> None:  # type: igno
     # Each writer's items keep the order it appended them in.
     assert [i for i in items if i.startswith("x")] == [f"x{n}" for n in range(6)]
     assert [i for i in items if i.startswith("y")] == [f"y{n}" for n in range(6)]
+
+
+async def test_items_are_stored_as_one_value_and_pages_written_before_still_read(pages) -> None:  # type: ignore[no-untyped-def]
+    """A page's items are one BSON value (FerretDB parses every field of a document on each
+    read); a page written before, its items an array, reads as it did."""
+    sold_at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    await pages.insert_one({"_id": page_id("K", 0), "key": "K", "items": [{"serial": "A"}]})
+    lists = PagedLists(pages)
+    await lists.append({"K": [{"serial": "B", "sold_at": sold_at}]})
+    stored = await pages.find_one({"_id": page_id("K", 1)})
+    assert stored is not None
+    assert "items" not in stored
+    assert (stored["n"], type(stored["blob"])) == (1, bytes)
+    assert await PagedLists(pages).read("K") == [
+        {"serial": "A"},
+        {"serial": "B", "sold_at": sold_at},
+    ]

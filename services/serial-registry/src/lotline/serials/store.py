@@ -81,6 +81,8 @@ INSERT_CONCURRENCY = 2
 BULK_UPDATES = 50
 # Duplicates listed in one receipt's ledger document (well under 16 MB).
 RECEIPT_LEDGER_MAX = 200_000
+# Lots whose journals a recall's answer reads at once.
+LOTS_AT_ONCE = 8
 # Reads and redecisions before giving up on units other consumers keep creating.
 MAX_CONFLICT_ROUNDS = 3
 
@@ -540,8 +542,16 @@ class SerialStore:
         counts = {status: 0 for status in UnitStatus}
         sold: list[SoldUnit] = []
         states: dict[str, Doc] = {}
-        for lot_code in sorted(scope.lot_codes):
-            states.update(await self.lot_states(sku, lot_code))
+        # The lots' journals side by side: each read is a few lookups, one after another.
+        gate = asyncio.Semaphore(LOTS_AT_ONCE)
+
+        async def states_of(lot_code: str) -> dict[str, Doc]:
+            async with gate:
+                return await self.lot_states(sku, lot_code)
+
+        lots = sorted(scope.lot_codes)
+        for found in await asyncio.gather(*(states_of(lot_code) for lot_code in lots)):
+            states.update(found)
         named = [unit_id(sku, serial) for serial in scope.serials if serial not in states]
         # Through the write-ahead log: a unit changed in a batch not written out yet counts.
         for doc in (await self.wal.latest(UNITS, named)).values():
