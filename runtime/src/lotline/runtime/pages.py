@@ -5,12 +5,14 @@ FerretDB v1 serves only `{_id: <value>}` from an index; a filter on any other fi
 units by `sku` and `lot_code`, its movements) reads every document of the collection, so
 each lot trace and each lot page cost a pass over everything ever received or moved. A
 list kept here grows by whole pages instead, each an insert of
-`{"_id": "<key> #<n>", "key": <key>, "n": <items>, "blob": <BSON of {"items": [...]}>}` with
-n counting from 0, and is read back by `_id` lookups alone, on FerretDB and MongoDB alike.
-The items travel as one BSON value, not as thousands of fields: FerretDB stores a document as
-JSON and parses every field of it on each read, which made a recall's contact list (a
-million journal entries) cost 40-90 s of the database's time; pages written before, with
-their items as an array, are read as they are.
+`{"_id": "<key> #<n>", "key": <key>, "n": <items>, "blob": <zlib of the BSON of
+{"items": [...]}>}` with n counting from 0, and is read back by `_id` lookups alone, on
+FerretDB and MongoDB alike. The items travel as one compressed value, not as thousands of
+fields: FerretDB stores a document as JSON and parses every field of it on each read, which
+made a recall's contact list (a million journal entries) cost 40-90 s of the database's
+time, and a lot's entries, alike but for their serials, compress about fifteen times (a
+page of 2,000 in a third of a millisecond). Pages written before, with their items as an
+array, are read as they are.
 
 Pages are never changed or deleted, and page n is written only once pages 0..n-1 exist, so
 the pages of a key are numbered without gaps and a reader finds how many there are by
@@ -25,6 +27,7 @@ gets a duplicate key error and takes the next one.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterable, Iterable, Mapping, MutableMapping, Sequence
 from datetime import UTC
 from typing import Any
@@ -58,12 +61,12 @@ def page_id(key: str, number: int) -> str:
 
 
 def page_doc(key: str, number: int, items: Sequence[Any]) -> Doc:
-    """Page `number` of `key`, its items as one BSON value."""
+    """Page `number` of `key`, its items as one compressed BSON value."""
     return {
         "_id": page_id(key, number),
         "key": key,
         "n": len(items),
-        "blob": bson.encode({"items": list(items)}),
+        "blob": zlib.compress(bson.encode({"items": list(items)}), 1),
     }
 
 
@@ -71,7 +74,7 @@ def page_items(doc: Doc) -> list[Any]:
     """A page's items: from its bytes, or (a page written before) its array."""
     blob = doc.get("blob")
     if blob is not None:
-        items: list[Any] = bson.decode(blob, _CODEC)["items"]
+        items: list[Any] = bson.decode(zlib.decompress(blob), _CODEC)["items"]
         return items
     return list(doc.get("items", ()))
 

@@ -486,7 +486,7 @@ class WriteAheadLog:
             for item in held.get((name, key), [])
         ]
         merged = sorted([*stored, *pending, *staged], key=lambda pair: pair[0])
-        return [{k: v for k, v in item.items() if k != VERSION} for _, item in merged]
+        return [_unversioned(item) for _, item in merged]
 
     def emit(self, key: str, messages: Sequence[OutgoingMessage]) -> None:
         """Events of `key` that change no document, made durable with the batch by `commit`."""
@@ -984,6 +984,14 @@ def _parts(puts: list[Put]) -> Iterable[list[Put]]:
         size += put_size
     if part:
         yield part
+
+
+def _unversioned(item: Doc) -> Doc:
+    """An item without the entry number it was written out from (most items of a list
+    were appended directly, and have none: a million of them in a recall's answer)."""
+    if VERSION not in item:
+        return item
+    return {name: value for name, value in item.items() if name != VERSION}
 
 
 def _with_version(projection: Mapping[str, int] | None) -> Doc | None:
