@@ -556,6 +556,30 @@ async def test_a_sale_finds_a_recall_another_writer_saved_after_its_first_look(
     assert (await registry.unit("IMEI-1")).recall_ids == ("RC-1",)
 
 
+async def test_a_sales_batch_looks_once_whether_any_recall_was_saved_meanwhile(
+    registry: Registry,
+) -> None:
+    """The second look costs one lookup (the recalls' mark), not one per SKU sold, unless a
+    recall was saved since the first look; then each SKU's scopes are read again."""
+    skus = [f"PHONE-{n}" for n in range(5)]
+    await registry.send(*(product(sku) for sku in skus))
+    await registry.send(*(receipt("IMEI-9", sku=sku) for sku in skus))
+    await registry.send(receipt("IMEI-1", "IMEI-2", "IMEI-3"))
+    await registry.send(sold("IMEI-1"))
+    recalls = registry.db["recalls"]
+    before = recalls.calls.get("find_one", 0)
+    await registry.send(sold("IMEI-2", sale_id="T-2"), *(sold("IMEI-9", sku=sku) for sku in skus))
+    assert recalls.calls.get("find_one", 0) - before == 2  # the mark, before and after
+
+    other = Registry(registry.db)
+    await other.store.save_recall_scope("PHONE", recall_scope(recall("IMEI-3"), "other#1"))
+    await registry.send(sold("IMEI-3", sale_id="T-3", at=AFTER))
+    flags = registry.sent(EventType.SALE_FLAGGED)
+    assert [(f.serial, f.reason, f.recall_id) for f in flags] == [
+        ("IMEI-3", FlagReason.RECALLED, "RC-1")
+    ]
+
+
 async def test_a_receipt_finds_a_recall_another_writer_saved_while_it_inserted(
     registry: Registry,
 ) -> None:

@@ -285,7 +285,7 @@ class SerialHandlers:
             else:
                 to_sell.append(delivery)
 
-        scopes = await self.store.recall_scopes(d.data.sku for d in to_sell)
+        scopes, mark = await self.store.recall_scopes_marked(d.data.sku for d in to_sell)
 
         def decide(unit: Unit | None, delivery: Delivery) -> Outcome:
             sale: ItemSold = delivery.data
@@ -294,7 +294,7 @@ class SerialHandlers:
         outcomes = await self._apply_to_units(to_sell, decide)
         for delivery, outcome in outcomes:
             flagged.extend((delivery, flag, outcome.unit.lot_code) for flag in outcome.flags)
-        flagged.extend(await self._recalls_missed(outcomes, scopes))
+        flagged.extend(await self._recalls_missed(outcomes, scopes, mark))
         await self.publish([_sale_flag(d, flag, lot_code) for d, flag, lot_code in flagged])
         log.info(
             "sales_applied",
@@ -310,6 +310,7 @@ class SerialHandlers:
         self,
         outcomes: list[tuple[Delivery, Outcome]],
         seen: dict[str, list[RecallScope]],
+        mark: str | None,
     ) -> list[tuple[Delivery, Flag, str | None]]:
         """A SKU's events normally have one writer, but not always: after a rebalance the
         instance that lost the partitions may still be applying its batch (one that outlasted
@@ -319,9 +320,12 @@ class SerialHandlers:
         it reads any unit, so reading the scopes again after the write finds every such recall,
         provided that read goes to the database (by _id, one lookup per SKU): memory holds only
         what the first read found. The sales of the units it covers are flagged now (at worst
-        a customer is named twice, never missed)."""
+        a customer is named twice, never missed). Whether any recall was saved at all since
+        the first look is one lookup (`recalls_mark`, changed by every save after its scope):
+        a batch of sales of 300 SKUs looked each one up again, a fifth of the registry's time
+        at a steady 1,000 lines a second."""
         applied = [(d, o) for d, o in outcomes if o.changed]
-        if not applied:
+        if not applied or await self.store.recalls_mark() == mark:
             return []
         now = await self.store.recall_scopes((d.data.sku for d, _ in applied), stored=True)
         new = {sku: [s for s in scopes if s not in seen[sku]] for sku, scopes in now.items()}

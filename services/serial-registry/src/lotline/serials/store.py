@@ -8,7 +8,8 @@ serials.lot_units       each lot's journal, "<sku> <lot>": the state of a unit o
                         insert-only pages (lotline.runtime.pages): a lot's counts and contact
                         list are read in time that grows with the lot, not the registry
 serials.products        the registry's read model of `product-registered`, `_id` = sku
-serials.recalls         per SKU, what each recall named (lots, serials), for late receipts
+serials.recalls         per SKU, what each recall named (lots, serials), for late receipts;
+                        "/saved": a mark that changes whenever any writer saves a scope
 serials.recall_answers  the `units-recalled` chunks of each recall, kept so a redelivered
                         recall republishes exactly the same events
 serials.receipts        receipts registered (sku, receipt id, serials digest) and the duplicates
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
@@ -81,6 +83,9 @@ INSERT_CONCURRENCY = 2
 BULK_UPDATES = 50
 # Duplicates listed in one receipt's ledger document (well under 16 MB).
 RECEIPT_LEDGER_MAX = 200_000
+# The document of `recalls` whose mark changes with every scope saved: not a SKU (identifiers
+# hold no "/").
+RECALLS_SAVED = "/saved"
 # Lots whose journals a recall's answer reads at once.
 LOTS_AT_ONCE = 8
 # Reads and redecisions before giving up on units other consumers keep creating.
@@ -354,6 +359,8 @@ class SerialStore:
         # their only writer (lotline.runtime.owned). Units are too many to keep.
         self._products: dict[str, Product] = owned.cache()
         self._scopes: dict[str, list[RecallScope]] = owned.cache()
+        # The recalls' mark (`recalls_mark`) when memory last held every saved scope.
+        self._scopes_mark: str | None = None
         self.recall_answers: AsyncCollection[Doc] = db["recall_answers"]
         self.receipts: AsyncCollection[Doc] = db["receipts"]
         self.sku_lots: AsyncCollection[Doc] = db["sku_lots"]
@@ -628,6 +635,31 @@ class SerialStore:
             },
             upsert=True,
         )
+        # Then the mark every reader of scopes checks (`recalls_mark`): after the scope, so
+        # whoever sees the new mark finds the scope.
+        await self.recalls.update_one(
+            {"_id": RECALLS_SAVED}, {"$set": {"mark": uuid.uuid4().hex}}, upsert=True
+        )
+
+    async def recalls_mark(self) -> str | None:
+        """What the latest save of a recall scope, by any writer, left: it changes with every
+        save. A batch that reads it before its first look at the scopes and again after its
+        writes knows, by one lookup, whether any recall was saved in between (and only then
+        looks at each SKU's scopes in the database again)."""
+        doc = await self.recalls.find_one({"_id": RECALLS_SAVED}, {"mark": 1})
+        return None if doc is None else str(doc["mark"])
+
+    async def recall_scopes_marked(
+        self, skus: Iterable[str]
+    ) -> tuple[dict[str, list[RecallScope]], str | None]:
+        """Each SKU's recall scopes with the mark read before them: memory answers only while
+        no writer saved a scope since memory read them (another instance may have, during a
+        rebalance overlap); otherwise memory is dropped and the scopes read again."""
+        mark = await self.recalls_mark()
+        if mark != self._scopes_mark:
+            self._scopes.clear()
+            self._scopes_mark = mark
+        return await self.recall_scopes(skus), mark
 
     async def recall_scopes(
         self, skus: Iterable[str], *, stored: bool = False
