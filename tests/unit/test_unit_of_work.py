@@ -629,6 +629,32 @@ async def test_key_pages_pile_up_then_merge_into_one_a_next_owner_reads() -> Non
     assert await log_of(db).applied(keys) == [True] * (MAX_KEY_PAGES + 1) + [False]
 
 
+async def test_fingerprint_pages_are_one_value_and_pages_written_before_are_read() -> None:
+    """A page of fingerprints is BSON bytes (a merged page holds up to 100,000, which FerretDB
+    would store and parse as as many fields); a page an earlier version wrote as a document
+    is still restored."""
+    wal = log_of()
+    db, _ = parts(wal)
+    await commit_one(wal, "SKU-1", {"v": 1}, key="sale 1")
+    await wal.materialize()
+    page = db["wal_keys"].get(key_page_id(0, 1))
+    assert page is not None
+    assert isinstance(page["keys"], bytes)
+    await db["wal_keys"].insert_one(
+        {"_id": "keys 0 old", "p": 0, "keys": {digest("sale 0"): NOW.timestamp()}}
+    )
+    checkpoint = db["wal"].get(checkpoint_id(0))
+    assert checkpoint is not None
+    checkpoint["pages"] = ["keys 0 old", *checkpoint["pages"]]
+    await db["wal"].replace_one({"_id": checkpoint_id(0)}, checkpoint)
+    successor = log_of(db)
+    assert await successor.applied([fact("sale 0"), fact("sale 1"), fact("sale 2")]) == [
+        True,
+        True,
+        False,
+    ]
+
+
 async def test_fingerprints_memory_forgets_are_looked_up_in_wal_applied() -> None:
     wal = log_of(recent_max=2)
     db, _ = parts(wal)

@@ -212,7 +212,7 @@ class Entry:
             doc["seq"],
             [Put.from_document(p) for p in put_docs(doc)],
             [_message_of(m) for m in doc.get("out", [])],
-            dict(bson.decode(keys, _CODEC) if isinstance(keys, bytes) else keys),
+            _fingerprints(keys),
             lists=list_items(doc),
             end=int(doc.get("end") or doc["seq"]),
         )
@@ -366,7 +366,7 @@ class WriteAheadLog:
         since = (done or {}).get("since")
         recent = RecentEvents(since=float("-inf") if since is None else since)
         for page in (await find_by_ids(self._key_pages, pages)).values():
-            recent.seen.update(page["keys"])
+            recent.seen.update(_fingerprints(page["keys"]))
         self._recent[partition] = recent
         self._pages[partition] = pages
         self._pending[partition] = entries
@@ -851,7 +851,11 @@ class WriteAheadLog:
             keys = dict(recent.seen)
             dropped, pages = pages, []
         if keys:
-            await _replace(self._key_pages, {"_id": page, "p": partition, "keys": keys})
+            # As one BSON value: a merged page holds up to `recent_max` fingerprints, which
+            # FerretDB would otherwise store and parse as as many fields.
+            await _replace(
+                self._key_pages, {"_id": page, "p": partition, "keys": bson.encode(keys)}
+            )
             pages.append(page)
         self._pages[partition] = pages
         since = None if recent.since == float("-inf") else recent.since
@@ -984,6 +988,12 @@ def _parts(puts: list[Put]) -> Iterable[list[Put]]:
         size += put_size
     if part:
         yield part
+
+
+def _fingerprints(keys: bytes | Mapping[str, float]) -> dict[str, float]:
+    """Fingerprints as an entry or a page of `wal_keys` holds them: BSON bytes or (written
+    by an earlier version) a document."""
+    return dict(bson.decode(keys, _CODEC)) if isinstance(keys, bytes) else dict(keys)
 
 
 def _unversioned(item: Doc) -> Doc:
