@@ -20,7 +20,8 @@ pytestmark = pytest.mark.infra
 async def test_item_received_reaches_the_stock_database(  # type: ignore[no-untyped-def]
     bus, mongo: AsyncMongoClient[dict[str, Any]], start_service, run_id
 ) -> None:
-    start_service("stock")
+    # The level written out within a second (the default waits 30 s for changes to coalesce).
+    start_service("stock", WAL_FLUSH_AFTER_S="1")
     sku = f"TEA-{run_id}"
     await bus.publish(
         ProductRegistered(sku=sku, name="Green tea", tracking=Tracking.BATCH),

@@ -359,7 +359,7 @@ async def test_list_items_go_with_the_batch_and_read_in_the_order_batches_were_a
 
 
 async def test_the_writer_gives_way_to_a_unit_of_work_unless_a_commit_waits_for_room(db) -> None:  # type: ignore[no-untyped-def]
-    log = WriteAheadLog(db, HandedToKafka(), flush_after_s=30)
+    log = WriteAheadLog(db, HandedToKafka(), give_way_s=30)
     await log.restore([0])
     log.observe("A", 0)
     log.stage("A", "levels", "A S1", {"sku": "A", "on_hand": 1})
@@ -373,7 +373,7 @@ async def test_the_writer_gives_way_to_a_unit_of_work_unless_a_commit_waits_for_
     assert (await stored(db, "levels"))["A S1"]["on_hand"] == 1
 
     # A commit that waits for room is never kept waiting by the writer giving way.
-    full = WriteAheadLog(db, HandedToKafka(), flush_after_s=30, max_pending_docs=100)
+    full = WriteAheadLog(db, HandedToKafka(), give_way_s=30, max_pending_docs=100)
     await full.restore([1])
     full.observe("B", 1)
     for n in range(100):

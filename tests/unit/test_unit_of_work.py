@@ -475,6 +475,101 @@ async def test_pending_and_overlay_answer_a_query_on_another_field() -> None:
     ]
 
 
+async def test_a_reader_elsewhere_walks_each_partitions_entries_by_id_and_keeps_them() -> None:
+    """Another instance's read is exact without scanning `wal`: it walks each partition's
+    entries from the checkpoint by _id, keeps what it read (an entry never changes), and
+    afterwards reads only the entries logged since; none of it after they are written out."""
+    owner = log_of()
+    db, _ = parts(owner)
+    await commit_one(owner, "A", {"n": 1})
+    await commit_one(owner, "B", {"n": 1}, partition=1)
+    reader = WriteAheadLog(db)  # type: ignore[arg-type]
+    scans = db["wal"].calls["find"]  # the owner's restores
+    assert await reader.read("docs", ["A", "B"]) == {
+        "A": {"n": 1, "_id": "A"},
+        "B": {"n": 1, "_id": "B"},
+    }
+    assert db["wal"].calls["find"] == scans  # no scan of the log
+    lookups = db["wal"].calls["find_one"]
+    assert await reader.read("docs", ["A"]) == {"A": {"n": 1, "_id": "A"}}
+    assert db["wal"].calls["find_one"] == lookups + 4  # per partition: checkpoint, next entry
+    await commit_one(owner, "A", {"n": 2})
+    assert await reader.read("docs", ["A"]) == {"A": {"n": 2, "_id": "A"}}
+    # Written out and deleted meanwhile: the walk goes on from the moved checkpoint, and
+    # what is kept of the written entries goes.
+    await owner.materialize()
+    await commit_one(owner, "A", {"n": 3})
+    assert await reader.read("docs", ["A"]) == {"A": {"n": 3, "_id": "A"}}
+    assert [seen.seq for seen in reader._tails[0].values()] == [3]
+    await owner.materialize()
+    assert await reader.read("docs", ["A", "B"]) == {
+        "A": {"n": 3, "_id": "A"},
+        "B": {"n": 1, "_id": "B"},
+    }
+    assert reader._tails == {0: {}, 1: {}}
+
+
+async def test_a_reader_elsewhere_leaves_out_a_commit_whose_last_entry_is_not_in() -> None:
+    """A commit split in entries counts once all of them are in (`restore` drops one that
+    failed part-way), and what a reader left out it looks for again."""
+    owner = log_of()
+    db, _ = parts(owner)
+    await commit_one(owner, "A", {"n": 1})
+    reader = WriteAheadLog(db)  # type: ignore[arg-type]
+    await reader.read("docs", ["A"])
+    first, second = Entry(0, 2, []), Entry(0, 3, [])
+    first.end = second.end = 3
+    first.puts = [wal_module.Put("docs", "A", {"n": 2})]
+    await db["wal"].insert_one(first.to_document())  # the second one not yet
+    assert await reader.read("docs", ["A"]) == {"A": {"n": 1, "_id": "A"}}
+    await db["wal"].insert_one(second.to_document())
+    assert await reader.read("docs", ["A"]) == {"A": {"n": 2, "_id": "A"}}
+
+
+async def test_a_reader_reads_its_own_partitions_from_memory() -> None:
+    owner = log_of()
+    db, _ = parts(owner)
+    await commit_one(owner, "A", {"n": 1})
+    lookups = db["wal"].calls["find_one"]
+    assert await owner.read("docs", ["A"]) == {"A": {"n": 1, "_id": "A"}}
+    assert db["wal"].calls["find_one"] == lookups  # no walk of its own partition
+
+
+async def test_the_writer_waits_for_changes_to_coalesce_unless_a_rounds_worth_is_pending() -> None:
+    """Rounds start once the oldest pending entry is `flush_after_s` old, so a document
+    changed by every batch meanwhile is written once; changes of a round's worth of
+    different documents (units sold once each, which never coalesce) do not wait."""
+    wal = log_of(flush_after_s=0.3, round_docs=3)
+    await commit_one(wal, "A", {"n": 1})
+    started = asyncio.get_running_loop().time()
+    await wal._wait_for_work(idle_s=0.01)
+    assert asyncio.get_running_loop().time() - started >= 0.25
+    for sku in "BCD":
+        await commit_one(wal, sku, {"n": 1})
+    started = asyncio.get_running_loop().time()
+    await wal._wait_for_work(idle_s=0.01)
+    assert asyncio.get_running_loop().time() - started < 0.1
+
+
+async def test_memory_keeps_one_put_per_pending_document() -> None:
+    """Puts that a later pending entry superseded leave memory (the log still has them); a
+    round that takes only the earlier entries leaves such a document to the round that
+    takes its newest version, and every read meanwhile is exact."""
+    wal = log_of(round_docs=1)
+    db, _ = parts(wal)
+    for n in range(1_200):
+        await commit_one(wal, "A", {"n": n})
+    held = [put for entries in wal._pending.values() for e in entries for put in e.puts]
+    assert len(held) < 300
+    assert held[-1].doc == {"n": 1_199}
+    assert await wal.materialize() >= 0
+    assert await WriteAheadLog(db).read("docs", ["A"]) == {"A": {"n": 1_199, "_id": "A"}}  # type: ignore[arg-type]
+    while await wal.materialize():
+        pass
+    assert db["docs"].get("A") == {"_id": "A", "n": 1_199, "_wal": 1_200}
+    assert [d["_id"] for d in db["wal"].documents()] == [checkpoint_id(0)]
+
+
 # --------------------------------------------------------------------- the next owner
 
 

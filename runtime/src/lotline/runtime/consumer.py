@@ -556,6 +556,7 @@ class ServiceConsumer:
             batch=True,
             max_records=self.settings.consumer_max_records,
             batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             # Partitions moving elsewhere end this instance's claim to be the only writer.

@@ -164,6 +164,9 @@ class Service:
             self.publisher,
             max_pending_docs=self.settings.wal_max_pending_docs,
             known_docs=self.settings.wal_known_docs,
+            round_docs=self.settings.wal_round_docs,
+            flush_after_s=self.settings.wal_flush_after_s,
+            give_way_s=self.settings.wal_give_way_s,
             recent_max=self.settings.dedupe_recent_max,
             window_s=self.settings.dedupe_window_hours * 3600,
         )

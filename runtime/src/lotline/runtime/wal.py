@@ -24,11 +24,19 @@ How it holds.
   checkpoint (`"done <p>"`), then deletes the entries. Partitions being revoked wait for the
   round in flight, so two owners never write one document at once (FerretDB does not
   isolate concurrent updates of a document).
+- **Written out when coalesced.** A round starts once the oldest pending entry is
+  `flush_after_s` old (30 s in the services), or at once when `round_docs` different
+  documents are pending. A level sold in every batch meanwhile is written once, not once a
+  batch; units, sold once each, never coalesce and are written as soon as a round's worth is
+  pending. Memory holds one put per pending document: the ones a later entry superseded are
+  dropped (`_compact`), the log keeps them.
 - **Reads stay exact.** The owner reads its own documents through the entries it holds in
-  memory (`latest`). Any other reader (`read`) takes the pending entries from `wal` (a
-  small collection: only what is not materialized yet), then the documents, and keeps, per
-  document, the newest of the two by entry number. An entry is deleted only after its
-  documents are written, so whatever a reader misses in `wal` it finds in the documents.
+  memory (`latest`, and `read` for its own partitions). For the partitions it does not own,
+  a reader walks each one's entries by _id from its checkpoint (`_tail`: numbered without
+  gaps; the partitions are named in `wal_partitions`) and keeps what it read, as an entry
+  never changes; then it reads the documents, and keeps, per document, the newest of the
+  two by entry number. An entry is deleted only after its documents are written and the
+  checkpoint moved, so whatever a reader misses in `wal` it finds in the documents.
 - **Applied once, answered here.** An entry also records which events its batch applied
   (a fingerprint of each one's idempotency key, with its time), so the changes and the
   record of having made them are one write. The owner keeps each partition's recent
@@ -158,6 +166,9 @@ class Put:
             self._encoded = bson.encode(self.to_document())
         return self._encoded
 
+    def forget_encoding(self) -> None:
+        self._encoded = None
+
     def to_document(self) -> Doc:
         return {
             "c": self.collection,
@@ -184,6 +195,9 @@ class Entry:
     lists: dict[tuple[str, str], list[Doc]] = field(default_factory=dict)
     # The last entry number of the commit this entry is part of.
     end: int = 0
+    # When this instance committed (or restored) it, on the monotonic clock: the writer
+    # waits `flush_after_s` from the oldest pending entry (memory only).
+    at: float = 0.0
 
     @property
     def messages(self) -> list[OutgoingMessage]:
@@ -233,6 +247,7 @@ class WriteAheadLog:
         max_pending_docs: int = 50_000,
         round_docs: int = 5_000,
         flush_after_s: float = 1.0,
+        give_way_s: float = 1.0,
         recent_max: int = 100_000,
         window_s: float = 72 * 3600,
         known_docs: int = 100_000,
@@ -252,6 +267,15 @@ class WriteAheadLog:
         self._max_pending_docs = max_pending_docs
         self._round_docs = round_docs
         self._flush_after_s = flush_after_s
+        self._give_way_s = give_way_s
+        # Partitions any instance ever logged for (one tiny document each), which a reader
+        # walks to find the entries other owners have not written out (`_tails`).
+        self._partitions: AsyncCollection[Doc] = db["wal_partitions"]
+        self._tails: dict[int, dict[int, Seen]] = {}
+        self._tail_locks: dict[int, asyncio.Lock] = {}
+        self._done_seen: dict[int, int] = {}
+        # Puts of pending entries that a later pending entry superseded (`_compact`).
+        self._superseded = 0
         # Per owned partition: the next entry number, and the entries not materialized yet.
         self._next_seq: dict[int, int] = {}
         self._pending: dict[int, list[Entry]] = {}
@@ -283,7 +307,7 @@ class WriteAheadLog:
         self._quiet = asyncio.Event()
         self._quiet.set()
         # What the round in flight may still spend giving way (`_give_way`).
-        self._patience = flush_after_s
+        self._patience = give_way_s
         self.stats = {"entries": 0, "materialized_docs": 0, "rounds": 0}
 
     # --------------------------------------------------------------- the owner's side
@@ -307,7 +331,7 @@ class WriteAheadLog:
 
     async def _give_way(self) -> None:
         """Wait while a unit of work is in progress and no commit waits for room; at most
-        `flush_after_s` in all per round, so a steady stream of batches cannot starve the
+        `give_way_s` in all per round, so a steady stream of batches cannot starve the
         writer (waiting before each of a round's parts, it wrote 50 documents a second while
         batches came back to back, until commits stalled for room)."""
         if self._busy and self._drained.is_set() and self._patience > 0:
@@ -327,6 +351,9 @@ class WriteAheadLog:
                 await self._restore(partition)
 
     async def _restore(self, partition: int) -> None:
+        # Before this owner logs anything there: readers elsewhere walk the partitions named.
+        await _insert_ignoring_duplicate(self._partitions, {"_id": partition})
+        self._tails.pop(partition, None)  # owned now: read from memory
         done = await self._entries.find_one({"_id": checkpoint_id(partition)})
         last: int = done["seq"] if done else 0
         if done is None:
@@ -371,8 +398,11 @@ class WriteAheadLog:
         self._pages[partition] = pages
         self._pending[partition] = entries
         self._next_seq[partition] = (entries[-1].seq if entries else last) + 1
+        restored_at = time.monotonic()
         for entry in entries:
+            entry.at = restored_at
             self._remember(entry)
+        self._compact()
         unsent = [m for entry in entries for m in entry.messages]
         if unsent:
             await self._send(unsent)
@@ -475,10 +505,14 @@ class WriteAheadLog:
         being applied), in the order their batches were applied: the pending entries first
         (an entry is deleted only after its items are in the pages), then the pages."""
         name = lists.collection.name
-        pending: list[tuple[int, Doc]] = []
-        async for entry in self._entries.find(_ENTRIES, {"lists": 1, "seq": 1}):
-            for item in list_items(entry).get((name, key), []):
-                pending.append((entry["seq"], item))
+        pending: list[tuple[int, Doc]] = [
+            (entry.seq, item)
+            for entries in self._pending.values()
+            for entry in entries
+            for item in entry.lists.get((name, key), [])
+        ]
+        for seen in await self._elsewhere():
+            pending.extend((seen.seq, item) for item in seen.lists.get((name, key), []))
         stored = [(item.get(VERSION) or 0, item) for item in await lists.read(key)]
         staged = [
             (1 << 62, item)
@@ -644,19 +678,46 @@ class WriteAheadLog:
             ):
                 raise StreamTaken(f"partitions {sorted(by_partition)}: {exc}") from None
             raise
+        committed_at = time.monotonic()
         for entry in entries:
+            entry.at = committed_at
+            for put in entry.puts:
+                put.forget_encoding()  # the log has the bytes; memory keeps the document
             self._pending.setdefault(entry.partition, []).append(entry)
             self._remember(entry)
+        self._compact()
         self.stats["entries"] += len(entries)
         self._work.set()
         await self._send([m for entry in entries for m in entry.messages])
 
     def _remember(self, entry: Entry) -> None:
         for put in entry.puts:
-            self._latest[(put.collection, put.doc_id)] = (entry.partition, entry.seq, put.doc)
+            key = (put.collection, put.doc_id)
+            if key in self._latest:
+                self._superseded += 1
+            self._latest[key] = (entry.partition, entry.seq, put.doc)
         recent = self._recent.get(entry.partition)
         if recent is not None:
             recent.seen.update(entry.keys)
+
+    def _compact(self) -> None:
+        """Drop from memory the puts that a later pending entry superseded, once they are as
+        many as the documents pending: with changes kept `flush_after_s` to coalesce, a level
+        sold in every batch would otherwise be held once per batch. A round then writes each
+        document from the newest entry it takes that holds it; a document whose newest
+        version is in an entry a later round takes is written by that round (the stored one
+        lags meanwhile, and every reader takes the pending version, which is newer)."""
+        if self._superseded < max(1_000, len(self._latest)):
+            return
+        for entries in self._pending.values():
+            for entry in entries:
+                entry.puts = [
+                    put
+                    for put in entry.puts
+                    if self._latest.get((put.collection, put.doc_id), (-1, -1))[:2]
+                    == (entry.partition, entry.seq)
+                ]
+        self._superseded = 0
 
     async def _send(self, messages: list[OutgoingMessage]) -> None:
         """Publish, after whatever an earlier failed publish left; kept until Kafka has it."""
@@ -675,7 +736,7 @@ class WriteAheadLog:
         until they change `round_docs` different documents; move the checkpoints, delete
         the entries written. Returns the documents written."""
         async with self._round:
-            self._patience = self._flush_after_s
+            self._patience = self._give_way_s
             taken: dict[int, list[Entry]] = {}
             # Counted as different documents, not puts: entries that change the same
             # documents (a busy level sold in every batch) are written out together, each
@@ -884,17 +945,21 @@ class WriteAheadLog:
                 )
 
     async def _wait_for_work(self, idle_s: float) -> None:
-        """Until something is pending; then until it has waited `flush_after_s` (so that
-        the changes of many batches to one document coalesce into one write), unless a
-        round's worth is pending or a commit is waiting for room."""
+        """Until something is pending; then until the oldest pending entry is `flush_after_s`
+        old (so that the changes of many batches to one document coalesce into one write),
+        unless a round's worth of different documents is pending (changes that do not
+        coalesce, such as units sold once each, are written as they come) or a commit is
+        waiting for room."""
         if not self._latest:
             self._work.clear()
             try:
                 await asyncio.wait_for(self._work.wait(), timeout=idle_s * 20)
             except TimeoutError:
                 return
-        deadline = time.monotonic() + self._flush_after_s
-        while time.monotonic() < deadline:
+        while True:
+            oldest = min((e[0].at for e in self._pending.values() if e), default=None)
+            if oldest is None or time.monotonic() >= oldest + self._flush_after_s:
+                return
             if self.pending_docs >= self._round_docs or not self._drained.is_set():
                 return
             await asyncio.sleep(idle_s)
@@ -906,30 +971,35 @@ class WriteAheadLog:
         number, document). For a query on another field than _id, which the documents alone
         answer only for what is written out (`overlay` merges the two)."""
         found: dict[str, tuple[int, Doc]] = {}
-        async for entry in self._entries.find(_ENTRIES, _ENTRY_PUTS):
-            for put in put_docs(entry):
-                if put["c"] == collection:
-                    held = found.get(put["id"])
-                    if held is None or held[0] < entry["seq"]:
-                        found[put["id"]] = (entry["seq"], {**put["doc"], "_id": put["id"]})
+        for (name, doc_id), (_, seq, doc) in self._latest.items():
+            if name == collection:
+                found[doc_id] = (seq, {**doc, "_id": doc_id})
+        for seen in await self._elsewhere():
+            for (name, doc_id), doc in seen.puts.items():
+                held = found.get(doc_id)
+                if name == collection and (held is None or held[0] < seen.seq):
+                    found[doc_id] = (seen.seq, {**doc, "_id": doc_id})
         return found
 
     async def read(
         self, collection: str, ids: Iterable[str], projection: Mapping[str, int] | None = None
     ) -> dict[str, Doc]:
         """Documents by _id as of every committed batch, on any instance: the stored ones,
-        overlaid with their newer pending versions."""
+        overlaid with their newer pending versions (read first: an entry is deleted only
+        after its documents are written)."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
         pending: dict[str, tuple[int, Doc]] = {}
-        wanted_set = set(wanted)
-        async for entry in self._entries.find(_ENTRIES, _ENTRY_PUTS):
-            for put in put_docs(entry):
-                if put["c"] == collection and put["id"] in wanted_set:
-                    held = pending.get(put["id"])
-                    if held is None or held[0] < entry["seq"]:
-                        pending[put["id"]] = (entry["seq"], put["doc"])
+        for doc_id in wanted:
+            held = self._latest.get((collection, doc_id))
+            if held is not None:
+                pending[doc_id] = (held[1], held[2])
+        for seen in await self._elsewhere():
+            for doc_id in wanted:
+                doc = seen.puts.get((collection, doc_id))
+                if doc is not None and (doc_id not in pending or pending[doc_id][0] < seen.seq):
+                    pending[doc_id] = (seen.seq, doc)
         stored = await self._stored(collection, wanted, _with_version(projection))
         found: dict[str, Doc] = {}
         for doc_id in wanted:
@@ -942,11 +1012,76 @@ class WriteAheadLog:
                 found[doc_id] = doc
         return found
 
+    async def _elsewhere(self) -> list[Seen]:
+        """The committed entries not written out yet of the partitions this instance does
+        not own (its own are in memory): each partition's entries are walked by _id from its
+        checkpoint, and kept here (an entry never changes), so a read costs a scan of the
+        tiny `wal_partitions`, two lookups per such partition (the next entry, missing, and
+        the checkpoint) and one per entry logged since the last read, never a scan of `wal`."""
+        partitions = [doc["_id"] async for doc in self._partitions.find({})]
+        others = sorted(p for p in partitions if p not in self._next_seq)
+        tails = await asyncio.gather(*(self._tail(p) for p in others))
+        return [seen for tail in tails for seen in tail]
 
-# The entries (not the checkpoints), and what a reader needs of one (not its events or
-# fingerprints).
-_ENTRIES = {"p": {"$exists": True}}
-_ENTRY_PUTS = {"body": 1, "puts": 1, "seq": 1}
+    async def _tail(self, partition: int) -> list[Seen]:
+        """A partition's committed pending entries, in order. Its entries are numbered
+        without gaps from its checkpoint; one missing means either none was logged since, or
+        the writer wrote it out and deleted it (the checkpoint moved first: walk on from
+        there). A commit split in several entries whose last is not in yet has not
+        happened (or never will: `restore` drops it), so its entries are left out, and looked
+        for again next time."""
+        lock = self._tail_locks.setdefault(partition, asyncio.Lock())
+        async with lock:
+            cached = self._tails.setdefault(partition, {})
+            seq = max(cached, default=self._done_seen.get(partition, 0)) + 1
+            fresh: list[Seen] = []
+            while True:
+                doc = await self._entries.find_one({"_id": entry_id(partition, seq)}, _ENTRY_READ)
+                if doc is not None:
+                    fresh.append(Seen.of(doc))
+                    seq += 1
+                    continue
+                # Read after the miss: whatever is numbered at or below it is written out
+                # (or a stale entry, no part of the log), the rest is pending.
+                done = await self._checkpoint(partition)
+                if done < seq:
+                    break
+                fresh = [seen for seen in fresh if seen.seq > done]
+                seq = done + 1
+            self._done_seen[partition] = done
+            for old in [s for s in cached if s <= done]:
+                del cached[old]
+            for seen in fresh:
+                if seen.end < seq:
+                    cached[seen.seq] = seen
+            return [cached[s] for s in sorted(cached)]
+
+    async def _checkpoint(self, partition: int) -> int:
+        done = await self._entries.find_one({"_id": checkpoint_id(partition)}, {"seq": 1})
+        return int(done["seq"]) if done else 0
+
+
+@dataclass
+class Seen:
+    """A pending entry as a reader keeps it: its documents and list items."""
+
+    seq: int
+    end: int
+    puts: dict[tuple[str, str], Doc]
+    lists: dict[tuple[str, str], list[Doc]]
+
+    @classmethod
+    def of(cls, doc: Doc) -> Seen:
+        return cls(
+            doc["seq"],
+            int(doc.get("end") or doc["seq"]),
+            {(put["c"], put["id"]): put["doc"] for put in put_docs(doc)},
+            list_items(doc),
+        )
+
+
+# What a reader needs of an entry (not its events or fingerprints).
+_ENTRY_READ = {"body": 1, "puts": 1, "lists": 1, "seq": 1, "end": 1}
 
 
 def list_items(entry: Doc) -> dict[tuple[str, str], list[Doc]]:
