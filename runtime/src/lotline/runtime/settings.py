@@ -46,8 +46,11 @@ class Settings(BaseSettings):
     consumer_batch_timeout_ms: int = Field(
         50, ge=1, description="How long a batch waits to fill up"
     )
+    # The broker holds a fetch that finds nothing new this long. Its default (500 ms) showed
+    # in the tail at a steady 1,000 lines/s (p99 981 ms; 560 ms at 100), as a consumer
+    # subscribed to many topics sometimes waited for it with records already there.
     consumer_fetch_max_wait_ms: int = Field(
-        500,
+        100,
         ge=1,
         description="Longest the broker holds a fetch that finds nothing new",
     )
