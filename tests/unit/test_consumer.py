@@ -402,3 +402,25 @@ async def test_an_undecodable_record_is_dead_lettered_as_sent_and_its_neighbours
     assert headers["lotline-dlq-partition"] == "4"
     assert headers["lotline-dlq-field"] == "subject"
     assert headers["traceparent"] == "00-abc-def-01"  # the record's own headers, kept
+
+
+def test_a_batch_commits_the_partitions_it_read_from_and_stops_before_a_deferred_event() -> None:
+    from aiokafka import ConsumerRecord, TopicPartition
+
+    from lotline.runtime.consumer import next_positions
+
+    def record(topic: str, partition: int, offset: int) -> Any:
+        return ConsumerRecord(topic, partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+
+    records = [
+        record("item-sold", 0, 7),
+        record("item-sold", 0, 9),
+        record("item-sold", 3, 2),
+        record("item-received", 0, 40),
+    ]
+    deferred = {TopicPartition("item-sold", 3): 2}
+    assert next_positions(records, deferred) == {
+        TopicPartition("item-sold", 0): 10,
+        TopicPartition("item-sold", 3): 2,  # read again from the deferred event
+        TopicPartition("item-received", 0): 41,
+    }

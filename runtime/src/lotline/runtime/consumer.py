@@ -557,6 +557,7 @@ class ServiceConsumer:
             max_records=self.settings.consumer_max_records,
             batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             # Partitions moving elsewhere end this instance's claim to be the only writer.
@@ -615,9 +616,14 @@ class ServiceConsumer:
                 earliest[tp] = min(earliest.get(tp, delivery.offset), delivery.offset)
             for tp, offset in earliest.items():
                 message.consumer.seek(tp, offset)
-        CONSUMER_LAG.applied(message.consumer, records, earliest if revisit else {})
+        positions = next_positions(records, earliest if revisit else {})
+        aiokafka: Any = message.consumer  # aiokafka's consumer underneath
+        CONSUMER_LAG.applied(aiokafka, positions)
         try:
-            await message.ack()
+            # Only the partitions this batch read from: a plain commit names every assigned
+            # one (stock's dozen topics: 72), and the broker writes each one's offset, some
+            # twenty batches a second at a steady 1,000 lines/s.
+            await aiokafka.commit(positions)
         except KafkaError as exc:
             # A rebalance took the partitions away; the new owner redelivers the batch
             # and the effects' guards make that harmless.
@@ -626,6 +632,19 @@ class ServiceConsumer:
             self.progress.committed()
         if revisit:
             await asyncio.sleep(self.settings.consumer_retry_backoff_s)
+
+
+def next_positions(
+    records: Sequence[ConsumerRecord[Any, Any]], read_again: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Where each partition a batch read from goes on: after its last record, or at the
+    first record to be read again (deferred). What the consumer commits."""
+    positions: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        positions[tp] = max(positions.get(tp, 0), record.offset + 1)
+    positions.update(read_again)
+    return positions
 
 
 async def _records_undecoded(message: KafkaMessage) -> Any:

@@ -9,6 +9,7 @@ configured by the standard variables (`OTEL_TRACES_EXPORTER`, `OTEL_EXPORTER_OTL
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -97,6 +98,33 @@ WAL_ROUND_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
+GC_PAUSE_SECONDS = Histogram(
+    "lotline_gc_pause_seconds",
+    "Python's garbage collector stopping the service, by generation: a full collection walks "
+    "every object the process holds (its caches and pending log entries included)",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+
+
+class GcPauses:
+    """Times each collection (`gc.callbacks`) into GC_PAUSE_SECONDS."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._series = [GC_PAUSE_SECONDS.labels(str(g)) for g in range(3)]
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._series[min(info.get("generation", 2), 2)].observe(
+                time.perf_counter() - self._started
+            )
+
+
+gc.callbacks.append(GcPauses())
+
 
 class TopicMetrics:
     """One topic's consumer series, bound once (a label lookup per event would cost more)."""
@@ -122,23 +150,11 @@ class ConsumerLag(Collector):
         self._consumer: AIOKafkaConsumer | None = None
         self._next: dict[TopicPartition, int] = {}
 
-    def applied(
-        self,
-        consumer: AIOKafkaConsumer,
-        records: Iterable[ConsumerRecord[Any, Any]],
-        read_again: Mapping[TopicPartition, int],
-    ) -> None:
-        """A batch is done: its partitions go on after its last record, or from the first
-        record to be read again."""
-        from aiokafka import TopicPartition
-
+    def applied(self, consumer: AIOKafkaConsumer, positions: Mapping[TopicPartition, int]) -> None:
+        """A batch is done: the next offset to apply on each partition it read from
+        (`lotline.runtime.consumer.next_positions`)."""
         self._consumer = consumer
-        batch: dict[TopicPartition, int] = {}
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            batch[tp] = max(batch.get(tp, 0), record.offset + 1)
-        batch.update(read_again)
-        self._next.update(batch)
+        self._next.update(positions)
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
