@@ -526,6 +526,19 @@ async def test_a_reader_elsewhere_leaves_out_a_commit_whose_last_entry_is_not_in
     assert await reader.read("docs", ["A"]) == {"A": {"n": 2, "_id": "A"}}
 
 
+async def test_a_log_written_before_partitions_were_named_is_walked_after_an_upgrade() -> None:
+    """Before `wal_partitions`, a partition was known by its checkpoint only: the writer
+    names those once when it starts, and a reader elsewhere then finds their entries."""
+    owner = log_of()
+    db, _ = parts(owner)
+    await commit_one(owner, "A", {"n": 1}, partition=2)
+    await db["wal_partitions"].bulk_write([DeleteOne({"_id": 2})])  # as an older version left it
+    reader = WriteAheadLog(db)  # type: ignore[arg-type]
+    assert await reader.read("docs", ["A"]) == {}
+    await log_of(db).name_partitions()
+    assert await reader.read("docs", ["A"]) == {"A": {"n": 1, "_id": "A"}}
+
+
 async def test_a_reader_reads_its_own_partitions_from_memory() -> None:
     owner = log_of()
     db, _ = parts(owner)

@@ -922,9 +922,27 @@ class WriteAheadLog:
         since = None if recent.since == float("-inf") else recent.since
         return {"pages": list(pages), "since": since}, dropped
 
+    async def name_partitions(self) -> None:
+        """A log written before `wal_partitions` existed names its partitions by their
+        checkpoints only (every owner made one before it logged): name them once, so that
+        readers elsewhere walk a partition nobody has taken over since the upgrade."""
+        if await self._partitions.find_one({}) is not None:
+            return
+        async for done in self._entries.find({"p": {"$exists": False}}, {"_id": 1}):
+            name = str(done["_id"])
+            if name.startswith("done "):
+                await _insert_ignoring_duplicate(self._partitions, {"_id": int(name[5:])})
+
     async def run(self, idle_s: float = 0.05) -> None:
         """The materializer: a round whenever something is pending; never ends on an error
         (the entries stay, and the next round writes them)."""
+        while True:
+            try:
+                await self.name_partitions()
+                break
+            except Exception as exc:
+                log.warning("wal_partitions_not_named", error=repr(exc))
+                await asyncio.sleep(1.0)
         while True:
             await self._wait_for_work(idle_s)
             started = time.monotonic()
