@@ -215,6 +215,7 @@ async def test_counts_write_offs_claims_and_disposals_leave_both_with_the_same_u
             adjusted_at=AT,
         ),
     )
+
     # Four on hand before and after (one out, one back): the units say when it is applied.
     async def adjusted() -> dict[str, Any]:
         stolen = await unit(registry, sku, imei[4])
