@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # `wal_flush_after_s` old, or at once when `wal_round_docs` different documents are
     # pending. On FerretDB a level's replace costs about sixteen inserts: a level sold every
     # few seconds is written once per window instead of once per batch, which leaves the
-    # database to the batches (sales, 200,000 lines: stock done at 36 s instead of 55 s).
+    # database to the batches (sales, 200,000 lines: stock done at 39.5 s instead of 55 s).
     # Longer windows cost memory (bounded by `wal_max_pending_docs`) and a longer restore
     # for the partition's next owner (it reads the pending entries back).
     wal_round_docs: int = Field(

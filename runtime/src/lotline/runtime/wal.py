@@ -936,14 +936,14 @@ class WriteAheadLog:
     async def run(self, idle_s: float = 0.05) -> None:
         """The materializer: a round whenever something is pending; never ends on an error
         (the entries stay, and the next round writes them)."""
+        named = False
         while True:
-            try:
-                await self.name_partitions()
-                break
-            except Exception as exc:
-                log.warning("wal_partitions_not_named", error=repr(exc))
-                await asyncio.sleep(1.0)
-        while True:
+            if not named:  # once; a failure is tried again next time, never holding rounds up
+                try:
+                    await self.name_partitions()
+                    named = True
+                except Exception as exc:
+                    log.warning("wal_partitions_not_named", error=repr(exc))
             await self._wait_for_work(idle_s)
             started = time.monotonic()
             try:
