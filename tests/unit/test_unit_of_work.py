@@ -440,6 +440,55 @@ async def test_a_round_interrupted_after_inserting_versions_inserts_none_twice()
     assert sorted(d["_id"] for d in db["units"].documents()) == ["P S1", "P S1/1", "P S1/2", "P S2"]
 
 
+async def test_a_document_staged_new_is_written_as_version_0_without_a_lookup() -> None:
+    """The owner found it absent (a receipt's new unit): its first write needs no look at
+    the collection; a round interrupted after writing it finds it written, once."""
+    owner = log_of()
+    owner.keep_versions("units")
+    db, _ = parts(owner)
+    owner.observe("P", 0)
+    owner.stage("P", "units", "P S1", {"status": "in_stock"}, new=True)
+    owner.stage("P", "units", "P S2", {"status": "in_stock"}, new=True)
+    await owner.commit()
+    db.fail_next("wal", "bulk_write", AutoReconnect("gone before the checkpoint"))
+    with pytest.raises(AutoReconnect):
+        await owner.materialize()
+    assert db["units"].calls.get("find_one", 0) == 0
+    assert await owner.materialize() == 2  # the same entry again: found written
+    assert sorted(d["_id"] for d in db["units"].documents()) == ["P S1", "P S2"]
+    owner.observe("P", 0)
+    owner.stage("P", "units", "P S1", {"status": "sold"})
+    await owner.commit()
+    await owner.materialize()
+    assert db["units"].get("P S1/1") == {"_id": "P S1/1", "status": "sold", "_wal": 2}
+
+
+async def test_entries_are_compressed_and_entries_logged_before_are_read() -> None:
+    """A batch's documents and list items are stored as one compressed value each (a
+    receipt's units are alike); entries logged before, uncompressed, still restore."""
+    owner = log_of()
+    db, _ = parts(owner)
+    owner.observe("P", 0)
+    for n in range(500):
+        owner.stage("P", "docs", f"P S{n}", {"status": "in_stock", "lot": "L1", "n": n})
+    await owner.commit()
+    (doc,) = [d for d in db["wal"].documents() if "p" in d]
+    assert "body" not in doc
+    assert "lists" not in doc
+    assert len(doc["zbody"]) < len(b"".join(p.encoded for p in logged(db)[entry_id(0, 1)].puts)) / 4
+    old = {**doc, "_id": entry_id(3, 1), "p": 3, "end": 1}
+    old["body"] = wal_module._expanded(old.pop("zbody"))
+    old["lists"] = wal_module._expanded(old.pop("zlists"))
+    await db["wal"].insert_one(old)
+    await db["wal_partitions"].insert_one({"_id": 3})
+    reader = log_of(db)
+    found = await reader.read("docs", ["P S7"])
+    assert found == {"P S7": {"_id": "P S7", "status": "in_stock", "lot": "L1", "n": 7}}
+    successor = log_of(db)
+    await successor.restore([3])
+    assert await successor.materialize() == 500
+
+
 async def test_a_version_another_writer_took_is_looked_up_and_the_next_one_written() -> None:
     owner = log_of()
     owner.keep_versions("units")
