@@ -189,7 +189,9 @@ async def registry() -> Registry:
 async def test_a_receipt_registers_each_unit_in_stock_once(registry: Registry) -> None:
     await registry.send(receipt("IMEI-1", "IMEI-2", "IMEI-3"))
     await registry.send(receipt("IMEI-1", "IMEI-2", "IMEI-3"))  # resent under a new id
-    assert len(registry.db["units"]) == 3  # inserted directly, not through the log
+    assert len(registry.db["units"]) == 0  # staged on the log, written out in the background
+    await registry.wal.materialize()
+    assert len(registry.db["units"]) == 3
     unit = await registry.unit("IMEI-2")
     assert (unit.status, unit.location, unit.lot_code, unit.receipt_id) == (
         UnitStatus.IN_STOCK,
@@ -244,17 +246,24 @@ async def test_receipts_of_one_batch_are_registered_together_the_first_owning_a_
 ) -> None:
     """One batch, registered together: a serial two receipts of the batch list is the
     earlier receipt's, and the later one is told; the same receipt twice in the batch is
-    registered once; the batch's receipts, units and lot journals are one insert each."""
-    calls = {name: dict(registry.db[name].calls) for name in ("units", "receipts")}
+    registered once; the batch's receipts, units, lot journals and fingerprints are one
+    insert into the log, and nothing is written elsewhere until it is written out."""
+    names = ("units", "receipts", "lot_units", "sku_serials", "wal")
+    calls = {name: dict(registry.db[name].calls) for name in names}
     await registry.send(
         receipt("IMEI-1", "IMEI-2"),
         receipt("IMEI-2", "IMEI-3", receipt_id="R-2", lot="L2"),
         receipt("IMEI-1", "IMEI-2"),  # R-1 resent under a new id, in the same batch
     )
-    assert registry.db["units"].calls["insert_many"] == calls["units"].get("insert_many", 0) + 1
-    assert registry.db["receipts"].calls["insert_many"] == (
-        calls["receipts"].get("insert_many", 0) + 1
-    )
+    # (The log's own first write of the partition, its checkpoint, aside.)
+    assert registry.db["wal"].calls["insert_many"] == calls["wal"].get("insert_many", 0) + 1
+    writes = ("insert_one", "insert_many", "update_one", "replace_one", "bulk_write")
+    for name in names[:-1]:
+        for write in writes:
+            done = registry.db[name].calls.get(write, 0)
+            assert done == calls[name].get(write, 0), (name, write)
+    await registry.wal.materialize()
+    assert len(registry.db["receipts"]) == 2
     assert [
         (u.serial, u.receipt_id) for u in [await registry.unit(f"IMEI-{n}") for n in (1, 2, 3)]
     ] == [
@@ -585,15 +594,15 @@ async def test_a_receipt_finds_a_recall_another_writer_saved_while_it_inserted(
 ) -> None:
     other = Registry(registry.db)
     scope = recall_scope(recall("IMEI-5", recall_id="RC-9"), "other#1")
-    insert_units = registry.store.insert_units
+    register_units = registry.store.register_units
 
-    async def racing(units: Any) -> list[str]:
+    async def racing(units: Any) -> dict[str, Unit]:
         # The other instance saves its recall after this receipt read the scopes, before
         # its units are in (so the recall's own flagging cannot see them).
         await other.store.save_recall_scope("PHONE", scope)
-        return await insert_units(units)
+        return await register_units(units)
 
-    registry.store.insert_units = racing  # type: ignore[method-assign]
+    registry.store.register_units = racing  # type: ignore[method-assign]
     await registry.send(receipt("IMEI-5", "IMEI-6"))
     await registry.wal.materialize()
     assert (await registry.unit("IMEI-5")).recall_ids == ("RC-9",)
@@ -644,15 +653,12 @@ async def test_a_unit_written_out_by_a_next_owner_keeps_every_change(registry: R
     await registry.send(sold("IMEI-1"))
     next_owner = Registry(registry.db)
     await next_owner.send(customer_return())
-    assert await next_owner.wal.materialize() == 1
+    assert await next_owner.wal.materialize() == 2  # the unit, and its receipt's ledger
     assert [d["_id"] for d in registry.db["wal"].documents() if "p" in d] == []
-    # Inserted by its receipt, then written out as one new version: the sale and the
-    # return, coalesced (units are written out by inserts, never replaced).
-    assert sorted(d["_id"] for d in registry.db["units"].documents()) == [
-        "PHONE IMEI-1",
-        "PHONE IMEI-1/1",
-    ]
-    written = registry.db["units"].get("PHONE IMEI-1/1")
+    # Its receipt, its sale and its return, coalesced into its first version (units are
+    # written out by inserts, never replaced).
+    assert sorted(d["_id"] for d in registry.db["units"].documents()) == ["PHONE IMEI-1"]
+    written = registry.db["units"].get("PHONE IMEI-1")
     assert written is not None
     assert (written["status"], written["sale_id"], written["return_id"], written["_wal"]) == (
         "returned",
@@ -662,3 +668,75 @@ async def test_a_unit_written_out_by_a_next_owner_keeps_every_change(registry: R
     )
     assert (written["sold_at"], written["returned_at"]) == (SOLD_AT, AFTER)
     assert [e["type"] for e in written["history"]] == ["item-sold", "item-returned"]
+
+
+# ------------------------------------------------------------ which serials exist already
+
+
+async def test_a_big_receipt_looks_up_only_the_serials_its_fingerprints_match(
+    registry: Registry,
+) -> None:
+    """A receipt's serials are checked against the SKU's fingerprints, not looked up one by
+    one: of 3,000 serials, the 5 registered before are found and refused, and (but for a
+    chance match of fingerprints) no other serial costs a lookup. A next owner reads the
+    fingerprints back from the log and its pages."""
+    first = [f"IMEI-{n:05d}" for n in range(2_000)]
+    await registry.send(receipt(*first))
+    again = first[:5]
+    second = [*again, *(f"IMEI-{n:05d}" for n in range(10_000, 12_995))]
+    lookups = registry.db["units"].calls.get("find_one", 0)
+    await registry.send(receipt(*second, receipt_id="R-2"))
+    assert registry.db["units"].calls.get("find_one", 0) - lookups <= 5 + 2
+    (rejected,) = registry.sent(EventType.RECEIPT_REJECTED)
+    assert (rejected.receipt_id, rejected.serials) == ("R-2", again)
+    assert (await registry.unit("IMEI-10000")).receipt_id == "R-2"
+
+    await registry.wal.materialize()
+    next_owner = Registry(registry.db)
+    third = ["IMEI-01999", "IMEI-12994", "IMEI-20000"]
+    await next_owner.send(receipt(*third, receipt_id="R-3"))
+    (rejected,) = next_owner.sent(EventType.RECEIPT_REJECTED)
+    assert rejected.serials == ["IMEI-01999", "IMEI-12994"]
+    assert (await next_owner.unit("IMEI-20000")).receipt_id == "R-3"
+
+
+async def test_a_receipt_adopts_a_unit_first_seen_in_a_sale(registry: Registry) -> None:
+    """A unit sold before its receipt arrived is created by the sale, fingerprint and all:
+    its receipt then finds it, and adopts it rather than creating it again."""
+    await registry.send(sold("IMEI-7"))
+    await registry.send(receipt("IMEI-7", "IMEI-8"))
+    assert registry.sent(EventType.RECEIPT_REJECTED) == []
+    unit = await registry.unit("IMEI-7")
+    assert (unit.status, unit.receipt_id, unit.sale_id) == (UnitStatus.SOLD, "R-1", "T-1")
+    await registry.wal.materialize()
+    assert sorted(d["_id"] for d in registry.db["units"].documents()) == [
+        "PHONE IMEI-7",
+        "PHONE IMEI-8",
+    ]
+
+
+async def test_units_stored_before_the_fingerprints_existed_are_indexed_once(
+    registry: Registry,
+) -> None:
+    """An upgraded registry: its units were inserted one document each, without
+    fingerprints. Its first start indexes them (a pass over the units' ids), so a receipt
+    listing one of them still refuses it; a new registry only marks itself indexed."""
+    fresh = Registry()
+    assert await fresh.store.index_serials() == 0
+    assert await fresh.store.index_serials() is None
+    received = {"status": "in_stock", "location": "S1", "receipt_id": "R-0"}
+    received |= {"received_at": RECEIVED_AT, "received_event": "old", "received_location": "S1"}
+    await registry.db["units"].insert_many(
+        [
+            {"_id": "PHONE IMEI-1", "sku": "PHONE", "serial": "IMEI-1", **received},
+            {"_id": "PHONE IMEI-1/1", "sku": "PHONE", "serial": "IMEI-1"}
+            | {**received, "status": "sold", "location": "S2"},
+            {"_id": "PHONE IMEI-2", "sku": "PHONE", "serial": "IMEI-2", **received},
+        ]
+    )
+    assert await registry.store.index_serials() == 2
+    assert await registry.store.index_serials() is None
+    await registry.send(receipt("IMEI-1", "IMEI-3"))
+    (rejected,) = registry.sent(EventType.RECEIPT_REJECTED)
+    assert rejected.serials == ["IMEI-1"]
+    assert (await registry.unit("IMEI-1")).status is UnitStatus.SOLD

@@ -16,6 +16,16 @@ service = Service(
 store = SerialStore(service.db, service.owned, service.wal)
 handlers = SerialHandlers(store)
 
+
+async def index_serials() -> None:
+    """A registry upgraded from one without serial fingerprints indexes its units once."""
+    indexed = await store.index_serials()
+    if indexed is not None:
+        service.log.info("serials_indexed", units=indexed)
+
+
+service.on_startup(index_serials)
+
 # The product topic is compacted and replayed in full by a new group: revisions make a
 # replay harmless, so its events need no seen-events bookkeeping.
 service.consume(EventType.PRODUCT_REGISTERED, handlers.on_products_registered, dedupe=Dedupe.NONE)

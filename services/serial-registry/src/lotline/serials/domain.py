@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from math import ceil
@@ -279,40 +279,74 @@ def received_entry(
     )
 
 
-def received_units(
+@dataclass(frozen=True)
+class ReceivedUnits:
+    """The units a receipt registers: alike but for their serials (`template`, whose serial
+    is empty), except those a recall names by serial, which carry that recall (`named`). A
+    100,000-serial receipt is then one unit and a list, not 100,000 units."""
+
+    template: Unit
+    serials: tuple[str, ...]
+    named: Mapping[str, Unit] = field(default_factory=dict)
+
+    @property
+    def sku(self) -> str:
+        return self.template.sku
+
+    def unit(self, serial: str) -> Unit:
+        return self.named.get(serial) or replace(self.template, serial=serial)
+
+    def only(self, serials: Iterable[str]) -> ReceivedUnits:
+        return replace(self, serials=tuple(serials))
+
+    def __len__(self) -> int:
+        return len(self.serials)
+
+
+def receipt_units(
     receipt: ItemReceived, event_id: str, at: datetime, recalls: Sequence[RecallScope] = ()
-) -> list[Unit]:
+) -> ReceivedUnits:
     """The units a receipt registers, in stock at its location; a recall already issued for
     their lot or serial flags them at once (recall wins, even over a late receipt)."""
     lot_code = receipt.lot.code if receipt.lot else None
-    expires_on = receipt.lot.expires_on if receipt.lot else None
     lot_recalls = [r for r in recalls if lot_code is not None and lot_code in r.lot_codes]
-    plain_entry = received_entry(receipt, event_id, at, lot_recalls)
-    units = []
-    for serial in receipt.serials or ():
-        covering = lot_recalls
-        entry = plain_entry
-        if any(serial in r.serials for r in recalls):
+    template = Unit(
+        sku=receipt.sku,
+        serial="",
+        status=UnitStatus.IN_STOCK,
+        location=receipt.location,
+        lot_code=lot_code,
+        lot_expires_on=receipt.lot.expires_on if receipt.lot else None,
+        receipt_id=receipt.receipt_id,
+        received_event=event_id,
+        received_at=at,
+        received_location=receipt.location,
+        recall_ids=tuple(r.recall_id for r in lot_recalls),
+        recalled_at=max((r.issued_at for r in lot_recalls), default=None),
+        history=(received_entry(receipt, event_id, at, lot_recalls),),
+    )
+    serials = tuple(receipt.serials or ())
+    named: dict[str, Unit] = {}
+    by_serial = [r for r in recalls if r.serials]
+    for serial in serials if by_serial else ():
+        if any(serial in r.serials for r in by_serial):
             covering = [r for r in recalls if r.covers(serial, lot_code)]
-            entry = received_entry(receipt, event_id, at, covering)
-        units.append(
-            Unit(
-                sku=receipt.sku,
+            named[serial] = replace(
+                template,
                 serial=serial,
-                status=UnitStatus.IN_STOCK,
-                location=receipt.location,
-                lot_code=lot_code,
-                lot_expires_on=expires_on,
-                receipt_id=receipt.receipt_id,
-                received_event=event_id,
-                received_at=at,
-                received_location=receipt.location,
                 recall_ids=tuple(r.recall_id for r in covering),
                 recalled_at=max((r.issued_at for r in covering), default=None),
-                history=(entry,),
+                history=(received_entry(receipt, event_id, at, covering),),
             )
-        )
-    return units
+    return ReceivedUnits(template, serials, named)
+
+
+def received_units(
+    receipt: ItemReceived, event_id: str, at: datetime, recalls: Sequence[RecallScope] = ()
+) -> list[Unit]:
+    """Each unit a receipt registers (`receipt_units`), one by one."""
+    received = receipt_units(receipt, event_id, at, recalls)
+    return [received.unit(serial) for serial in received.serials]
 
 
 class Claim(StrEnum):

@@ -50,6 +50,7 @@ from lotline.serials.domain import (
     HistoryEntry,
     Outcome,
     RecallScope,
+    ReceivedUnits,
     Unit,
     adjust_unit,
     adopt,
@@ -67,8 +68,8 @@ from lotline.serials.domain import (
     recalled_while_selling,
     receipt_key,
     receipt_problem,
+    receipt_units,
     receive_unit,
-    received_units,
     rejection_event_id,
     return_unit,
     sale_without_serial,
@@ -80,7 +81,7 @@ from lotline.serials.domain import (
     units_recalled,
     units_recalled_event_id,
 )
-from lotline.serials.store import MAX_CONFLICT_ROUNDS, SerialStore, StoreConflict, UnitChange
+from lotline.serials.store import SerialStore, UnitChange
 
 log = structlog.get_logger(__name__)
 
@@ -152,9 +153,9 @@ class SerialHandlers:
         return result
 
     async def _register(self, deliveries: list[Delivery]) -> list[Derived]:
-        """Register the batch's receipts together: one lookup of which were registered
-        before, one insert of all their new units (and their lot journals), one insert of
-        the receipts registered; only the units some receipt found already registered are
+        """Register the batch's receipts together: one look at which were registered before,
+        and all their new units, lot journal entries and the receipts registered staged on
+        the batch's unit of work; only the units some receipt found already registered are
         read and settled one receipt at a time."""
         skus = {d.data.sku for d in deliveries}
         scopes = await self.store.recall_scopes(skus)
@@ -162,7 +163,7 @@ class SerialHandlers:
         registered = await self.store.registered_receipts(keys)
         # Each new receipt's units; a serial an earlier receipt of this batch claims is
         # settled against that receipt's unit, as if it had been registered before.
-        units_of: dict[int, list[Unit]] = {}
+        units_of: dict[int, ReceivedUnits] = {}
         claimed: dict[str, int] = {}
         clashing: dict[int, list[str]] = {}
         first_of: dict[str, int] = {}
@@ -171,18 +172,24 @@ class SerialHandlers:
                 continue
             receipt: ItemReceived = delivery.data
             at = receipt.received_at or delivery.event.time
-            units = received_units(receipt, delivery.event.dedupe_key, at, scopes[receipt.sku])
-            units_of[index] = [u for u in units if claimed.setdefault(u.id, index) == index]
-            clashing[index] = [u.id for u in units if claimed[u.id] != index]
-        existing = set(await self.store.insert_units([u for us in units_of.values() for u in us]))
+            units = receipt_units(receipt, delivery.event.dedupe_key, at, scopes[receipt.sku])
+            ids = [unit_id(receipt.sku, serial) for serial in units.serials]
+            mine = [claimed.setdefault(uid, index) == index for uid in ids]
+            units_of[index] = units.only(s for s, ok in zip(units.serials, mine, strict=True) if ok)
+            clashing[index] = [uid for uid, ok in zip(ids, mine, strict=True) if not ok]
+        existing = set(await self.store.register_units(list(units_of.values())))
         outgoing: list[Derived] = []
-        now_registered: list[tuple[str, str, list[str]]] = []
+        now_registered: list[tuple[str, str, str, list[str]]] = []
         for index, delivery in enumerate(deliveries):
             receipt = delivery.data
             key = keys[index]
             if index in units_of:
                 units = units_of[index]
-                taken = [u.id for u in units if u.id in existing]
+                taken = [
+                    uid
+                    for uid in (unit_id(receipt.sku, serial) for serial in units.serials)
+                    if uid in existing
+                ]
                 found = taken + clashing[index]
                 duplicates: list[str] = []
                 if found:
@@ -191,7 +198,7 @@ class SerialHandlers:
                         receipt, delivery.event.dedupe_key, at, found, scopes[receipt.sku]
                     )
                     duplicates = [unit.serial for unit in settled]
-                now_registered.append((key, delivery.event.dedupe_key, duplicates))
+                now_registered.append((receipt.sku, key, delivery.event.dedupe_key, duplicates))
                 registered[key] = duplicates
                 new = len(units) - len(taken)
             else:
@@ -209,8 +216,8 @@ class SerialHandlers:
                 new=new,
                 duplicates=len(duplicates),
             )
-        await self.store.receipts_registered(now_registered, datetime.now(UTC))
-        # A recall saved while the units were being inserted did not see them: flag them now.
+        self.store.receipts_registered(now_registered, datetime.now(UTC))
+        # A recall saved while the units were being registered did not see them: flag them now.
         # (The recall handler saves its scope before it flags, so one of the two sees both.)
         # Read from the database: memory holds what the first read found, and a recall saved
         # meanwhile was saved by another writer (see _recalls_missed), never through it.
@@ -594,25 +601,21 @@ class SerialHandlers:
             listed = {unit_id(count.sku, serial): serial for serial in count.serials}
             named = {lot.lot_code for lot in count.lots if lot.lot_code is not None}
             here = await self.store.unit_ids_at(count.sku, count.location, named)
-            for _ in range(MAX_CONFLICT_ROUNDS):
-                units = await self.store.units_by_id([*here, *listed])
-                changes: list[UnitChange] = []
-                for uid in here:
-                    unit = units.get(uid)
-                    if unit is None or uid in listed:
-                        continue
-                    missing = counted_missing(unit, count, event_id, recalls)
-                    if missing is not None and missing.changed:
-                        changes.append(UnitChange(unit, missing.unit))
-                for uid, serial in listed.items():
-                    before = units.get(uid)
-                    found = counted_found(before, count, serial, event_id, recalls)
-                    if found is not None and found.changed:
-                        changes.append(UnitChange(before, found.unit))
-                if await self.store.apply_changes(changes):
-                    break
-            else:
-                raise StoreConflict(f"count {count.count_id}: units kept changing")
+            units = await self.store.units_by_id([*here, *listed])
+            changes: list[UnitChange] = []
+            for uid in here:
+                unit = units.get(uid)
+                if unit is None or uid in listed:
+                    continue
+                missing = counted_missing(unit, count, event_id, recalls)
+                if missing is not None and missing.changed:
+                    changes.append(UnitChange(unit, missing.unit))
+            for uid, serial in listed.items():
+                before = units.get(uid)
+                found = counted_found(before, count, serial, event_id, recalls)
+                if found is not None and found.changed:
+                    changes.append(UnitChange(before, found.unit))
+            await self.store.apply_changes(changes)
             log.info(
                 "count_applied",
                 sku=count.sku,
@@ -682,18 +685,15 @@ class SerialHandlers:
         if not pairs:
             return
         ids = [unit_id(d.data.sku, serial) for d, serial in pairs]
-        for _ in range(MAX_CONFLICT_ROUNDS):
-            current: dict[str, Unit | None] = dict(await self.store.units_by_id(ids))
-            changes: list[UnitChange] = []
-            for (delivery, serial), uid in zip(pairs, ids, strict=True):
-                before = current.get(uid)
-                outcome = decide(before, delivery, serial)
-                if outcome.changed:
-                    changes.append(UnitChange(before, outcome.unit))
-                    current[uid] = outcome.unit
-            if await self.store.apply_changes(changes):
-                return
-        raise StoreConflict(f"{len(pairs)} units kept changing while being written")
+        current: dict[str, Unit | None] = dict(await self.store.units_by_id(ids))
+        changes: list[UnitChange] = []
+        for (delivery, serial), uid in zip(pairs, ids, strict=True):
+            before = current.get(uid)
+            outcome = decide(before, delivery, serial)
+            if outcome.changed:
+                changes.append(UnitChange(before, outcome.unit))
+                current[uid] = outcome.unit
+        await self.store.apply_changes(changes)
 
     # ---------------------------------------------------------------------------- shared
 
@@ -716,26 +716,23 @@ class SerialHandlers:
     async def _apply_to_units(
         self, deliveries: list[Delivery], decide: Decide
     ) -> list[tuple[Delivery, Outcome]]:
-        """Read the batch's units once, decide each event in order, write the changes in one
-        ordered bulk. If a unit believed new was created meanwhile (a receipt on another
-        consumer), read again and redecide: what was applied is recognised by its history."""
+        """Read the batch's units once, decide each event in order, stage the changes on the
+        batch's unit of work (what was applied before is recognised by the unit's history)."""
         if not deliveries:
             return []
         ids = [unit_id(d.data.sku, d.data.serial) for d in deliveries]
-        for _ in range(MAX_CONFLICT_ROUNDS):
-            current: dict[str, Unit | None] = dict(await self.store.units_by_id(ids))
-            outcomes: list[tuple[Delivery, Outcome]] = []
-            changes: list[UnitChange] = []
-            for delivery, uid in zip(deliveries, ids, strict=True):
-                before = current.get(uid)
-                outcome = decide(before, delivery)
-                outcomes.append((delivery, outcome))
-                if outcome.changed:
-                    changes.append(UnitChange(before, outcome.unit))
-                    current[uid] = outcome.unit
-            if await self.store.apply_changes(changes):
-                return outcomes
-        raise StoreConflict(f"{len(deliveries)} units kept changing while being written")
+        current: dict[str, Unit | None] = dict(await self.store.units_by_id(ids))
+        outcomes: list[tuple[Delivery, Outcome]] = []
+        changes: list[UnitChange] = []
+        for delivery, uid in zip(deliveries, ids, strict=True):
+            before = current.get(uid)
+            outcome = decide(before, delivery)
+            outcomes.append((delivery, outcome))
+            if outcome.changed:
+                changes.append(UnitChange(before, outcome.unit))
+                current[uid] = outcome.unit
+        await self.store.apply_changes(changes)
+        return outcomes
 
     async def publish(self, derived: Iterable[Derived]) -> None:
         """Log the events with the batch, then send them. Their ids derive from their

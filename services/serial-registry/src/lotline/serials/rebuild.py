@@ -1,8 +1,10 @@
-"""Rebuild the lot journals from the units as stored: `python -m lotline.serials.rebuild`.
+"""Rebuild the lot journals and the serial fingerprints from the units as stored:
+`python -m lotline.serials.rebuild`.
 
 For a registry whose units were written before lot journals existed (or to repair one): each
 unit with a lot gets its stored state appended to its lot's journal, so lot pages, counts and
-recall answers see it. One pass over `serials.units`.
+recall answers see it, and every unit is indexed in its SKU's fingerprints again (a receipt
+finds the serials registered already through them). Two passes over `serials.units`' ids.
 
 Run it with every serial-registry instance stopped. A journal's last entry per unit wins, and
 an instance writing meanwhile could journal a newer state that this older one then follows.
@@ -46,8 +48,11 @@ async def _entries_of(store: SerialStore, ids: list[str]) -> list[tuple[str, Doc
 
 
 async def rebuild(store: SerialStore) -> int:
-    """Journal every unit that has a lot; returns how many."""
-    return await store.lot_units.append_stream(_lot_entries(store))
+    """Journal every unit that has a lot, and index every unit; returns how many were
+    journalled."""
+    journalled = await store.lot_units.append_stream(_lot_entries(store))
+    await store.index_serials(again=True)
+    return journalled
 
 
 def main() -> None:

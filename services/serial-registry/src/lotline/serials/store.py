@@ -16,6 +16,9 @@ serials.receipts        receipts registered (sku, receipt id, serials digest) an
                         they were refused, so a redelivered big receipt costs one lookup
 serials.sku_lots        per SKU, the lots its units were received in: the journals a count of
                         a location reads to find the units there
+serials.sku_serials     per SKU, 32-bit fingerprints of its serials, in insert-only pages
+                        (lotline.runtime.members): which of a receipt's 100,000 serials may be
+                        registered already, without a lookup each
 
 Written for MongoDB and for FerretDB 1.24 on SQLite alike. FerretDB looks a document up
 through an index only for a filter that is exactly `{_id: <string>}`; any other filter
@@ -24,12 +27,13 @@ more statements that match documents hangs the server. So the hot paths read and
 alone: reads are concurrent `find_one`s, and bulk updates go in parts of at most
 BULK_UPDATES statements.
 
-A unit's changes and the events they emit go through the service's write-ahead log
-(`lotline.runtime.wal`): one insert for a batch, each changed unit written in the background by
-the partition's owner as a new version (an insert: a sold unit never coalesces with another
-change, and an update costs sixteen inserts on FerretDB). New units are inserted directly (an
-insert is cheap, and a unit that exists is then refused, not overwritten). Reads by _id go
-through the log, so they show every committed batch.
+Every unit a batch creates or changes, the journal entries and fingerprints that go with
+it, the receipts it registers and the events it emits go through the service's write-ahead
+log (`lotline.runtime.wal`): one insert for a batch (compressed: a 100,000-serial receipt is
+about a megabyte), each unit written in the background by the partition's owner as a new
+version (an insert: a sold unit never coalesces with another change, and an update costs
+sixteen inserts on FerretDB). Reads by _id go through the log, so they show every committed
+batch.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
@@ -45,7 +49,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from lotline.events import (
     ClaimKind,
@@ -58,6 +62,7 @@ from lotline.events import (
     Tracking,
     UnitStatus,
 )
+from lotline.runtime.members import Fingerprints
 from lotline.runtime.mongo import find_by_ids
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.pages import PagedLists
@@ -67,6 +72,7 @@ from lotline.serials.domain import (
     HistoryEntry,
     Product,
     RecallScope,
+    ReceivedUnits,
     Unit,
     WarrantyClaim,
     lot_key,
@@ -75,10 +81,8 @@ from lotline.serials.domain import (
 )
 
 Doc = dict[str, Any]
-DUPLICATE_KEY = 11000
 UNITS = "units"
-INSERT_CHUNK = 10_000
-INSERT_CONCURRENCY = 2
+RECEIPTS = "receipts"
 # Below FerretDB's limit of 100 matching statements per update command (see above).
 BULK_UPDATES = 50
 # Duplicates listed in one receipt's ledger document (well under 16 MB).
@@ -86,22 +90,11 @@ RECEIPT_LEDGER_MAX = 200_000
 # The document of `recalls` whose mark changes with every scope saved: not a SKU (identifiers
 # hold no "/").
 RECALLS_SAVED = "/saved"
+# The mark in `sku_serials` that every unit stored is in its SKU's fingerprints (not a SKU:
+# identifiers hold no "/").
+SERIALS_INDEXED = "/indexed"
 # Lots whose journals a recall's answer reads at once.
 LOTS_AT_ONCE = 8
-# Reads and redecisions before giving up on units other consumers keep creating.
-MAX_CONFLICT_ROUNDS = 3
-
-
-class StoreConflict(RuntimeError):
-    """Another writer kept winning the race for the same units."""
-
-
-def _duplicate_indexes(exc: BulkWriteError) -> list[int]:
-    """Indexes of the writes refused as duplicates; any other write error is re-raised."""
-    errors = exc.details.get("writeErrors", [])
-    if any(error.get("code") != DUPLICATE_KEY for error in errors):
-        raise exc
-    return [error["index"] for error in errors]
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -353,6 +346,10 @@ class SerialStore:
         self.units: AsyncCollection[Doc] = db[UNITS]
         self.lot_units = PagedLists(db["lot_units"], owned.cache())
         self.wal.register(self.lot_units)
+        self.sku_serials: AsyncCollection[Doc] = db["sku_serials"]
+        self.serial_index = Fingerprints(
+            PagedLists(self.sku_serials, owned.cache()), self.wal, owned.cache()
+        )
         self.products: AsyncCollection[Doc] = db["products"]
         self.recalls: AsyncCollection[Doc] = db["recalls"]
         # Products and recall scopes of the SKUs this instance owns, between batches: it is
@@ -362,7 +359,6 @@ class SerialStore:
         # The recalls' mark (`recalls_mark`) when memory last held every saved scope.
         self._scopes_mark: str | None = None
         self.recall_answers: AsyncCollection[Doc] = db["recall_answers"]
-        self.receipts: AsyncCollection[Doc] = db["receipts"]
         self.sku_lots: AsyncCollection[Doc] = db["sku_lots"]
 
     # ------------------------------------------------------------------------- products
@@ -455,86 +451,92 @@ class SerialStore:
                 {"_id": sku}, {"$addToSet": {"lots": {"$each": wanted}}}, upsert=True
             )
 
-    async def insert_units(self, units: Sequence[Unit]) -> list[str]:
-        """Insert new units, unordered, in slices (two at a time: the database encodes one
-        while the next is built and sent); returns the ids that already existed (left
-        untouched: a unit is never overwritten by an insert)."""
-        await self._journal(units)
-        gate = asyncio.Semaphore(INSERT_CONCURRENCY)
-
-        async def insert(part: Sequence[Unit]) -> list[str]:
-            docs = [unit_doc(unit) for unit in part]
-            async with gate:
-                try:
-                    await self.units.insert_many(docs, ordered=False)
-                except BulkWriteError as exc:
-                    existing = _duplicate_indexes(exc)
-                    taken = set(existing)
-                    self.wal.know(UNITS, (d for i, d in enumerate(docs) if i not in taken))
-                    return [docs[index]["_id"] for index in existing]
-            self.wal.know(UNITS, docs)
-            return []
-
-        found = await asyncio.gather(*(insert(part) for part in _chunks(units, INSERT_CHUNK)))
-        existing = [unit_id for part in found for unit_id in part]
-        await self._journal_again(existing)
+    async def register_units(self, received: Sequence[ReceivedUnits]) -> dict[str, Unit]:
+        """Create the units receipts bring that the registry does not hold yet; returns, by
+        id, those it holds already (left untouched: the receipt settles them). Which of a
+        receipt's serials exist is answered by the SKU's serial fingerprints: only the few
+        that match are looked up, not each serial (`lotline.runtime.members`)."""
+        candidates: list[str] = []
+        for units in received:
+            maybe = await self.serial_index.maybe(units.sku, units.serials)
+            candidates.extend(unit_id(units.sku, s) for s in units.serials if s in maybe)
+        existing = await self.units_by_id(candidates)
+        for units in received:
+            self._create(units, existing)
         return existing
 
-    async def apply_changes(self, changes: Sequence[UnitChange]) -> bool:
-        """Make the changes durable: new units inserted, changed ones staged whole on the
-        batch's unit of work (committed by the consumer: one insert into the write-ahead
-        log), and seen by the next read at once. False if a unit thought new already existed
-        (another consumer registered it meanwhile): the caller reads again and redecides."""
-        if not changes:
-            return True
-        # New units are inserted now, after their journal entries; changed ones are
-        # journalled with the batch's unit of work, like their documents.
-        await self._journal(change.after for change in changes if change.before is None)
-        new = [unit_doc(change.after) for change in changes if change.before is None]
-        for part in _chunks(new, INSERT_CHUNK):
-            try:
-                await self.units.insert_many(list(part), ordered=True)
-            except BulkWriteError as exc:
-                _duplicate_indexes(exc)
-                await self._journal_again(change.after.id for change in changes)
-                return False
-            self.wal.know(UNITS, part)
-        inserted = {doc["_id"] for doc in new}
-        logged: dict[str, dict[str, list[Doc]]] = {}
+    def _create(self, received: ReceivedUnits, existing: Mapping[str, Unit]) -> None:
+        """Stage a receipt's new units, their journal entries and their fingerprints. The
+        units are alike but for their serials: each document is the template's with its own
+        serial (a recall named some by serial: those are documents of their own)."""
+        sku, template = received.sku, received.template
+        doc, entry = unit_doc(template), lot_entry(template)
+        created = [serial for serial in received.serials if unit_id(sku, serial) not in existing]
+        plain = [serial for serial in created if serial not in received.named]
+        self.wal.stage_many(
+            sku,
+            UNITS,
+            (((uid := unit_id(sku, s)), {**doc, "_id": uid, "serial": s}) for s in plain),
+            new=True,
+        )
+        journal = [{**entry, "serial": serial} for serial in plain]
+        for serial in created:
+            if (named := received.named.get(serial)) is not None:
+                self.wal.stage(sku, UNITS, named.id, unit_doc(named), new=True)
+                journal.append(lot_entry(named))
+        if template.lot_code is not None and journal:
+            self.wal.append(sku, self.lot_units, {lot_key(sku, template.lot_code): journal})
+        self.serial_index.add(sku, created)
+
+    async def index_serials(self, *, again: bool = False) -> int | None:
+        """Make sure every unit stored is in its SKU's serial fingerprints: a registry that
+        held units before they existed has them indexed once, by a pass over the units'
+        ids (run at startup, before the consumers; `again` indexes whatever is marked).
+        Returns how many were indexed, or None if nothing had to be."""
+        if not again and await self.sku_serials.find_one({"_id": SERIALS_INDEXED}) is not None:
+            return None
+        count = 0
+        if again or await self.units.find_one({}, {"_id": 1}) is not None:
+
+            async def serials() -> AsyncIterator[tuple[str, str]]:
+                async for doc in self.units.find({}, {"_id": 1}):
+                    if "/" not in doc["_id"]:  # a unit's first version, under its own id
+                        sku, serial = doc["_id"].split(" ", 1)
+                        yield sku, serial
+
+            count = await self.serial_index.backfill(serials())
+        with contextlib.suppress(DuplicateKeyError):
+            await self.sku_serials.insert_one({"_id": SERIALS_INDEXED})
+        return count
+
+    async def apply_changes(self, changes: Sequence[UnitChange]) -> None:
+        """Stage the changes on the batch's unit of work (committed by the consumer: one
+        insert into the write-ahead log, with the lots' journal entries and the new units'
+        serial fingerprints), seen by the next read at once. The partition's owner is the
+        units' only writer: another instance writing the partition meanwhile (a rebalance
+        overlap) loses the log's entry number to it, and its batch is applied again."""
+        journal: dict[str, dict[str, list[Doc]]] = {}
+        created: dict[str, list[str]] = {}
         for change in changes:
             after = change.after
-            if change.before is not None or after.id not in inserted:
-                self.wal.stage(after.sku, UNITS, after.id, unit_doc(after))
-                if after.lot_code is not None:
-                    logged.setdefault(after.sku, {}).setdefault(
-                        lot_key(after.sku, after.lot_code), []
-                    ).append(lot_entry(after))
-            inserted.discard(after.id)
-        for sku, entries in logged.items():
+            new = change.before is None
+            self.wal.stage(after.sku, UNITS, after.id, unit_doc(after), new=new)
+            if new:
+                created.setdefault(after.sku, []).append(after.serial)
+            if after.lot_code is not None:
+                journal.setdefault(after.sku, {}).setdefault(
+                    lot_key(after.sku, after.lot_code), []
+                ).append(lot_entry(after))
+        for sku, entries in journal.items():
             self.wal.append(sku, self.lot_units, entries)
-        return True
+        for sku, serials in created.items():
+            self.serial_index.add(sku, serials)
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Derived events, made durable with the batch in the write-ahead log, then
         published, when the consumer commits the batch."""
         for message in messages:
             self.wal.emit(message.key.decode(), [message])
-
-    async def _journal(self, units: Iterable[Unit]) -> None:
-        """Append each unit's new state to its lot's journal, before the unit is written:
-        a lot's journal never lags its units. Written twice (a replay), the last one wins."""
-        entries: dict[str, list[Doc]] = {}
-        for unit in units:
-            if unit.lot_code is not None:
-                entries.setdefault(lot_key(unit.sku, unit.lot_code), []).append(lot_entry(unit))
-        await self.lot_units.append(entries)
-
-    async def _journal_again(self, ids: Iterable[str]) -> None:
-        """Units whose journalled state was not written after all (another writer had the
-        unit): their state as stored goes last again."""
-        wanted = list(ids)
-        if wanted:
-            await self._journal((await self.units_by_id(wanted)).values())
 
     async def lot_states(self, sku: str, lot_code: str) -> dict[str, Doc]:
         """Each unit of one lot as its latest journal entry leaves it, by serial."""
@@ -583,26 +585,19 @@ class SerialStore:
 
     async def registered_receipts(self, keys: Iterable[str]) -> dict[str, list[str]]:
         """Of these receipts, those registered before, with the duplicates each was refused."""
-        found = await find_by_ids(self.receipts, keys)
+        found = await self.wal.latest(RECEIPTS, keys)
         return {key: list(doc["duplicates"]) for key, doc in found.items()}
 
-    async def receipts_registered(
-        self, registered: Sequence[tuple[str, str, Sequence[str]]], at: datetime
+    def receipts_registered(
+        self, registered: Sequence[tuple[str, str, str, Sequence[str]]], at: datetime
     ) -> None:
-        """Receipts (key, event id, duplicates) whose units are now in: one insert. A
-        receipt another writer registered meanwhile keeps its own document (the same units:
-        a receipt is keyed by its serials)."""
-        docs = [
-            {"_id": key, "event_id": event_id, "duplicates": list(duplicates), "at": at}
-            for key, event_id, duplicates in registered
+        """Receipts (SKU, key, event id, duplicates) whose units are now in, staged with
+        them: a redelivery then costs one lookup, not one per serial."""
+        for sku, key, event_id, duplicates in registered:
             # Too big for one document: a redelivery takes the slow path.
-            if len(duplicates) <= RECEIPT_LEDGER_MAX
-        ]
-        if docs:
-            try:
-                await self.receipts.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                _duplicate_indexes(exc)
+            if len(duplicates) <= RECEIPT_LEDGER_MAX:
+                doc = {"event_id": event_id, "duplicates": list(duplicates), "at": at}
+                self.wal.stage(sku, RECEIPTS, key, doc)
 
     # -------------------------------------------------------------------------- recalls
 
