@@ -59,11 +59,12 @@ class Scale:
     infra_rounds: int  # Kafka and FerretDB restarts
     rebalanced: tuple[str, ...]  # services run twice, then one instance killed
     timeout_s: int
+    big_receipt: int  # serials of a receipt the registry is killed writing out
 
 
 SCALES = {
-    "small": Scale(2, 2, 2, 12, 0.25, 150, 1, 1, ("stock",), 600),
-    "full": Scale(4, 4, 3, 25, 0.2, 400, 3, 2, ("stock", "serial-registry"), 1800),
+    "small": Scale(2, 2, 2, 12, 0.25, 150, 1, 1, ("stock",), 600, 5_000),
+    "full": Scale(4, 4, 3, 25, 0.2, 400, 3, 2, ("stock", "serial-registry"), 1800, 10_000),
 }
 CHAOS = SCALES[SCALE]
 SERVICES = tuple(SERVICE_MODULES)
@@ -215,6 +216,35 @@ class Chaos:
         self.fault(f"kill -9 {service} with {left} log entries not written out")
         await asyncio.sleep(self.random.uniform(0.5, 2.0))
         await asyncio.to_thread(instance.start, 180.0)
+
+    async def kill_while_writing_out_a_receipt(self) -> None:
+        """A receipt of thousands of serials, then kill -9 the registry while its writer is
+        putting the units into `units` (the receipt is one log entry, its units, journal
+        entries and serial fingerprints written out in the background): the next owner must
+        restore the entry and write the rest, each unit once; a copy of the receipt sent
+        after the restart must be recognised, not booked again nor refused."""
+        instance = self.instances["serial-registry"][0]
+        receipt = self.shop.big_receipt(CHAOS.big_receipt)
+        assert receipt.serials is not None
+        await self.publish([receipt])
+        units = self.mongo["serials"]["units"]
+        first = f"{receipt.sku} {receipt.serials[0]}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if await units.find_one({"_id": first}) is not None:
+                break  # the writer has begun
+            await asyncio.sleep(0.005)
+        self.check_alive()
+        self.restarting.add(instance.process.pid)
+        await asyncio.to_thread(instance.kill)
+        written = await units.count_documents({"receipt_id": receipt.receipt_id})
+        self.fault(
+            f"kill -9 serial-registry with {written:,} of a receipt's "
+            f"{len(receipt.serials):,} units written out"
+        )
+        await asyncio.sleep(self.random.uniform(0.5, 2.0))
+        await asyncio.to_thread(instance.start, 180.0)
+        await self.publish([receipt])  # a copy: the dock scanner sent it again
 
     async def restart_infra(self, name: str) -> None:
         await self.publish(self.shop.next_events(CHAOS.burst))
@@ -430,6 +460,7 @@ async def test_every_acknowledged_event_is_applied_exactly_once_through_faults( 
             for service in ("stock", "serial-registry"):
                 await chaos.kill_mid_batch(service)
                 await chaos.kill_while_logged_not_written(service)
+            await chaos.kill_while_writing_out_a_receipt()
             if round_ == 0:
                 await recall_mid_stream(chaos, plans)
             for service in ("recall", "catalog"):

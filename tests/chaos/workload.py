@@ -231,6 +231,22 @@ class Shop:
             self.record(event)
         return returns
 
+    def big_receipt(self, serials: int) -> ItemReceived:
+        """A container's worth of one serial SKU (not the recalled one), recorded."""
+        sku = [p.sku for p in self.products if p.tracking is Tracking.SERIAL][-1]
+        numbers = range(self._serial_no + 1, self._serial_no + 1 + serials)
+        self._serial_no += serials
+        receipt = ItemReceived(
+            sku=sku,
+            receipt_id=self._id("R"),
+            location=LOCATIONS[0],
+            quantity=serials,
+            lot=Lot(code=LOTS[0], expires_on=_expiry(LOTS[0])),
+            serials=[f"SN{n:06d}" for n in numbers],
+        )
+        self.record(receipt)
+        return receipt
+
     # ------------------------------------------------------------------------ recording
 
     def record(self, event: EventData) -> None:
