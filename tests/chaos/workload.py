@@ -76,6 +76,8 @@ class Shop:
     # SKUs whose events stop (quiet) before their recall, and that then see recall returns.
     quiet: set[str] = field(default_factory=set)
     tick: int = 0
+    # Units of the big receipts (`big_receipt`), by (SKU, serial).
+    bulk: set[tuple[str, str]] = field(default_factory=set)
     _serial_no: int = 0
     _ids: int = 0
 
@@ -245,6 +247,7 @@ class Shop:
             serials=[f"SN{n:06d}" for n in numbers],
         )
         self.record(receipt)
+        self.bulk.update((sku, serial) for serial in receipt.serials or ())
         return receipt
 
     # ------------------------------------------------------------------------ recording
