@@ -877,6 +877,28 @@ async def test_a_commit_waits_while_too_much_is_pending_until_the_materializer_c
     assert wal.pending_docs == 1
 
 
+async def test_a_commit_waiting_for_room_through_a_rebalance_restores_its_partition() -> None:
+    """The partitions are revoked (and handed back) while a commit waits for the writer: it
+    restores the partition's log before numbering its entry, instead of failing (a failure
+    there dead-lettered a receipt after its retries)."""
+    wal = log_of(max_pending_docs=2)
+    db, _ = parts(wal)
+    wal.observe("SKU-1", 0)
+    wal.stage("SKU-1", "docs", "a", {})
+    wal.stage("SKU-1", "docs", "b", {})
+    await wal.commit()
+    wal.observe("SKU-1", 0)
+    wal.stage("SKU-1", "docs", "c", {})
+    waiting = asyncio.ensure_future(wal.commit())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    await wal.release([0])
+    assert await wal.materialize() == 0  # nothing of partition 0 is held here now
+    await asyncio.wait_for(waiting, timeout=5)
+    assert sorted(logged(db)) == [entry_id(0, 1), entry_id(0, 2)]
+    assert await wal.materialize() == 3  # restored: the first entry, then this one
+
+
 # ------------------------------------------------------------------------ failed commits
 
 
@@ -1059,6 +1081,28 @@ async def test_a_batch_retried_after_a_failed_commit_is_applied_once(
         True,
         True,
     ]
+
+
+async def test_a_batch_retried_after_a_rebalance_released_its_partition_is_applied() -> None:
+    """The partitions are revoked and handed back while a try of the batch runs, which
+    drops which partition each key belongs to: the next try knows it again (it failed for
+    good before, and the batch went to the dead-letter topic)."""
+    wal = log_of()
+    _, publisher = parts(wal)
+    handler = Tally(wal)
+    consumer = log_consumer(wal, handler)
+    original = handler.__call__
+
+    async def revoked_meanwhile(deliveries: list[Delivery]) -> BatchResult:
+        if len(handler.calls) == 0:
+            await wal.release([0])
+        return await original(deliveries)
+
+    consumer.handler = revoked_meanwhile
+    await deliver(consumer, [sale(1), sale(2)])
+    assert handler.calls == [[1, 2], [1, 2]]
+    assert publisher.dead_letters == []
+    assert await tally(wal) == 2
 
 
 async def test_a_batch_whose_partition_another_writer_took_is_applied_on_what_it_wrote() -> None:

@@ -374,6 +374,11 @@ class EventConsumer:
                 return merged
 
     async def _call_handler(self, deliveries: list[Delivery]) -> BatchResult | None:
+        if self.wal is not None:
+            # Again before each try: a rebalance during an earlier one released the
+            # partitions, and with them which partition each key's documents belong to.
+            for delivery in deliveries:
+                self.wal.observe(delivery.data.key, delivery.partition)
         try:
             if self.dedupe is Dedupe.LOG:
                 return await self._unit_of_work(deliveries)

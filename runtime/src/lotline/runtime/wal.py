@@ -674,15 +674,18 @@ class WriteAheadLog:
         lists, self._staged_lists = self._staged_lists, {}
         if not staged and not emitted and not keys and not lists:
             return
+        while self.pending_docs >= self._max_pending_docs:
+            self._drained.clear()
+            self._work.set()
+            await self._drained.wait()
+        # After the wait: a rebalance meanwhile may have released the batch's partitions
+        # (restored again here; if another instance logged there since, the insert below
+        # is refused as `StreamTaken` and the batch applied again from the log).
         unowned = (
             {p for p, _ in staged.values()} | emitted.keys() | keys.keys() | lists.keys()
         ) - self._next_seq.keys()
         if unowned:
             await self.restore(unowned)
-        while self.pending_docs >= self._max_pending_docs:
-            self._drained.clear()
-            self._work.set()
-            await self._drained.wait()
         by_partition: dict[int, list[Put]] = {
             p: [] for p in emitted.keys() | keys.keys() | lists.keys()
         }
