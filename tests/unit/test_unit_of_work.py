@@ -1125,3 +1125,22 @@ async def test_a_batch_whose_partition_another_writer_took_is_applied_on_what_it
         entry_id(0, 2),
         entry_id(0, 3),
     ]
+
+
+async def test_partitions_assigned_are_restored_at_once_and_their_entries_written_out() -> None:
+    """A partition handed over restores its log when it is assigned, not at its first event:
+    one no event reaches afterwards would keep its entries unwritten (the bench waited on
+    them for good after a scale-down)."""
+    from aiokafka import TopicPartition
+
+    from lotline.runtime.owned import ForgetOnRebalance
+
+    first = log_of()
+    db, _ = parts(first)
+    await commit_one(first, "SKU-1", {"sold": 1})
+    successor = log_of(db)
+    listener = ForgetOnRebalance(OwnedState(), on_assign=successor.restore)
+    await listener.on_partitions_assigned([TopicPartition("item-sold", 0)])
+    assert successor.pending_docs == 1
+    assert await successor.materialize() == 1
+    assert [d for d in db["wal"].documents() if "p" in d] == []

@@ -566,7 +566,9 @@ class ServiceConsumer:
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             # Partitions moving elsewhere end this instance's claim to be the only writer.
-            listener=ForgetOnRebalance(self.owned, on_revoke=self.wal.release),
+            listener=ForgetOnRebalance(
+                self.owned, on_revoke=self.wal.release, on_assign=self.wal.restore
+            ),
             # A recall of a million units is one long batch; the group must not evict us.
             max_poll_interval_ms=self.settings.consumer_max_poll_interval_ms,
             # Offsets are committed by `consume` once the batch's effects are durable;

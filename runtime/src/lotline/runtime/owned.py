@@ -42,15 +42,19 @@ class OwnedState:
 
 class ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Drops the owned state whenever partitions are revoked or assigned; `on_revoke` lets
-    other holders of a partition's state (the write-ahead log) give it up first."""
+    other holders of a partition's state (the write-ahead log) give it up first, and
+    `on_assign` lets them take it over (the log restores the partitions' entries at once:
+    a partition no event reaches afterwards would otherwise keep them unwritten)."""
 
     def __init__(
         self,
         state: OwnedState,
         on_revoke: Callable[[set[int]], Awaitable[None]] | None = None,
+        on_assign: Callable[[set[int]], Awaitable[None]] | None = None,
     ) -> None:
         self._state = state
         self._on_revoke = on_revoke
+        self._on_assign = on_assign
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         if self._on_revoke is not None:
@@ -59,3 +63,9 @@ class ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._state.forget("partitions assigned")
+        if self._on_assign is not None:
+            try:
+                # Within the rebalance: no revocation can come before it is done.
+                await self._on_assign({tp.partition for tp in assigned})
+            except Exception as exc:  # the first batch of each partition restores it then
+                log.warning("partitions_not_restored", error=repr(exc))

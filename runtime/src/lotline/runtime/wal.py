@@ -362,7 +362,8 @@ class WriteAheadLog:
             return
         async with self._round:
             for partition in todo:
-                await self._restore(partition)
+                if partition not in self._next_seq:  # not restored while this one waited
+                    await self._restore(partition)
 
     async def _restore(self, partition: int) -> None:
         # Before this owner logs anything there: readers elsewhere walk the partitions named.
