@@ -857,7 +857,9 @@ async def test_events_older_than_the_window_are_forgotten_to_wal_applied() -> No
 # --------------------------------------------------------------------------- backpressure
 
 
-async def test_a_commit_waits_while_too_much_is_pending_until_the_materializer_catches_up() -> None:
+async def waiting_for_room() -> tuple[WriteAheadLog, MemoryDatabase, asyncio.Future[None]]:
+    """A log with room for two pending documents, holding two, and a commit of a third
+    waiting for the materializer."""
     wal = log_of(max_pending_docs=2)
     db, _ = parts(wal)
     wal.observe("SKU-1", 0)
@@ -869,6 +871,11 @@ async def test_a_commit_waits_while_too_much_is_pending_until_the_materializer_c
     waiting = asyncio.ensure_future(wal.commit())
     for _ in range(10):
         await asyncio.sleep(0)
+    return wal, db, waiting
+
+
+async def test_a_commit_waits_while_too_much_is_pending_until_the_materializer_catches_up() -> None:
+    wal, db, waiting = await waiting_for_room()
     assert not waiting.done()
     assert db["wal"].calls["insert_many"] == 1  # the second batch is not in yet
     assert await wal.materialize() == 2
@@ -881,17 +888,7 @@ async def test_a_commit_waiting_for_room_through_a_rebalance_restores_its_partit
     """The partitions are revoked (and handed back) while a commit waits for the writer: it
     restores the partition's log before numbering its entry, instead of failing (a failure
     there dead-lettered a receipt after its retries)."""
-    wal = log_of(max_pending_docs=2)
-    db, _ = parts(wal)
-    wal.observe("SKU-1", 0)
-    wal.stage("SKU-1", "docs", "a", {})
-    wal.stage("SKU-1", "docs", "b", {})
-    await wal.commit()
-    wal.observe("SKU-1", 0)
-    wal.stage("SKU-1", "docs", "c", {})
-    waiting = asyncio.ensure_future(wal.commit())
-    for _ in range(10):
-        await asyncio.sleep(0)
+    wal, db, waiting = await waiting_for_room()
     await wal.release([0])
     assert await wal.materialize() == 0  # nothing of partition 0 is held here now
     await asyncio.wait_for(waiting, timeout=5)
