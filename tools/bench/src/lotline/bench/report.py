@@ -246,6 +246,13 @@ def write_chart(path: Path, outcomes: list[Outcome]) -> None:
     left.set_title("Throughput over time")
     if throughput:
         left.legend(fontsize=7)
+    elif latency is not None and latency.series:
+        # No throughput run: the left panel shows when the slow lines were published.
+        for label, points in latency.series.items():
+            left.plot([x for x, _ in points], [y for _, y in points], label=label, linewidth=1)
+        left.set_ylabel("publish -> effect durable, ms")
+        left.set_title(f"{latency.title}: over time")
+        left.legend(fontsize=7)
     left.grid(alpha=0.3)
     if latency is not None:
         values = sorted(latency.latencies_ms)

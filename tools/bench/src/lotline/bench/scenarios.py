@@ -310,7 +310,6 @@ class Bench:
         since = await self.reader.ends(TROUBLE_TOPICS)
         topic = EventType.ITEM_SOLD.topic
         partitions = await self.reader.partitions([topic])
-        base = await self.reader.ends([topic])
         async with CommitWatcher(self.admin, GROUPS, partitions, self.poll_s) as watcher:
             started = time.monotonic()
             sent = await publish_paced(self.latency_producer, messages, sizes.latency_rate)
@@ -319,10 +318,17 @@ class Bench:
             await watcher.wait(targets, self.setup_timeout(len(messages) * 5), "sales applied")
         self.services.check_alive()
         latencies = []
+        # Per service too: which one makes the tail.
+        by_service: dict[str, list[float]] = {service: [] for service in WORKERS}
         for record in sent:
-            applied = watcher.applied_at(TopicPartition(topic, record.partition), record.offset)
+            tp = TopicPartition(topic, record.partition)
+            applied = watcher.applied_at(tp, record.offset)
             assert applied is not None  # the wait above saw every record applied
             latencies.append(1000 * (applied - record.at))
+            for service, group in zip(WORKERS, GROUPS, strict=True):
+                passed = watcher.passed_at(group, tp, record.offset)
+                assert passed is not None
+                by_service[service].append(1000 * (passed - record.at))
         quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
         outcome.latencies_ms = latencies
         outcome.figures = {
@@ -336,8 +342,14 @@ class Bench:
             "mean_ms": round(statistics.fmean(latencies), 1),
             "poll_interval_ms": round(self.poll_s * 1000, 1),
             "mean_poll_round_trip_ms": round(watcher.mean_poll_ms, 2),
+            **{
+                f"{service}_p99_ms": round(
+                    statistics.quantiles(values, n=100, method="inclusive")[98], 1
+                )
+                for service, values in by_service.items()
+            },
         }
-        outcome.series = _sales_series(sent, watcher, base, started)
+        outcome.series = _latency_series(sent, latencies, started)
         await self.verify_sales(outcome, workload, since)
         return outcome
 
@@ -624,6 +636,23 @@ def _sales_series(
             for service, group in zip(WORKERS, GROUPS, strict=True)
         },
     }
+
+
+def _latency_series(
+    sent: Sequence[Sent], latencies_ms: Sequence[float], started: float
+) -> dict[str, list[tuple[float, float]]]:
+    """What the chart draws of a latency run: each second's p99 and worst line, by when the
+    lines were published (so a slow moment shows where it was)."""
+    by_second: dict[int, list[float]] = {}
+    for record, latency in zip(sent, latencies_ms, strict=True):
+        by_second.setdefault(int(record.at - started), []).append(latency)
+    p99: list[tuple[float, float]] = []
+    worst: list[tuple[float, float]] = []
+    for second, values in sorted(by_second.items()):
+        values.sort()
+        p99.append((second + 0.5, values[min(len(values) - 1, int(len(values) * 0.99))]))
+        worst.append((second + 0.5, values[-1]))
+    return {"p99 of the second": p99, "worst of the second": worst}
 
 
 def _parts(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
