@@ -15,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect
 
 from lotline.events import OutgoingMessage, StockQuarantined, encode
+from lotline.runtime import mongo as mongo_module
 from lotline.runtime import wal as wal_module
 from lotline.runtime.pages import PagedLists
 from lotline.runtime.wal import VERSION, Fact, WriteAheadLog, checkpoint_id, entry_id
@@ -154,18 +155,34 @@ async def test_the_next_owner_restores_what_a_dead_owner_logged_and_publishes_it
     assert third.pending_docs == 0
 
 
-async def test_a_round_cut_short_is_written_again_by_the_next_owner(db) -> None:  # type: ignore[no-untyped-def]
+async def test_a_round_cut_short_is_written_again_by_the_next_owner(db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(mongo_module, "BULK_PART", 50)
     log = WriteAheadLog(db)
     await log.restore([0])
     log.observe("A", 0)
     for n in range(200):
         log.stage("A", "levels", f"A S{n}", {"on_hand": n})
     await log.commit()
+    # The round writes its documents in parts of 50 and gives way before each one: the
+    # process is killed before the third part, after half of the documents are written
+    # and before any checkpoint moves.
+    parts = 0
+    killed = asyncio.Event()
+
+    async def give_way() -> None:
+        nonlocal parts
+        parts += 1
+        if parts == 3:
+            killed.set()
+            await asyncio.Event().wait()
+
+    log._give_way = give_way  # type: ignore[method-assign]
     task = asyncio.create_task(log.materialize())
-    await asyncio.sleep(0.02)  # partway through its writes, the process is killed
+    await asyncio.wait_for(killed.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert 0 < len(await stored(db, "levels")) < 200
 
     heir = WriteAheadLog(db)
     await heir.restore([0])
