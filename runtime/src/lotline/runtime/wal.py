@@ -117,6 +117,10 @@ VERSION_INSERT_PART = 1_000
 VERSION_ATTEMPTS = 5
 # A partition's pages of applied-event fingerprints are merged into one beyond this many.
 MAX_KEY_PAGES = 16
+# Steps of a round's loops in memory (a document, an entry's puts) between which it lets
+# the event loop run the batches waiting on it: a round of 10,000 documents is a few
+# hundred milliseconds of Python on a busy core, which a batch would otherwise wait out.
+PACE_STEPS = 1_000
 
 
 class StreamTaken(RuntimeError):
@@ -732,7 +736,14 @@ class WriteAheadLog:
         self._compact()
         self.stats["entries"] += len(entries)
         self._work.set()
-        await self._send([m for entry in entries for m in entry.messages])
+        messages = [m for entry in entries for m in entry.messages]
+        for entry in entries:
+            # Pending in memory until written out, without its events: a restore reads them
+            # from the log, and every event held is dozens of objects for the collector.
+            entry.outbox = []
+            for put in entry.puts:
+                put.outbox = []
+        await self._send(messages)
 
     def _remember(self, entry: Entry) -> None:
         for put in entry.puts:
@@ -781,26 +792,29 @@ class WriteAheadLog:
         the entries written. Returns the documents written."""
         async with self._round:
             self._patience = self._give_way_s
+            pace = _Pace()
             taken: dict[int, list[Entry]] = {}
             # Counted as different documents, not puts: entries that change the same
             # documents (a busy level sold in every batch) are written out together, each
-            # document once.
-            changed: set[tuple[str, str]] = set()
-            for partition, entries in self._pending.items():
-                for entry in entries:
-                    changes = {(put.collection, put.doc_id) for put in entry.puts}
-                    if len(changed) >= self._round_docs and taken and not changes <= changed:
+            # document once. The newest version of each is what the round writes.
+            newest: dict[tuple[str, str], tuple[int, Doc]] = {}
+            # Snapshots: commits append entries while the round gives way.
+            for partition, entries in list(self._pending.items()):
+                for entry in list(entries):
+                    changes = {(put.collection, put.doc_id): put.doc for put in entry.puts}
+                    if (
+                        len(newest) >= self._round_docs
+                        and taken
+                        and not changes.keys() <= newest.keys()
+                    ):
                         break
                     taken.setdefault(partition, []).append(entry)
-                    changed |= changes
+                    for key, doc in changes.items():
+                        newest[key] = (entry.seq, doc)
+                    await pace.step(len(changes))
             if not taken:
                 self._drained.set()
                 return 0
-            newest: dict[tuple[str, str], tuple[int, Doc]] = {}
-            for entries in taken.values():
-                for entry in entries:
-                    for put in entry.puts:
-                        newest[(put.collection, put.doc_id)] = (entry.seq, put.doc)
             # The lists first: a list never lags the documents its items describe.
             appended: dict[str, dict[str, list[Doc]]] = {}
             for entries in taken.values():
@@ -815,6 +829,7 @@ class WriteAheadLog:
             by_collection: dict[str, list[ReplaceOne[Doc]]] = {}
             versioned: dict[str, dict[str, tuple[int, Doc]]] = {}
             for (collection, doc_id), (seq, doc) in newest.items():
+                await pace.step()
                 if collection in self._versioned:
                     versioned.setdefault(collection, {})[doc_id] = (seq, doc)
                     continue
@@ -833,6 +848,7 @@ class WriteAheadLog:
             checkpoints: list[UpdateOne] = []
             dropped_pages: list[str] = []
             for partition, entries in taken.items():
+                await pace.step(PACE_STEPS)  # a partition's memory may be pruned: 100,000 keys
                 state, dropped = await self._keep_keys(partition, entries)
                 checkpoints.append(
                     UpdateOne(
@@ -855,6 +871,7 @@ class WriteAheadLog:
             await bulk_write_in_parts(
                 self._key_pages, [DeleteOne({"_id": page}) for page in dropped_pages], ordered=False
             )
+            # Each step on its own: a commit between two of them finds memory consistent.
             for partition, entries in taken.items():
                 done = {e.seq for e in entries}
                 self._pending[partition] = [
@@ -862,6 +879,7 @@ class WriteAheadLog:
                 ]
                 last = entries[-1].seq
                 for put in (put for e in entries for put in e.puts):
+                    await pace.step()
                     key = (put.collection, put.doc_id)
                     held = self._latest.get(key)
                     if held is not None and held[0] == partition and held[1] <= last:
@@ -1262,6 +1280,19 @@ def _message_of(doc: Doc) -> OutgoingMessage:
         headers=[(header["name"], header["value"].encode()) for header in doc["headers"]],
         event=event,
     )
+
+
+class _Pace:
+    """Gives the event loop to other tasks every PACE_STEPS steps of a long loop."""
+
+    def __init__(self) -> None:
+        self._steps = 0
+
+    async def step(self, steps: int = 1) -> None:
+        self._steps += steps
+        if self._steps >= PACE_STEPS:
+            self._steps = 0
+            await asyncio.sleep(0)
 
 
 async def _insert_ignoring_duplicate(collection: AsyncCollection[Doc], doc: Doc) -> None:
