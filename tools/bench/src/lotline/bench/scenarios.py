@@ -365,9 +365,9 @@ class Bench:
         await self.verify_sales(outcome, workload, since)
         return outcome
 
-    async def full_collections(self) -> GcPauses:
+    async def full_collections(self) -> ServiceCollections:
         """Each worker's full garbage collections so far (`lotline_gc_pause_seconds`)."""
-        pauses = GcPauses()
+        pauses = ServiceCollections()
         async with httpx.AsyncClient(timeout=10) as http:
             for service in WORKERS:
                 response = await http.get(f"{self.services.url(service)}/metrics")
@@ -697,7 +697,7 @@ class OwnCollections:
 
 
 @dataclass
-class GcPauses:
+class ServiceCollections:
     """Full collections per service, from the `generation="2"` series of each exposition."""
 
     counts: dict[str, float] = field(default_factory=dict)
@@ -719,8 +719,8 @@ class GcPauses:
     def seconds(self, service: str) -> float:
         return self.sums.get(service, 0.0)
 
-    def __sub__(self, earlier: GcPauses) -> GcPauses:
-        return GcPauses(
+    def __sub__(self, earlier: ServiceCollections) -> ServiceCollections:
+        return ServiceCollections(
             {s: n - earlier.counts.get(s, 0) for s, n in self.counts.items()},
             {s: n - earlier.sums.get(s, 0) for s, n in self.sums.items()},
         )
