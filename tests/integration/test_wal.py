@@ -389,6 +389,17 @@ async def test_the_writer_gives_way_to_a_unit_of_work_unless_a_commit_waits_for_
     assert await asyncio.wait_for(writing, timeout=10) == 1
     assert (await stored(db, "levels"))["A S1"]["on_hand"] == 1
 
+    # Batches back to back cannot hold the writer up for good: a round that has not
+    # worked yet waits `give_way_s`, then writes.
+    busy = WriteAheadLog(db, HandedToKafka(), give_way_s=0.2)
+    await busy.restore([2])
+    busy.observe("C", 2)
+    busy.stage("C", "levels", "C S1", {"sku": "C", "on_hand": 3})
+    await busy.commit()
+    async with busy.foreground():  # never ends while the round runs
+        assert await asyncio.wait_for(busy.materialize(), timeout=10) == 1
+        assert (await stored(db, "levels"))["C S1"]["on_hand"] == 3
+
     # A commit that waits for room is never kept waiting by the writer giving way.
     full = WriteAheadLog(db, HandedToKafka(), give_way_s=30, max_pending_docs=100)
     await full.restore([1])

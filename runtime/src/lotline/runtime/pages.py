@@ -28,7 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from datetime import UTC
 from typing import Any
 
@@ -38,6 +46,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from lotline.runtime.mongo import READ_CONCURRENCY, Doc, find_by_ids
+from lotline.runtime.pace import Pace
 
 DUPLICATE_KEY = 11000
 # Items per page: a page of stock movements stays well under 1 MB.
@@ -97,9 +106,14 @@ class PagedLists:
         self._tails: MutableMapping[str, int] = {} if tails is None else tails
         self.page_items = page_items
 
-    async def append(self, items_by_key: Mapping[str, Sequence[Any]]) -> None:
+    async def append(
+        self,
+        items_by_key: Mapping[str, Sequence[Any]],
+        between: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Append each key's items after what the key holds, in one ordered insert command
-        (more only when another writer took a page number meanwhile)."""
+        (more only when another writer took a page number meanwhile). `between` is awaited
+        now and then while the pages are encoded (a background writer giving way)."""
         pending: dict[str, list[Sequence[Any]]] = {
             key: [items[i : i + self.page_items] for i in range(0, len(items), self.page_items)]
             for key, items in items_by_key.items()
@@ -110,11 +124,12 @@ class PagedLists:
                 return
             await self._find_tails(pending)
             docs: list[Doc] = []
+            pace = Pace(between=between)  # a round's pages: tens of thousands of items
             for key, pages in pending.items():
                 first = await self._tail(key)
-                docs.extend(
-                    page_doc(key, first + offset, items) for offset, items in enumerate(pages)
-                )
+                for offset, items in enumerate(pages):
+                    docs.append(page_doc(key, first + offset, items))
+                    await pace.step(len(items))
                 self._tails[key] = first + len(pages)
             pending = {}
             try:

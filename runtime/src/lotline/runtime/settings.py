@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     wal_give_way_s: float = Field(
         1.0,
         ge=0,
-        description="How long a round may wait in all for batches in progress",
+        description="How long a round may wait in all for batches in progress, at least "
+        "(beyond it, as long as the round has worked)",
     )
     wal_known_docs: int = Field(
         100_000,
