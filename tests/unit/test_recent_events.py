@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from lotline.runtime.dedupe import FAR_FUTURE, RecentEvents
+from lotline.runtime.dedupe import FAR_FUTURE, RecentEvents, digest
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -37,6 +37,21 @@ def test_a_full_memory_keeps_the_newest_events() -> None:
     assert recent.knows("e9", NOW + timedelta(minutes=9)) is True
     assert recent.knows("e6", NOW + timedelta(minutes=6)) is True
     assert recent.knows("e5", NOW + timedelta(minutes=5)) is None
+
+
+def test_a_full_memory_is_pruned_to_nine_tenths_so_it_is_not_sorted_at_every_prune() -> None:
+    recent = RecentEvents()
+    for second in range(101):
+        recent.add(f"e{second}", NOW + timedelta(seconds=second))
+    forgotten = recent.prune(NOW, window_s=72 * 3600, max_entries=100)
+    assert len(recent.seen) == 90
+    assert sorted(forgotten) == sorted(digest(f"e{second}") for second in range(11))
+    assert recent.knows("e10", NOW + timedelta(seconds=10)) is None  # looked up from now on
+    assert recent.knows("e11", NOW + timedelta(seconds=11)) is True
+    for second in range(101, 111):  # back to 100: nothing to forget yet
+        recent.add(f"e{second}", NOW + timedelta(seconds=second))
+    assert recent.prune(NOW, window_s=72 * 3600, max_entries=100) == {}
+    assert len(recent.seen) == 100
 
 
 def test_a_document_from_before_vouches_only_for_events_stamped_later() -> None:
