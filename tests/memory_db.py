@@ -43,7 +43,7 @@ from pymongo.results import BulkWriteResult, InsertManyResult, InsertOneResult, 
 from lotline.events import CloudEvent, EventType, decode
 from lotline.events.codec import OutgoingMessage
 from lotline.runtime.consumer import BatchHandler, EventConsumer, GiveUp, Progress
-from lotline.runtime.dedupe import Dedupe, SeenEvents
+from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.wal import WriteAheadLog
@@ -643,7 +643,6 @@ def memory_consumers(
             event_type=event_type,
             handler=handler,
             publisher=publisher,  # type: ignore[arg-type]
-            seen=SeenEvents(db["seen_events"]),  # type: ignore[arg-type]
             settings=settings,
             owned=owned,
             progress=Progress(60.0),

@@ -8,8 +8,9 @@ import httpx
 import pytest
 
 from lotline.catalog.domain import ProductDetails, revise
-from lotline.catalog.store import ProductStore
+from lotline.catalog.store import RECEIPTS, ProductStore
 from lotline.events import ItemReceived, Lot, Tracking, decode
+from lotline.runtime.wal import WriteAheadLog
 
 from support import AS_OPERATOR, eventually, unique_gtin
 
@@ -164,7 +165,8 @@ async def test_tracking_cannot_change_once_stock_was_received(  # type: ignore[n
         # Stock that arrived before the product was registered: the first registration
         # sets the tracking mode, changing it afterwards is refused.
         async def stock_recorded() -> None:
-            assert await mongo["catalog"]["stock_receipts"].find_one({"_id": late})
+            # As any instance reads it: through the log, before it is written out.
+            assert await WriteAheadLog(mongo["catalog"]).read(RECEIPTS, [late])
 
         await eventually(stock_recorded, timeout=30)
         assert (await http.get(f"/products/{late}")).status_code == 404
@@ -188,7 +190,7 @@ async def test_a_change_saved_before_a_crash_is_published_by_the_relay(  # type:
     # What a catalog process leaves behind if it dies between saving and publishing.
     change = revise(sku, None, ProductDetails("Crash test", Tracking.QUANTITY), None)
     assert change is not None
-    saved = await ProductStore(mongo["catalog"]).save(change)
+    saved = await ProductStore(mongo["catalog"], WriteAheadLog(mongo["catalog"])).save(change)
     assert saved is not None
     assert saved.unpublished_revision == 1
 

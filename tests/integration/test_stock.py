@@ -254,11 +254,11 @@ async def test_replayed_and_duplicated_events_change_nothing(  # type: ignore[no
     await eventually(one_more)
 
 
-async def test_copies_older_than_a_levels_memory_are_found_in_seen_events(  # type: ignore[no-untyped-def]
+async def test_copies_older_than_the_owners_memory_are_found_in_what_it_forgot(  # type: ignore[no-untyped-def]
     bus, start_service, run_id
 ) -> None:
-    # Levels remember their events for ~1 s here, so the copies below are older than that
-    # memory and can only be recognised through seen_events.
+    # The owner remembers its events for ~1 s here, so the copies below are older than that
+    # memory and can only be recognised through what it forgot (`wal_applied`).
     stock = start_service("stock", DEDUPE_WINDOW_HOURS="0.0003")
     sku = f"OATS-{run_id}"
     await bus.publish(ProductRegistered(sku=sku, name="Oats", tracking=Tracking.QUANTITY))

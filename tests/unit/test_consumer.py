@@ -1,8 +1,7 @@
-"""The batch consumer's own logic in memory: a poison event is isolated wherever it fails
-(in the handler, or when its application is recorded), its neighbours are applied, and a
-consumer that cannot commit says so after `stall_after_s`. Retries, bisection, deferral and
-dead letters, each to the exact calls and headers (the unit of work's own path, Dedupe.LOG,
-is in test_unit_of_work.py)."""
+"""The batch consumer's own logic in memory: a poison event is isolated, its neighbours are
+applied and recorded as applied by the unit of work, and a consumer that cannot commit says
+so after `stall_after_s`. Retries, bisection, deferral and dead letters, each to the exact
+calls and headers (the unit of work's own path in detail is in test_unit_of_work.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +18,9 @@ from lotline.events import ItemSold, envelope_of
 from lotline.events.envelope import envelope_class
 from lotline.events.topics import EventType
 from lotline.runtime.consumer import BatchResult, Delivery, EventConsumer, Progress
-from lotline.runtime.dedupe import SeenEvents
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
+from lotline.runtime.wal import Fact, WriteAheadLog
 
 NOW = datetime.now(UTC)
 # A time the contract refuses today; built past validation to stand for any value the
@@ -44,22 +43,11 @@ class DeadLetters:
         raise AssertionError("nothing is published in these tests")
 
 
-class RememberedInMemory:
-    """`SeenEvents` in memory, encoding each record as BSON the way the driver would, so a
-    value BSON cannot hold fails here as it fails against the database."""
-
-    def __init__(self) -> None:
-        self.remembered: dict[str, dict[str, Any]] = {}
-
-    async def unseen(self, deliveries: list[Delivery]) -> list[Delivery]:
-        return [d for d in deliveries if d.event.dedupe_key not in self.remembered]
-
-    async def remember(self, deliveries: list[Delivery]) -> None:
-        docs = [{"_id": d.event.dedupe_key, "at": d.event.time} for d in deliveries]
-        encoded = [bson.encode(doc) for doc in docs]  # raises before anything is kept
-        assert len(encoded) == len(docs)
-        for doc in docs:
-            self.remembered[doc["_id"]] = doc
+async def recorded(under_test: EventConsumer, batch: list[Delivery]) -> list[int]:
+    """The offsets of `batch` whose events the unit of work recorded as applied."""
+    facts = [Fact(d.partition, d.event.idempotency_key, d.event.time) for d in batch]
+    answers = await under_test.wal.applied(facts)
+    return [d.offset for d, known in zip(batch, answers, strict=True) if known]
 
 
 def sale(n: int, at: datetime = NOW) -> Delivery:
@@ -80,14 +68,17 @@ def consumer(handler: Any, stall_after_s: float = 60.0) -> EventConsumer:
         event_type=EventType.ITEM_SOLD,
         handler=handler,
         publisher=DeadLetters(),  # type: ignore[arg-type]
-        seen=RememberedInMemory(),  # type: ignore[arg-type]
         settings=settings,
         owned=OwnedState(),
         progress=Progress(stall_after_s),
+        wal=WriteAheadLog(MemoryDatabase(), DeadLetters()),  # type: ignore[arg-type]
     )
 
 
-async def test_an_event_that_cannot_be_recorded_is_dead_lettered_and_its_neighbours_kept() -> None:
+async def test_an_event_whose_time_bson_cannot_hold_is_applied_and_recorded_with_the_rest() -> None:
+    """The step that once froze stock (recording a time the database cannot hold): the unit
+    of work records an event's time as a number, so the batch commits, and a copy of the
+    event is still recognised."""
     applied: list[int] = []
 
     async def handler(deliveries: list[Delivery]) -> BatchResult:
@@ -96,16 +87,14 @@ async def test_an_event_that_cannot_be_recorded_is_dead_lettered_and_its_neighbo
 
     under_test = consumer(handler)
     batch = [sale(0), sale(1), sale(2, at=UNSTORABLE), sale(3), sale(4)]
-    await under_test._remember(batch)  # the step that froze stock: it returns now
-
-    seen: RememberedInMemory = under_test.seen  # type: ignore[assignment]
-    assert sorted(seen.remembered) == sorted(d.event.dedupe_key for d in batch if d.offset != 2)
+    assert await under_test.process_deliveries(batch) == []
+    assert applied == [0, 1, 2, 3, 4]
+    assert await recorded(under_test, batch) == [0, 1, 2, 3, 4]
     dead: DeadLetters = under_test.publisher  # type: ignore[assignment]
-    assert [(topic, headers["lotline-dlq-offset"]) for topic, _, headers in dead.sent] == [
-        ("item-sold.dlq", "2")
-    ]
-    assert "could not be recorded" in dead.sent[0][2]["lotline-dlq-reason"]
-    assert "OverflowError" in dead.sent[0][2]["lotline-dlq-reason"]
+    assert dead.sent == []
+    copy = Delivery(batch[2].event, "item-sold", 0, 9)
+    assert await under_test.process_deliveries([copy]) == []
+    assert applied == [0, 1, 2, 3, 4]
 
 
 async def test_a_handler_that_fails_on_one_event_applies_the_rest_and_dead_letters_it() -> None:
@@ -125,8 +114,7 @@ async def test_a_handler_that_fails_on_one_event_applies_the_rest_and_dead_lette
     assert sorted(applied) == [0, 1, 2, 3, 4, 6, 7]
     dead: DeadLetters = under_test.publisher  # type: ignore[assignment]
     assert [headers["lotline-dlq-offset"] for _, _, headers in dead.sent] == ["5"]
-    seen: RememberedInMemory = under_test.seen  # type: ignore[assignment]
-    assert len(seen.remembered) == 7
+    assert await recorded(under_test, batch) == [0, 1, 2, 3, 4, 6, 7]
     # It was trouble, but nothing is stuck: the next commit clears it.
     assert under_test.progress.trouble_since is not None
     under_test.progress.committed()
@@ -199,11 +187,11 @@ async def test_a_handler_that_fails_a_few_times_is_retried_and_nothing_is_dead_l
         return BatchResult()
 
     under_test = fast_consumer(handler, consumer_retry_attempts=3)
-    assert await under_test.process_deliveries([sale(0), sale(1)]) == []
+    batch = [sale(0), sale(1)]
+    assert await under_test.process_deliveries(batch) == []
     assert calls == [[0, 1], [0, 1], [0, 1]]  # the whole batch each time: no bisection
     assert dead_offsets(under_test) == []
-    seen: RememberedInMemory = under_test.seen  # type: ignore[assignment]
-    assert len(seen.remembered) == 2
+    assert await recorded(under_test, batch) == [0, 1]
     assert "ValueError('a lock timed out')" in under_test.progress.trouble
 
 
@@ -263,10 +251,7 @@ async def test_bisection_isolates_each_poison_event_and_hands_the_rest_over_in_h
     assert headers["lotline-dlq-partition"] == "0"
     assert headers["lotline-dlq-service"] == "stock"
     # The poison is not remembered as applied: replayed from the DLQ once fixed, it applies.
-    seen: RememberedInMemory = under_test.seen  # type: ignore[assignment]
-    assert sorted(seen.remembered) == sorted(
-        d.event.dedupe_key for d in batch if d.offset not in (1, 6)
-    )
+    assert await recorded(under_test, batch) == [0, 2, 3, 4, 5, 7]
 
 
 async def test_deferred_events_are_read_again_until_applied_and_then_forgotten() -> None:
@@ -285,8 +270,7 @@ async def test_deferred_events_are_read_again_until_applied_and_then_forgotten()
     batch = [sale(0), sale(1), sale(2)]
     revisit = await under_test.process_deliveries(batch)
     assert [d.offset for d in revisit] == [1]
-    seen: RememberedInMemory = under_test.seen  # type: ignore[assignment]
-    assert sorted(seen.remembered) == sorted([batch[0].event.dedupe_key, batch[2].event.dedupe_key])
+    assert await recorded(under_test, batch) == [0, 2]
     assert list(under_test._deferred_since) == [("item-sold:0", 1)]
     # Read again from its offset: the later events are recognised, the deferred one applies.
     waiting.clear()
@@ -294,7 +278,7 @@ async def test_deferred_events_are_read_again_until_applied_and_then_forgotten()
     assert handled == [[0, 1, 2], [1]]
     assert under_test._deferred_since == {}
     assert dead_offsets(under_test) == []
-    assert len(seen.remembered) == 3
+    assert await recorded(under_test, batch) == [0, 1, 2]
 
 
 async def test_an_event_deferred_past_its_limit_is_dead_lettered_and_given_up_on() -> None:
@@ -339,31 +323,11 @@ async def test_an_event_given_up_on_after_deferral_is_not_remembered_as_applied(
 
     under_test = fast_consumer(handler, consumer_defer_max_s=15.0)
     under_test._deferred_since[("item-sold:0", 0)] = time.monotonic() - 16.0
-    assert await under_test.process_deliveries([sale(0)]) == []
+    given = [sale(0)]
+    assert await under_test.process_deliveries(given) == []
     assert dead_offsets(under_test) == ["0"]
-    seen: RememberedInMemory = under_test.seen  # type: ignore[assignment]
-    assert seen.remembered == {}  # not applied: a replay from the DLQ must apply it
-
-
-async def test_copies_are_dropped_before_the_handler_when_every_event_is_looked_up() -> None:
-    handled: list[int] = []
-
-    async def handler(deliveries: list[Delivery]) -> BatchResult:
-        handled.extend(d.offset for d in deliveries)
-        return BatchResult()
-
-    under_test = fast_consumer(handler)
-    remembered = MemoryDatabase()["seen_events"]
-    under_test.seen = SeenEvents(remembered)  # type: ignore[arg-type]
-    first, second = sale(0), sale(1)
-    await under_test.process_deliveries([first])
-    redelivered = Delivery(first.event, first.topic, first.partition, first.offset)
-    copy = Delivery(second.event, "item-sold", 0, 2)  # the same envelope twice in one batch
-    await under_test.process_deliveries([redelivered, second, copy])
-    assert handled == [0, 1]
-    assert sorted(d["_id"] for d in remembered.documents()) == sorted(
-        [first.event.dedupe_key, second.event.dedupe_key]
-    )
+    # Not applied: a replay from the DLQ must apply it.
+    assert await recorded(under_test, given) == []
 
 
 async def test_an_undecodable_record_is_dead_lettered_as_sent_and_its_neighbours_applied() -> None:

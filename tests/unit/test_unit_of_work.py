@@ -37,7 +37,7 @@ from lotline.events import (
 from lotline.events.codec import OutgoingMessage
 from lotline.runtime import wal as wal_module
 from lotline.runtime.consumer import BatchResult, Delivery, EventConsumer, Progress
-from lotline.runtime.dedupe import Dedupe, SeenEvents, digest
+from lotline.runtime.dedupe import Dedupe, digest
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.wal import (
@@ -955,13 +955,12 @@ class Tally:
 
 
 def log_consumer(wal: WriteAheadLog, handler: Any, **settings: Any) -> EventConsumer:
-    db, publisher = parts(wal)
+    _, publisher = parts(wal)
     return EventConsumer(
         service="stock",
         event_type=EventType.ITEM_SOLD,
         handler=handler,
         publisher=publisher,  # type: ignore[arg-type]
-        seen=SeenEvents(db["seen_events"]),  # type: ignore[arg-type]
         settings=Settings(
             consumer_retry_backoff_s=1e-6, consumer_retry_backoff_max_s=1e-6, **settings
         ),

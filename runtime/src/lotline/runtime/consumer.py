@@ -1,10 +1,11 @@
 """Batch consumption, effectively once: decode, dead-letter, retry, one commit per batch.
 
 Every Lotline consumer runs through `EventConsumer`. A batch of records is decoded with the
-one codec; records that cannot be used go to `<topic>.dlq` with the reason in headers;
-duplicates of events already applied are dropped; the rest go to the service's handler,
-which applies them with single-document atomic updates guarded against redelivery. Only
-when every effect of the batch is durable is the offset committed, once for the batch.
+one codec; records that cannot be used go to `<topic>.dlq` with the reason in headers; the
+rest are one unit of work on the write-ahead log: copies of events already applied are
+dropped, the service's handler stages what the others change and emit, and the changes,
+the events and the record of what was applied are made durable in one insert, then
+published. Only then is the offset committed, once for the batch.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from lotline.events import (
 )
 from lotline.events.codec import OutgoingMessage
 from lotline.events.topics import key_partition, message_key, router_of
-from lotline.runtime.dedupe import Dedupe, SeenEvents
+from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.owned import ForgetOnRebalance, OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.telemetry import CONSUMER_LAG, TopicMetrics, consuming
@@ -194,12 +195,11 @@ class EventConsumer:
     event_type: EventType
     handler: BatchHandler
     publisher: Publisher
-    seen: SeenEvents
     settings: Settings
     owned: OwnedState
     progress: Progress
-    wal: WriteAheadLog | None = None
-    dedupe: Dedupe = Dedupe.LOOKUP
+    wal: WriteAheadLog
+    dedupe: Dedupe = Dedupe.LOG
     give_up: GiveUp | None = None
     metrics: TopicMetrics = field(init=False)
     _deferred_since: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -237,9 +237,8 @@ class EventConsumer:
                 await self._misrouted(record, event.data.key, partitions)
                 continue
             deliveries.append(Delivery(event, record.topic, record.partition, record.offset))
-            if self.wal is not None:
-                # What the event changes belongs to its key's partition, the one it came from.
-                self.wal.observe(event.data.key, record.partition)
+            # What the event changes belongs to its key's partition, the one it came from.
+            self.wal.observe(event.data.key, record.partition)
         return await self.process_deliveries(deliveries)
 
     async def _misrouted(self, record: ConsumerRecord[Any, Any], key: str, partitions: int) -> None:
@@ -273,38 +272,10 @@ class EventConsumer:
 
     async def process_deliveries(self, deliveries: list[Delivery]) -> list[Delivery]:
         """Apply decoded events once each; returns those to read again later (deferred)."""
-        seen = self.seen
-        if self.dedupe is Dedupe.LOOKUP:
-            fresh = await self._until_done(partial(seen.unseen, deliveries))
-            self.metrics.duplicate.inc(len(deliveries) - len(fresh))
-            deliveries = fresh
-        revisit: list[Delivery] = []
-        if deliveries:
-            revisit, dead = await self.apply(deliveries)
-            if self.dedupe is Dedupe.LOOKUP:
-                waiting = {id(d) for d in revisit} | {id(d) for d in dead}
-                done = [d for d in deliveries if id(d) not in waiting]
-                await self._remember(done)
-        return revisit
-
-    async def _remember(self, deliveries: list[Delivery]) -> None:
-        """Record the applied events; one that cannot be recorded is isolated by halving the
-        batch and dead-lettered, so it never holds back its neighbours' commit. (The
-        contract bounds every value to what the database holds; this is the last line.)"""
         if not deliveries:
-            return
-        try:
-            await self._until_done(partial(self.seen.remember, deliveries))
-        except Exception as exc:
-            if len(deliveries) == 1:
-                log.error("unrecordable_event", on=deliveries[0].describe(), error=repr(exc))
-                await self.dead_letter_delivery(
-                    deliveries[0], f"applied but could not be recorded: {exc!r}"
-                )
-                return
-            middle = len(deliveries) // 2
-            await self._remember(deliveries[:middle])
-            await self._remember(deliveries[middle:])
+            return []
+        revisit, _ = await self.apply(deliveries)
+        return revisit
 
     async def apply(self, deliveries: list[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
         """Hand the batch to the handler. What it defers is read again in a later batch
@@ -374,38 +345,32 @@ class EventConsumer:
                 return merged
 
     async def _call_handler(self, deliveries: list[Delivery]) -> BatchResult | None:
-        if self.wal is not None:
-            # Again before each try: a rebalance during an earlier one released the
-            # partitions, and with them which partition each key's documents belong to.
-            for delivery in deliveries:
-                self.wal.observe(delivery.data.key, delivery.partition)
+        # Again before each try: a rebalance during an earlier one released the
+        # partitions, and with them which partition each key's documents belong to.
+        for delivery in deliveries:
+            self.wal.observe(delivery.data.key, delivery.partition)
         try:
-            if self.dedupe is Dedupe.LOG:
-                return await self._unit_of_work(deliveries)
-            result = await self.handler(deliveries)
-            if self.wal is not None:
-                await self.wal.commit()  # whatever the handler staged
-            return result
+            return await self._unit_of_work(deliveries)
         except BaseException:
             # Memory may now hold changes the database never got: read afresh.
             self.owned.forget("batch failed")
-            if self.wal is not None:
-                self.wal.abort()
+            self.wal.abort()
             raise
 
     async def _unit_of_work(self, deliveries: list[Delivery]) -> BatchResult:
         """One unit of work: the events not applied yet go to the handler, which stages the
         documents it changes and the events it emits on the write-ahead log; then all of it,
         and the record of which events were applied, is made durable in one insert and the
-        events are published. Only then does the batch's commit move the offsets."""
-        assert self.wal is not None, "Dedupe.LOG needs the write-ahead log"
+        events are published. Only then does the batch's commit move the offsets.
+        (`Dedupe.NONE`: applying twice is harmless, so nothing is looked up or recorded.)"""
         async with self.wal.foreground():
             return await self._unit_of_work_in(self.wal, deliveries)
 
     async def _unit_of_work_in(self, wal: WriteAheadLog, deliveries: list[Delivery]) -> BatchResult:
         started = time.perf_counter()
         facts = [Fact(d.partition, d.event.idempotency_key, d.event.time) for d in deliveries]
-        done = await wal.applied(facts)
+        recorded = self.dedupe is Dedupe.LOG
+        done = await wal.applied(facts) if recorded else [False] * len(facts)
         fresh = [(d, f) for d, f, old in zip(deliveries, facts, done, strict=True) if not old]
         self.metrics.duplicate.inc(len(deliveries) - len(fresh))
         checked = time.perf_counter()
@@ -414,7 +379,8 @@ class EventConsumer:
             result = await self.handler([d for d, _ in fresh]) or result
         handled = time.perf_counter()
         waiting = {id(item.delivery) for item in result.deferred}
-        wal.record(f for d, f in fresh if id(d) not in waiting)
+        if recorded:
+            wal.record(f for d, f in fresh if id(d) not in waiting)
         await wal.commit()
         # Where a batch's time goes, for whoever tunes a deployment (debug level).
         log.debug(
@@ -433,11 +399,9 @@ class EventConsumer:
         durable and sent like any batch's events."""
         try:
             await hook(expired)
-            if self.wal is not None:
-                await self.wal.commit()
+            await self.wal.commit()
         except BaseException:
-            if self.wal is not None:
-                self.wal.abort()
+            self.wal.abort()
             raise
 
     async def _until_done(self, step: Callable[[], Awaitable[Any]]) -> Any:

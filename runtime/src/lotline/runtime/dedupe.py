@@ -1,12 +1,11 @@
-"""Remembers which events a service has applied, so a redelivery or a re-sent copy changes
-nothing.
+"""How a consumer tells a re-sent copy of an event from a new one.
 
-Consumers that write through the write-ahead log (`Dedupe.LOG`) have it answered there, in
-the same unit of work that applies the batch (`lotline.runtime.wal`, `RecentEvents` per
-partition). The others look every event up in `seen_events` by its CloudEvents `source` +
-`id` and remember it after applying it (`Dedupe.LOOKUP`), or need nothing (`Dedupe.NONE`).
-Both copies of an event share a key, hence a partition, so the first is always remembered
-before the second is read.
+Every consumer answers "applied already?" in one place, the unit of work
+(`lotline.runtime.consumer`, on the write-ahead log of `lotline.runtime.wal`): the log
+records the events a batch applied in the same insert as the batch's changes, and each
+partition's owner remembers the recent ones in memory (`RecentEvents`); what memory forgot
+is looked up by _id in `wal_applied`. Both copies of an event share a key, hence a
+partition, so the first is always recorded before the second is read.
 """
 
 from __future__ import annotations
@@ -15,59 +14,19 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
-
-from lotline.runtime.mongo import find_by_ids
-
-if TYPE_CHECKING:
-    from lotline.runtime.consumer import Delivery
-
-DUPLICATE_KEY = 11000
 FAR_FUTURE = 1e18  # seconds since the epoch: "knows nothing" as stored
 
 
 class Dedupe(StrEnum):
-    """How a consumer recognises a re-sent copy of an event it applied (a new offset)."""
+    """Whether a consumer's events go through the unit of work's "applied already?"."""
 
-    # Look every event up in `seen_events` before applying, remember it after.
-    LOOKUP = "lookup"
     # The write-ahead log answers, and records the events applied with the batch's changes
     # (one insert): no lookup for recent events, no separate write.
     LOG = "log"
-    # Applying twice is harmless (e.g. the newest product revision wins).
+    # Applying twice is harmless (e.g. the newest product revision wins): not recorded.
     NONE = "none"
-
-
-class SeenEvents:
-    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
-        self._collection = collection
-
-    async def unseen(self, deliveries: list[Delivery]) -> list[Delivery]:
-        """The deliveries not applied before, each event once (first copy wins)."""
-        first: dict[str, Delivery] = {}
-        for delivery in deliveries:
-            first.setdefault(delivery.event.dedupe_key, delivery)
-        if not first:
-            return []
-        seen = await find_by_ids(self._collection, first, {"_id": 1})
-        return [d for key, d in first.items() if key not in seen]
-
-    async def remember(self, deliveries: list[Delivery]) -> None:
-        docs = [
-            {"_id": d.event.dedupe_key, "type": d.event.type.value, "at": d.event.time}
-            for d in deliveries
-        ]
-        if not docs:
-            return
-        try:
-            await self._collection.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            # Already remembered by an earlier, interrupted run of the same batch.
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
 
 
 def digest(dedupe_key: str) -> str:

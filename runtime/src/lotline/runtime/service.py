@@ -32,7 +32,7 @@ from lotline.runtime.consumer import (
     Publisher,
     ServiceConsumer,
 )
-from lotline.runtime.dedupe import Dedupe, SeenEvents
+from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.http import BodyLimit, OutageGuard, RequestMetrics, install_error_handlers
 from lotline.runtime.mongo import Reachability
 from lotline.runtime.owned import OwnedState
@@ -154,7 +154,6 @@ class Service:
             appname=f"lotline-{name}",
         )
         self.db: AsyncDatabase[dict[str, Any]] = self.mongo[database]
-        self.seen = SeenEvents(self.db["seen_events"])
         # What this instance may keep in memory while it owns its partitions.
         self.owned = OwnedState()
         # Whether the consumer commits: a stall turns readiness off.
@@ -210,14 +209,13 @@ class Service:
         handler: BatchHandler,
         *,
         give_up: GiveUp | None = None,
-        dedupe: Dedupe = Dedupe.LOOKUP,
+        dedupe: Dedupe = Dedupe.LOG,
     ) -> EventConsumer:
         consumer = EventConsumer(
             service=self.name,
             event_type=event_type,
             handler=handler,
             publisher=self.publisher,
-            seen=self.seen,
             settings=self.settings,
             owned=self.owned,
             progress=self.progress,

@@ -19,7 +19,7 @@ from lotline.runtime.service import Service
 
 service = Service("catalog", database="catalog", http_port=8001, title="Lotline catalog")
 settings = service.settings
-store = ProductStore(service.db)
+store = ProductStore(service.db, service.wal)
 outbox = ProductOutbox(
     store,
     service.publisher,

@@ -4,12 +4,14 @@
 `product-registered` are one document write (`unpublished_revision`), so a crash after
 saving never loses the event; the outbox clears the field once the revision is on the topic.
 
-`stock_receipts`: the first receipt of each SKU (`_id` = sku), learned from `item-received`.
-It is insert-only and kept apart from `products` on purpose: FerretDB v1 applies an update
-as read-modify-write of the whole document without isolation, so two concurrent writers of
-one document can undo each other (even on different fields). An insert, enforced by the
-unique `_id`, is atomic everywhere. For the same reason the writers of one product in this
-process take turns (`writing(sku)`).
+`stock_receipts`: the first receipt of each SKU (`_id` = sku), learned from `item-received`
+through the unit of work (`lotline.runtime.consumer`): the consumer stages a SKU's first
+receipt on the write-ahead log, and it is read through the log (`WriteAheadLog.read`), so a
+receipt is known on every instance once its batch is committed, before it is written out.
+It is kept apart from `products` on purpose, and written only by its SKU's partition owner:
+FerretDB v1 applies an update as read-modify-write of the whole document without isolation,
+so two concurrent writers of one document can undo each other (even on different fields).
+For the same reason the writers of one product in this process take turns (`writing(sku)`).
 
 `gtins`: which product each GTIN belongs to (`_id` = the GTIN), claimed by an insert before
 a product is saved with it and released after the product no longer has it, so two products
@@ -34,6 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lotline.catalog.domain import Change, Product, ProductDetails
 from lotline.events import Tracking
+from lotline.runtime.wal import WriteAheadLog
 
 DUPLICATE_KEY = 11000
 # A claim younger than this may be a change still on its way to saving its product.
@@ -111,10 +114,13 @@ class WriterLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+RECEIPTS = "stock_receipts"
+
+
 class ProductStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], wal: WriteAheadLog) -> None:
         self.products: AsyncCollection[dict[str, Any]] = db["products"]
-        self.stock_receipts: AsyncCollection[dict[str, Any]] = db["stock_receipts"]
+        self.wal = wal
         self.gtins: AsyncCollection[dict[str, Any]] = db["gtins"]
         self._writers = WriterLocks()
 
@@ -170,8 +176,7 @@ class ProductStore:
         return ProductRecord.from_document(doc, await self.first_receipt(sku))
 
     async def first_receipt(self, sku: str) -> str | None:
-        doc = await self.stock_receipts.find_one({"_id": sku}, {"receipt_id": 1})
-        return doc["receipt_id"] if doc else None
+        return (await self._first_receipts([sku])).get(sku)
 
     async def save(self, change: Change) -> ProductRecord | None:
         """Save a revision with its pending event; None if the product moved on meanwhile."""
@@ -236,27 +241,21 @@ class ProductStore:
         return [ProductRecord.from_document(doc, receipts.get(doc["_id"])) for doc in docs]
 
     async def _first_receipts(self, skus: Iterable[str]) -> dict[str, str]:
-        wanted = list(skus)
-        if not wanted:
-            return {}
-        cursor = self.stock_receipts.find({"_id": {"$in": wanted}}, {"receipt_id": 1})
-        return {doc["_id"]: doc["receipt_id"] async for doc in cursor}
+        """Each SKU's first receipt, as of every committed batch (pending ones included)."""
+        found = await self.wal.read(RECEIPTS, skus, {"receipt_id": 1})
+        return {sku: doc["receipt_id"] for sku, doc in found.items()}
 
     async def record_first_receipts(self, receipts: Sequence[FirstReceipt]) -> None:
-        """Remember each SKU's first receipt; later ones and redeliveries change nothing."""
-        docs = [
-            {
-                "_id": receipt.sku,
+        """Stage each SKU's first receipt in the batch's unit of work; a SKU that has one
+        already (a later receipt, a redelivery) keeps it. The consumer owns the SKUs'
+        partitions, so nobody else stages them meanwhile."""
+        known = await self.wal.latest(RECEIPTS, [receipt.sku for receipt in receipts])
+        for receipt in receipts:
+            if receipt.sku in known:
+                continue
+            doc = {
                 "receipt_id": receipt.receipt_id,
                 "location": receipt.location,
                 "received_at": receipt.received_at,
             }
-            for receipt in receipts
-        ]
-        if not docs:
-            return
-        try:
-            await self.stock_receipts.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
+            self.wal.stage(receipt.sku, RECEIPTS, receipt.sku, doc)
