@@ -21,6 +21,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 import bson
 import pytest
+from aiokafka import TopicPartition
 from memory_db import MemoryDatabase, MemoryPublisher
 from pymongo import DeleteOne
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, DuplicateKeyError
@@ -35,8 +36,15 @@ from lotline.events import (
     envelope_of,
 )
 from lotline.events.codec import OutgoingMessage
+from lotline.events.topics import key_partition
 from lotline.runtime import wal as wal_module
-from lotline.runtime.consumer import BatchResult, Delivery, EventConsumer, Progress
+from lotline.runtime.consumer import (
+    BatchResult,
+    Delivery,
+    EventConsumer,
+    Progress,
+    owned_partition,
+)
 from lotline.runtime.dedupe import Dedupe, digest
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
@@ -1140,3 +1148,74 @@ async def test_partitions_assigned_are_restored_at_once_and_their_entries_writte
     assert successor.pending_docs == 1
     assert await successor.materialize() == 1
     assert [d for d in db["wal"].documents() if "p" in d] == []
+
+
+# ------------------------------------------------------------ a timer's unit of work
+
+
+async def test_a_timers_unit_of_work_waits_for_the_batch_in_progress_and_keeps_apart() -> None:
+    """A unit of work outside a batch (the expiry warnings') never mixes its changes with
+    a batch's: it starts once the batch has committed, and failing drops only its own."""
+    wal = log_of()
+    db, publisher = parts(wal)
+    order: list[str] = []
+    batch_may_commit = asyncio.Event()
+
+    async def batch() -> None:
+        async with wal.foreground():
+            wal.observe("SKU-1", 0)
+            wal.stage("SKU-1", "docs", "SKU-1", {"n": 1}, [message("SKU-1", 1)])
+            order.append("batch staged")
+            await batch_may_commit.wait()
+            await wal.commit()
+            order.append("batch committed")
+
+    async def timer(fail: bool) -> None:
+        async with wal.unit_of_work():
+            order.append("timer started")
+            wal.observe("SKU-2", 1)
+            wal.emit("SKU-2", [message("SKU-2", 2)])
+            if fail:
+                raise ValueError("the timer's pass failed")
+
+    running = asyncio.create_task(batch())
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(timer(fail=True))
+    await asyncio.sleep(0.01)
+    assert order == ["batch staged"]  # the timer waits: it would commit the batch's half
+    batch_may_commit.set()
+    await running
+    with pytest.raises(ValueError, match="the timer's pass failed"):
+        await waiting
+    assert order == ["batch staged", "batch committed", "timer started"]
+    assert [decode(m.value).data.sku for m in publisher.sent] == ["SKU-1"]
+    assert (await WriteAheadLog(db).read("docs", ["SKU-1"]))["SKU-1"]["n"] == 1
+
+    await timer(fail=False)  # on its own: committed and published
+    assert [decode(m.value).data.sku for m in publisher.sent] == ["SKU-1", "SKU-2"]
+
+
+class AssignedConsumer:
+    """What `owned_partition` asks aiokafka's consumer: the topic's partitions, and which of
+    them the group assigned to this instance."""
+
+    def __init__(self, topic: str, count: int, assigned: set[int]) -> None:
+        self.topic, self.count, self.assigned = topic, count, assigned
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return set(range(self.count)) if topic == self.topic else None
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(self.topic, p) for p in self.assigned}
+
+
+def test_an_instance_owns_a_key_when_it_holds_the_keys_partition() -> None:
+    skus = [f"SKU-{n}" for n in range(40)]
+    partitions = {sku: key_partition(sku, 6) for sku in skus}
+    mine = AssignedConsumer("item-sold", 6, {0, 2, 4})
+    assert {sku: owned_partition(mine, "item-sold", sku) for sku in skus} == {
+        sku: p if p in {0, 2, 4} else None for sku, p in partitions.items()
+    }
+    # Before the group's metadata has the topic, nothing is this instance's.
+    assert owned_partition(mine, "item-received", "SKU-1") is None
+    assert owned_partition(AssignedConsumer("item-sold", 6, set()), "item-sold", "SKU-1") is None

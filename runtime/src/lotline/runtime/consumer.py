@@ -397,12 +397,8 @@ class EventConsumer:
     async def _give_up(self, hook: GiveUp, expired: list[Deferred]) -> None:
         """The hook's answer to events given up (the business must hear of them), made
         durable and sent like any batch's events."""
-        try:
+        async with self.wal.unit_of_work():
             await hook(expired)
-            await self.wal.commit()
-        except BaseException:
-            self.wal.abort()
-            raise
 
     async def _until_done(self, step: Callable[[], Awaitable[Any]]) -> Any:
         attempt = 1
@@ -505,6 +501,8 @@ class ServiceConsumer:
         self.progress = progress
         self.wal = wal
         self.topics: dict[str, EventConsumer] = {}
+        # FastStream's subscriber; its aiokafka consumer (`.consumer`) exists while running.
+        self._subscriber: Any = None
 
     def add(self, consumer: EventConsumer) -> None:
         self.topics[consumer.event_type.topic] = consumer
@@ -519,7 +517,7 @@ class ServiceConsumer:
 
         on_batch.__name__ = f"on_{self.service.replace('-', '_')}_events"
         names = ", ".join(f"`{topic}`" for topic in self.topics)
-        broker.subscriber(
+        self._subscriber = broker.subscriber(
             *self.topics,
             group_id=consumer_group(self.service),
             batch=True,
@@ -542,7 +540,17 @@ class ServiceConsumer:
             decoder=_records_undecoded,
             title=f"{self.service}",
             description=f"{self.service} consumes {names}",
-        )(on_batch)
+        )
+        self._subscriber(on_batch)
+
+    def owner_of(self, key: str) -> int | None:
+        """The partition of `key` when this instance holds it now, so that its documents and
+        the events about it are this instance's to write (a timer's unit of work); None
+        while another instance holds it, or before the group has assigned partitions."""
+        kafka = getattr(self._subscriber, "consumer", None)
+        if kafka is None or not self.topics:
+            return None
+        return owned_partition(kafka, next(iter(self.topics)), key)
 
     async def consume(self, message: KafkaMessage) -> None:
         records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
@@ -603,6 +611,17 @@ class ServiceConsumer:
             self.progress.committed()
         if revisit:
             await asyncio.sleep(self.settings.consumer_retry_backoff_s)
+
+
+def owned_partition(kafka: Any, topic: str, key: str) -> int | None:
+    """`key`'s partition of `topic` if `kafka` (an aiokafka consumer) is assigned it. Every
+    topic of a service has the same partition count and the range assignor gives one
+    instance partition p of each, so one topic answers for all."""
+    partitions = kafka.partitions_for_topic(topic)
+    if not partitions:
+        return None
+    partition = key_partition(key, len(partitions))
+    return partition if TopicPartition(topic, partition) in kafka.assignment() else None
 
 
 def next_positions(

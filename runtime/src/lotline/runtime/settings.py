@@ -154,12 +154,6 @@ class Settings(BaseSettings):
     stock_expiry_check_interval_s: float = Field(
         3600.0, gt=0, description="How often the stock service looks for lots to warn about"
     )
-    stock_expiry_resend_after_s: float = Field(
-        300.0,
-        gt=0,
-        description="How long a claimed warning may stay unsent (its instance stopped) "
-        "before another instance sends it",
-    )
 
     http_host: str = Field("127.0.0.1", description="Address the HTTP side listens on")
     http_port: int | None = Field(None, description="Overrides the service's default HTTP port")

@@ -319,6 +319,7 @@ class WriteAheadLog:
         # Units of work in progress: the materializer gives way to them between its writes
         # (both compete for one database), unless a commit is waiting for room.
         self._busy = 0
+        self._unit = asyncio.Lock()
         self._quiet = asyncio.Event()
         self._quiet.set()
         # When the round in flight started, and how long it has waited (`_give_way`).
@@ -335,15 +336,31 @@ class WriteAheadLog:
     @asynccontextmanager
     async def foreground(self) -> AsyncIterator[None]:
         """A unit of work in progress: the batch a consumer is applying comes before writing
-        out earlier ones (bounded: `max_pending_docs` makes a commit wait for the writer)."""
-        self._busy += 1
-        self._quiet.clear()
-        try:
-            yield
-        finally:
-            self._busy -= 1
-            if not self._busy:
-                self._quiet.set()
+        out earlier ones (bounded: `max_pending_docs` makes a commit wait for the writer).
+        One at a time: what is staged belongs to one unit of work (a batch's, or a timer's:
+        `unit_of_work`), and one's commit or abort never takes another's changes."""
+        async with self._unit:
+            self._busy += 1
+            self._quiet.clear()
+            try:
+                yield
+            finally:
+                self._busy -= 1
+                if not self._busy:
+                    self._quiet.set()
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[None]:
+        """A unit of work of the partitions' owner outside any batch (a timer's): between
+        the batches, never within one; what it stages, emits and records is committed when
+        the block ends, and dropped if it raises."""
+        async with self.foreground():
+            try:
+                yield
+                await self.commit()
+            except BaseException:
+                self.abort()
+                raise
 
     async def _give_way(self) -> None:
         """Wait while a unit of work is in progress and no commit waits for room. A round

@@ -53,11 +53,10 @@ service.consume(
     EventType.WARRANTY_CLAIM_REFUSED, handlers.on_warranty_claims_refused, dedupe=Dedupe.LOG
 )
 expiry_warnings = ExpiryWarnings(
-    service.db,
     store,
-    service.publisher,
+    service.wal,
+    service.consumer.owner_of,
     thresholds=service.settings.stock_expiry_warning_days,
-    relay_grace_s=service.settings.stock_expiry_resend_after_s,
 )
 service.periodically(
     expiry_warnings.check, service.settings.stock_expiry_check_interval_s, "expiry_check"

@@ -1,47 +1,35 @@
 """Expiry warnings: which lots on hand reached a warning threshold, each published once.
 
 The rules (`warnings_due`) are plain Python. `ExpiryWarnings` runs them periodically in
-every stock instance and owns the `expiry_warnings` collection, an insert-only outbox keyed
-by lot and threshold:
+every stock instance, and publishes through the unit of work like every change of stock:
 
-- **Once, however many instances run.** Every instance scans all levels and tries to insert
-  a claim for each warning due; the `_id` is "sku location lot threshold", so exactly one
-  insert succeeds and that instance publishes. Scanning only the levels an instance owns
-  would need the consumer's partition assignment, which moves with every rebalance, and it
-  would not make the read cheaper: FerretDB scans for this query whatever the filter.
-- **Not lost in a crash.** A claim is saved with its encoded event and `published: false`,
-  then published and marked. Claims still unpublished long after their insert
-  (`STOCK_EXPIRY_RESEND_AFTER_S`: their instance stopped in between) are published by
-  whichever instance checks next. The CloudEvent id is computed from the claim's `_id`,
-  so a re-send of a warning that did go out is a duplicate that consumers drop.
+- **By the owner of the SKU.** An instance warns only about the SKUs whose partitions it
+  holds (`ServiceConsumer.owner_of`): the partition's owner is the only writer of its
+  documents and of its part of the write-ahead log, so two instances never both warn.
+- **Once.** A warning is a fact of its partition (a key of SKU, location, lot and threshold,
+  timed at the day the threshold is reached): the log answers whether it was sent already,
+  from memory, or for an old one from what memory forgot (`wal_applied`), whichever instance
+  held the partition then.
+- **Not lost in a crash.** The warnings and their record are one entry of the log, inserted
+  before they are published; a crash in between leaves the entry to the partition's next
+  owner, who publishes them again as it restores the partition. The CloudEvent id is
+  computed from the warning's key, so a re-send is a duplicate that consumers drop.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import structlog
-from pymongo import UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
-from lotline.events import LotExpiring, OutgoingMessage, decode, encode, encode_event
-from lotline.runtime.consumer import Publisher
-from lotline.runtime.mongo import bulk_write_in_parts
+from lotline.events import LotExpiring, encode
+from lotline.runtime.wal import Fact, WriteAheadLog
 from lotline.stock.store import StockStore
 
 SOURCE = "lotline/stock"
-# Claims of lots expired this long ago can go: such a lot is never due again, and the margin
-# covers instances whose clocks disagree about the date.
-KEEP_EXPIRED_CLAIMS = timedelta(days=7)
-# Concurrent claim inserts: well below FerretDB's pool of 100 connections.
-CLAIMS_IN_FLIGHT = 20
 
 log = structlog.get_logger("stock.expiry")
 
@@ -74,6 +62,13 @@ class ExpiryWarning:
     def key(self) -> str:
         # Identifiers and lot codes are printable without spaces, so a space cannot be ambiguous.
         return f"{self.sku} {self.location} {self.lot_code} {self.threshold_days}"
+
+    @property
+    def reached_at(self) -> datetime:
+        """When the lot reached the threshold (the start of that day, UTC): the warning's
+        time as the log records it, the same on every pass and every instance."""
+        reached = self.expires_on - timedelta(days=self.threshold_days)
+        return datetime.combine(reached, time(), tzinfo=UTC)
 
     def event(self) -> LotExpiring:
         return LotExpiring(
@@ -142,27 +137,26 @@ class ExpiryWarnings:
 
     def __init__(
         self,
-        db: AsyncDatabase[dict[str, Any]],
         stock: StockStore,
-        publisher: Publisher,
+        wal: WriteAheadLog,
+        owner_of: Callable[[str], int | None],
         *,
         thresholds: Sequence[int],
-        relay_grace_s: float,
         today: Callable[[], date] = _utc_today,
     ) -> None:
         if not thresholds:
             raise ValueError("thresholds: name at least one number of days")
-        self.claims: AsyncCollection[dict[str, Any]] = db["expiry_warnings"]
         self.stock = stock
-        self.publisher = publisher
+        self.wal = wal
+        self.owner_of = owner_of
         self.thresholds = tuple(thresholds)
-        self.relay_grace = timedelta(seconds=relay_grace_s)
         self.today = today
-        # Warnings known to be claimed (by any instance), so later passes skip their insert.
-        self._claimed: set[str] = set()
+        # Warnings known to be sent (by this instance, or found in the log), so later passes
+        # need not ask the log again; only what is still due stays, as small as `due`.
+        self._sent: set[str] = set()
 
     async def check(self) -> None:
-        """One pass: claim and publish the warnings due, re-send orphaned claims, prune."""
+        """One pass: the warnings due about this instance's SKUs, each sent once."""
         today = self.today()
         rows = await self.stock.expiring_lots(today + timedelta(days=max(self.thresholds)))
         lots = [
@@ -177,77 +171,38 @@ class ExpiryWarnings:
             if row.get("lot_code")
         ]
         due = warnings_due(lots, self.thresholds, today)
-        # Only what is still due stays remembered, so the set stays as small as `due`.
-        self._claimed &= {warning.key for warning in due}
-        won = await self._claim([w for w in due if w.key not in self._claimed])
-        self._claimed.update(warning.key for warning in due)
-        await self._publish(won)
-        orphans = await self._orphaned_claims()
-        await self._publish(orphans)
-        await self.claims.delete_many(
-            {"published": True, "expires_on": {"$lt": (today - KEEP_EXPIRED_CLAIMS).isoformat()}}
-        )
-        if won or orphans:
-            log.info(
-                "expiry_warnings_published",
-                due=len(due),
-                claimed=len(won),
-                resent=len(orphans),
-            )
-
-    async def _claim(self, due: list[ExpiryWarning]) -> list[dict[str, Any]]:
-        """Insert a claim per warning; the ones this instance won, with their events."""
-        gate = asyncio.Semaphore(CLAIMS_IN_FLIGHT)
-
-        async def claim(warning: ExpiryWarning) -> dict[str, Any] | None:
-            now = datetime.now(UTC)
-            message = encode(
-                warning.event(), source=SOURCE, id=warning_event_id(warning.key), time=now
-            )
-            doc = {
-                "_id": warning.key,
-                "sku": warning.sku,
-                "location": warning.location,
-                "lot_code": warning.lot_code,
-                "threshold_days": warning.threshold_days,
-                "expires_on": warning.expires_on.isoformat(),
-                "published": False,
-                "event": message.value.decode(),
-            }
-            async with gate:
-                doc["claimed_at"] = datetime.now(UTC)  # when the insert goes, not when queued
-                try:
-                    await self.claims.insert_one(doc)
-                except DuplicateKeyError:
-                    return None  # Another instance, or an earlier pass, has this warning.
-            return doc
-
-        claimed = await asyncio.gather(*(claim(w) for w in due))
-        return [doc for doc in claimed if doc is not None]
-
-    async def _orphaned_claims(self) -> list[dict[str, Any]]:
-        """Claims whose owner did not get to publish them (it crashed in between)."""
-        cutoff = datetime.now(UTC) - self.relay_grace
-        unpublished = self.claims.find({"published": False})
-        return [doc async for doc in unpublished if doc["claimed_at"] < cutoff]
-
-    async def _publish(self, claims: list[dict[str, Any]]) -> None:
-        if not claims:
+        self._sent &= {warning.key for warning in due}
+        owners = {warning.sku: self.owner_of(warning.sku) for warning in due}
+        mine = [
+            (warning, partition)
+            for warning in due
+            if warning.key not in self._sent and (partition := owners[warning.sku]) is not None
+        ]
+        if not mine:
             return
-        await self.publisher.send(_messages(claims))
-        published_at = datetime.now(UTC)
-        await bulk_write_in_parts(
-            self.claims,
-            [
-                UpdateOne(
-                    {"_id": doc["_id"]},
-                    {"$set": {"published": True, "published_at": published_at}},
+        async with self.wal.unit_of_work():
+            facts = []
+            for warning, partition in mine:
+                self.wal.observe(warning.sku, partition)
+                facts.append(Fact(partition, warning_fact(warning.key), warning.reached_at))
+            done = await self.wal.applied(facts)
+            now = datetime.now(UTC)
+            sent = []
+            for (warning, _), fact, old in zip(mine, facts, done, strict=True):
+                if old:
+                    continue
+                message = encode(
+                    warning.event(), source=SOURCE, id=warning_event_id(warning.key), time=now
                 )
-                for doc in claims
-            ],
-            ordered=False,
-        )
+                self.wal.emit(warning.sku, [message])
+                sent.append(fact)
+            self.wal.record(sent)
+        # Committed and published: known from now on, in memory and in the log.
+        self._sent.update(warning.key for warning, _ in mine)
+        if sent:
+            log.info("expiry_warnings_published", due=len(due), published=len(sent))
 
 
-def _messages(claims: list[dict[str, Any]]) -> list[OutgoingMessage]:
-    return [encode_event(decode(doc["event"].encode())) for doc in claims]
+def warning_fact(key: str) -> str:
+    """What the log records a warning under (apart from any event's idempotency key)."""
+    return f"{SOURCE}/lot-expiring/{key}"
