@@ -35,6 +35,7 @@ from lotline.runtime.consumer import (
 from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.http import BodyLimit, OutageGuard, RequestMetrics, install_error_handlers
 from lotline.runtime.mongo import Reachability
+from lotline.runtime.outbox import Relay, SavedEvents
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings, get_settings
 from lotline.runtime.wal import WriteAheadLog
@@ -225,6 +226,14 @@ class Service:
         )
         self.consumer.add(consumer)
         return consumer
+
+    def relay(self, saved: SavedEvents, name: str) -> Relay:
+        """The outbox of the changes this service's requests make (`lotline.runtime.outbox`):
+        published right after each (`Relay.try_publish`), and by a loop on every instance for
+        whatever waited longer than `OUTBOX_RELAY_GRACE_S`."""
+        relay = Relay(saved, self.publisher, grace_s=self.settings.outbox_relay_grace_s, name=name)
+        self.periodically(relay.relay, self.settings.outbox_relay_interval_s, f"{name}_relay")
+        return relay
 
     def on_startup(self, hook: Hook) -> None:
         """Run before consuming starts (e.g. create indexes)."""

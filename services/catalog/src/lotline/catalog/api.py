@@ -22,11 +22,11 @@ from lotline.catalog.domain import (
     register,
     revise,
 )
-from lotline.catalog.outbox import ProductOutbox
 from lotline.catalog.store import ProductRecord, ProductStore
 from lotline.events.models import Gtin, ProductRegistered, Sku, Text, Tracking
 from lotline.runtime.auth import Caller, Credential, access_of
 from lotline.runtime.http import AFTER, CHANGE_ERRORS, NEXT_AFTER, errors, field_error
+from lotline.runtime.outbox import Relay
 
 router = APIRouter(tags=["products"])
 
@@ -110,8 +110,8 @@ def product_store(request: Request) -> ProductStore:
     return store
 
 
-def product_outbox(request: Request) -> ProductOutbox:
-    outbox: ProductOutbox = request.app.state.product_outbox
+def product_outbox(request: Request) -> Relay:
+    outbox: Relay = request.app.state.product_outbox
     return outbox
 
 
@@ -128,7 +128,7 @@ def product_editor(request: Request, caller: Caller) -> Credential:
 
 
 Store = Annotated[ProductStore, Depends(product_store)]
-Outbox = Annotated[ProductOutbox, Depends(product_outbox)]
+Outbox = Annotated[Relay, Depends(product_outbox)]
 Editor = Annotated[Credential, Depends(product_editor)]
 SkuPath = Annotated[Sku, Path(description="The product's SKU")]
 
@@ -247,9 +247,7 @@ async def _apply(
     raise HTTPException(409, f"sku {sku} is being changed by someone else; try again")
 
 
-async def _published(
-    store: ProductStore, outbox: ProductOutbox, record: ProductRecord
-) -> ProductView:
+async def _published(store: ProductStore, outbox: Relay, record: ProductRecord) -> ProductView:
     if record.unpublished_revision is not None:
         await outbox.try_publish(record.sku)
         record = await store.load(record.sku) or record

@@ -11,23 +11,16 @@ from functools import partial
 
 from lotline.catalog import api
 from lotline.catalog.handlers import on_item_received
-from lotline.catalog.outbox import ProductOutbox
 from lotline.catalog.store import ProductStore
 from lotline.events import EventType
 from lotline.runtime.auth import Access, TokenConfigError
 from lotline.runtime.service import Service
 
 service = Service("catalog", database="catalog", http_port=8001, title="Lotline catalog")
-settings = service.settings
 store = ProductStore(service.db, service.wal)
-outbox = ProductOutbox(
-    store,
-    service.publisher,
-    relay_grace_s=settings.outbox_relay_grace_s,
-)
+outbox = service.relay(store, "product")
 service.on_startup(store.create_indexes)
 service.consume(EventType.ITEM_RECEIVED, partial(on_item_received, store))
-service.periodically(outbox.relay, settings.outbox_relay_interval_s, "product_relay")
 service.http.state.product_store = store
 service.http.state.product_outbox = outbox
 try:

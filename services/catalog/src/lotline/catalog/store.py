@@ -2,7 +2,8 @@
 
 `products`: one document per SKU (`_id` = sku). A change and its pending
 `product-registered` are one document write (`unpublished_revision`), so a crash after
-saving never loses the event; the outbox clears the field once the revision is on the topic.
+saving never loses the event; the outbox (`flush`, run by the runtime's relay) clears the
+field once the revision is on the topic.
 
 `stock_receipts`: the first receipt of each SKU (`_id` = sku), learned from `item-received`
 through the unit of work (`lotline.runtime.consumer`): the consumer stages a SKU's first
@@ -29,18 +30,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from lotline.catalog.domain import Change, Product, ProductDetails
-from lotline.events import Tracking
-from lotline.runtime.wal import WriteAheadLog
+from lotline.catalog.domain import SOURCE, Change, Product, ProductDetails
+from lotline.events import Tracking, encode
+from lotline.runtime.wal import Publishes, WriteAheadLog
 
 DUPLICATE_KEY = 11000
+# Enough to outlast any interleaving of writers; each round publishes a newer revision.
+PUBLISH_ROUNDS = 20
 # A claim younger than this may be a change still on its way to saving its product.
 CLAIM_SETTLE = timedelta(seconds=60)
+
+log = structlog.get_logger(__name__)
 
 
 def now() -> datetime:
@@ -221,12 +227,39 @@ class ProductStore:
         )
         return result.modified_count == 1
 
-    async def pending(self, older_than: timedelta, limit: int = 500) -> list[str]:
+    # --- the outbox (`lotline.runtime.outbox.SavedEvents`) ------------------------------------
+
+    async def waiting(self, older_than: timedelta, limit: int = 500) -> list[str]:
         """SKUs whose latest revision has waited longer than `older_than` to be published."""
         cursor = self.products.find(
             {"pending_since": {"$lte": now() - older_than}}, {"_id": 1}
         ).limit(limit)
         return [doc["_id"] async for doc in cursor]
+
+    async def flush(self, sku: str, publisher: Publishes) -> bool:
+        """Publish the product's latest revision if pending; True once it is on the topic.
+
+        The topic is compacted, so its last record per SKU must be the latest revision. Two
+        writers may publish out of order (A sends revision 2 after B sent 3); A then finds it
+        cannot mark 2 published, sees 3 and sends 3 again (same event id, so consumers drop
+        the copy) — the last record is 3 again.
+        """
+        async with self.writing(sku):
+            sent = 0
+            for _ in range(PUBLISH_ROUNDS):
+                record = await self.load(sku)
+                if record is None:
+                    return False
+                product = record.product
+                if record.unpublished_revision is None and (sent == 0 or product.revision <= sent):
+                    return True  # published, and nothing we sent can be the stale last record
+                message = encode(product.registered(), source=SOURCE, id=product.event_id)
+                await publisher.send([message])
+                sent = product.revision
+                if await self.mark_published(sku, product.revision):
+                    return True
+        log.warning("product_publish_unsettled", sku=sku, rounds=PUBLISH_ROUNDS)
+        return False
 
     async def list(
         self, *, tracking: Tracking | None, after: str | None, limit: int

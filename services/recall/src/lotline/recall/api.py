@@ -34,7 +34,6 @@ from lotline.recall.domain import (
     lots_matching_nothing,
     new_recall_id,
 )
-from lotline.recall.outbox import RecallOutbox
 from lotline.recall.store import RecallFacts, RecallRecord, RecallStore, now
 from lotline.runtime.auth import (
     NO_STORE,
@@ -52,6 +51,7 @@ from lotline.runtime.http import (
     json_body,
     json_body_openapi,
 )
+from lotline.runtime.outbox import Relay
 
 router = APIRouter(tags=["recalls"])
 
@@ -103,13 +103,13 @@ def recall_store(request: Request) -> RecallStore:
     return store
 
 
-def recall_outbox(request: Request) -> RecallOutbox:
-    outbox: RecallOutbox = request.app.state.recall_outbox
+def recall_outbox(request: Request) -> Relay:
+    outbox: Relay = request.app.state.recall_outbox
     return outbox
 
 
 Store = Annotated[RecallStore, Depends(recall_store)]
-Outbox = Annotated[RecallOutbox, Depends(recall_outbox)]
+Outbox = Annotated[Relay, Depends(recall_outbox)]
 RecallIdPath = Annotated[Identifier, Path(description="The recall's id")]
 
 
@@ -428,7 +428,7 @@ async def issue(
     body: RecallIssue,
     acting: Operator,
     store: RecallStore,
-    outbox: RecallOutbox,
+    outbox: Relay,
     idempotency_key: str | None,
 ) -> tuple[bool, RecallView]:
     """Issue a recall (the API's and the console's one way); True if it is new."""

@@ -41,7 +41,6 @@ from lotline.recall.api import (
     operators_of,
 )
 from lotline.recall.auth import Credential, Session, SessionSigner
-from lotline.recall.outbox import RecallOutbox
 from lotline.recall.store import RecallStore, now
 from lotline.runtime.auth import (
     NO_STORE,
@@ -51,6 +50,7 @@ from lotline.runtime.auth import (
     name_key,
     too_many_attempts,
 )
+from lotline.runtime.outbox import Relay
 
 HERE = Path(__file__).parent
 COOKIE = "lotline_console"
@@ -179,8 +179,8 @@ def _store(request: Request) -> RecallStore:
     return store
 
 
-def _outbox(request: Request) -> RecallOutbox:
-    outbox: RecallOutbox = request.app.state.recall_outbox
+def _outbox(request: Request) -> Relay:
+    outbox: Relay = request.app.state.recall_outbox
     return outbox
 
 

@@ -2,7 +2,8 @@
 
 `recalls` holds one document per recall (`_id` = recall id) with its `batch-recalled` event
 (field `outbox`), written by one insert: a crash after it never loses the broadcast. Once
-the event is on the topic, the outbox relay inserts a marker into `broadcasts` (same `_id`).
+the event is on the topic (`flush`, run by the runtime's relay), a marker is inserted into
+`broadcasts` (same `_id`).
 The facts reported by stock and the serial registry live in one collection each, one
 document per natural key, so a fact reported again is the same single-document upsert:
 
@@ -34,12 +35,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import structlog
 from pymongo import ASCENDING, DESCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from lotline.events import Classification, EventType, OutgoingMessage, decode, encode, encode_event
+from lotline.events import Classification, EventType, decode, encode, encode_event
 from lotline.recall.auth import LoginRecord
 from lotline.recall.domain import (
     SOURCE,
@@ -55,6 +57,9 @@ from lotline.recall.domain import (
     UnitsChunk,
 )
 from lotline.runtime.mongo import bulk_write_in_parts, find_by_ids
+from lotline.runtime.wal import Publishes
+
+log = structlog.get_logger(__name__)
 
 
 def now() -> datetime:
@@ -120,7 +125,11 @@ def _without_id(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class RecallStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], relay_horizon: timedelta = timedelta(days=30)
+    ) -> None:
+        # How far back the outbox looks for recalls whose broadcast is pending.
+        self.relay_horizon = relay_horizon
         self.recalls: AsyncCollection[dict[str, Any]] = db["recalls"]
         self.broadcasts: AsyncCollection[dict[str, Any]] = db["broadcasts"]
         self.idempotency_keys: AsyncCollection[dict[str, Any]] = db["idempotency_keys"]
@@ -190,8 +199,9 @@ class RecallStore:
         return RecallRecord.from_document(doc, published.get(recall_id))
 
     async def _published(self, recall_ids: list[str]) -> dict[str, datetime]:
-        cursor = self.broadcasts.find({"_id": {"$in": recall_ids}}, {"published_at": 1})
-        return {doc["_id"]: doc["published_at"] async for doc in cursor}
+        # By _id, one lookup each: FerretDB serves only `_id` equality from an index.
+        found = await find_by_ids(self.broadcasts, recall_ids, {"published_at": 1})
+        return {recall_id: doc["published_at"] for recall_id, doc in found.items()}
 
     async def close(
         self, recall_id: str, closed_by: str | None, reason: str | None = None
@@ -263,25 +273,28 @@ class RecallStore:
     async def end_login(self, key: str) -> None:
         await self.console_sessions.delete_one({"_id": key})
 
-    # --- the outbox --------------------------------------------------------------------------
+    # --- the outbox (`lotline.runtime.outbox.SavedEvents`) ------------------------------------
 
-    async def pending_broadcast(self, recall_id: str) -> OutgoingMessage | None:
-        """The recall's `batch-recalled` as saved with it, unless it was published."""
+    async def flush(self, recall_id: str, publisher: Publishes) -> bool:
+        """Send the recall's `batch-recalled` as saved with it, unless it was published, then
+        mark it sent: a marker of its own (an insert), never an update of the recall."""
         if await self.broadcasts.find_one({"_id": recall_id}, {"_id": 1}):
-            return None
+            return True
         doc = await self.recalls.find_one({"_id": recall_id}, {"outbox": 1})
         if doc is None:
-            return None
-        return encode_event(decode(doc["outbox"]["message"].encode(), EventType.BATCH_RECALLED))
-
-    async def mark_broadcast(self, recall_id: str, event_id: str) -> None:
+            return False
+        message = encode_event(decode(doc["outbox"]["message"].encode(), EventType.BATCH_RECALLED))
+        await publisher.send([message])
         with suppress(DuplicateKeyError):
             await self.broadcasts.insert_one(
-                {"_id": recall_id, "event_id": event_id, "published_at": now()}
+                {"_id": recall_id, "event_id": str(message.event.id), "published_at": now()}
             )
+        log.info("recall_broadcast", recall_id=recall_id, event_id=str(message.event.id))
+        return True
 
-    async def waiting_broadcasts(self, older_than: timedelta, horizon: timedelta) -> list[str]:
-        """Recalls issued within `horizon` whose broadcast has waited longer than `older_than`.
+    async def waiting(self, older_than: timedelta) -> list[str]:
+        """Recalls issued within the relay's horizon whose broadcast has waited longer than
+        `older_than`.
 
         Recalls are few (a handful a day), so the recent ones are simply compared with the
         broadcast markers; a broadcast pending for longer than the horizon is an outage
@@ -289,7 +302,8 @@ class RecallStore:
         """
         moment = now()
         cursor = self.recalls.find(
-            {"issued_at": {"$gte": moment - horizon, "$lte": moment - older_than}}, {"_id": 1}
+            {"issued_at": {"$gte": moment - self.relay_horizon, "$lte": moment - older_than}},
+            {"_id": 1},
         )
         recent = [doc["_id"] async for doc in cursor]
         if not recent:
