@@ -43,7 +43,6 @@ from pymongo.results import BulkWriteResult, InsertManyResult, InsertOneResult, 
 from lotline.events import CloudEvent, EventType, decode
 from lotline.events.codec import OutgoingMessage
 from lotline.runtime.consumer import BatchHandler, EventConsumer, GiveUp, Progress
-from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.wal import WriteAheadLog
@@ -627,7 +626,7 @@ class MemoryPublisher:
 
 def memory_consumers(
     service: str,
-    wiring: Mapping[EventType, tuple[BatchHandler, Dedupe, GiveUp | None]],
+    wiring: Mapping[EventType, tuple[BatchHandler, GiveUp | None]],
     *,
     db: MemoryDatabase,
     publisher: MemoryPublisher,
@@ -636,7 +635,7 @@ def memory_consumers(
     wal: WriteAheadLog,
 ) -> dict[EventType, EventConsumer]:
     """A service's consumers over the in-memory database, as its app.py wires them: one per
-    event type, each with its handler, dedupe mode and give-up hook."""
+    event type, each with its handler and give-up hook."""
     return {
         event_type: EventConsumer(
             service=service,
@@ -647,8 +646,7 @@ def memory_consumers(
             owned=owned,
             progress=Progress(60.0),
             wal=wal,
-            dedupe=dedupe,
             give_up=give_up,
         )
-        for event_type, (handler, dedupe, give_up) in wiring.items()
+        for event_type, (handler, give_up) in wiring.items()
     }

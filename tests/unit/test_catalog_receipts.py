@@ -15,7 +15,6 @@ from lotline.catalog.handlers import on_item_received
 from lotline.catalog.store import RECEIPTS, ProductStore
 from lotline.events import EventType, decode
 from lotline.runtime.consumer import Delivery
-from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.wal import WriteAheadLog
@@ -45,7 +44,7 @@ class Catalog:
         handler = partial(on_item_received, self.store)
         (self.consumer,) = memory_consumers(
             "catalog",
-            {EventType.ITEM_RECEIVED: (handler, Dedupe.LOG, None)},
+            {EventType.ITEM_RECEIVED: (handler, None)},
             db=self.db,
             publisher=MemoryPublisher(),
             settings=Settings(),

@@ -36,7 +36,6 @@ from lotline.events import (
     envelope_of,
 )
 from lotline.runtime.consumer import BatchHandler, Delivery, GiveUp
-from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.wal import WriteAheadLog
@@ -68,21 +67,18 @@ class Registry:
         self.wal = WriteAheadLog(self.db, self.publisher)  # type: ignore[arg-type]
         self.store = SerialStore(self.db, owned, self.wal)  # type: ignore[arg-type]
         handlers = SerialHandlers(self.store)
-        log = Dedupe.LOG
         # As lotline.serials.app registers them.
-        wiring: dict[EventType, tuple[BatchHandler, Dedupe, GiveUp | None]] = {
-            EventType.PRODUCT_REGISTERED: (handlers.on_products_registered, Dedupe.NONE, None),
+        wiring: dict[EventType, tuple[BatchHandler, GiveUp | None]] = {
+            EventType.PRODUCT_REGISTERED: (handlers.on_products_registered, None),
             EventType.ITEM_RECEIVED: (
                 handlers.on_items_received,
-                log,
                 handlers.on_receipts_given_up,
             ),
-            EventType.BATCH_RECALLED: (handlers.on_batches_recalled, log, None),
-            EventType.ITEM_SOLD: (handlers.on_items_sold, log, handlers.on_sales_given_up),
-            EventType.ITEM_RETURNED: (handlers.on_items_returned, log, None),
+            EventType.BATCH_RECALLED: (handlers.on_batches_recalled, None),
+            EventType.ITEM_SOLD: (handlers.on_items_sold, handlers.on_sales_given_up),
+            EventType.ITEM_RETURNED: (handlers.on_items_returned, None),
             EventType.WARRANTY_CLAIMED: (
                 handlers.on_warranty_claims,
-                log,
                 handlers.on_warranty_claims_given_up,
             ),
         }
@@ -664,7 +660,9 @@ async def test_a_unit_written_out_by_a_next_owner_keeps_every_change(registry: R
         "returned",
         "T-1",
         "RT-1",
-        3,  # the receipt's entry (its record of being applied), the sale's, the return's
+        # After the product's entry: the receipt's (its record of being applied), the
+        # sale's, the return's.
+        4,
     )
     assert (written["sold_at"], written["returned_at"]) == (SOLD_AT, AFTER)
     assert [e["type"] for e in written["history"]] == ["item-sold", "item-returned"]

@@ -26,7 +26,6 @@ from lotline.events import (
     UnitsRecalled,
     UnitStatus,
 )
-from lotline.runtime.dedupe import Dedupe
 from lotline.serials.handlers import SerialHandlers
 
 COUNTED_AT = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -44,9 +43,9 @@ class Shop(Registry):
             memory_consumers(
                 "serial-registry",
                 {
-                    EventType.STOCK_COUNTED: (handlers.on_stock_counted, Dedupe.LOG, None),
-                    EventType.STOCK_ADJUSTED: (handlers.on_stock_adjusted, Dedupe.LOG, None),
-                    EventType.STOCK_DISPOSED: (handlers.on_stock_disposed, Dedupe.LOG, None),
+                    EventType.STOCK_COUNTED: (handlers.on_stock_counted, None),
+                    EventType.STOCK_ADJUSTED: (handlers.on_stock_adjusted, None),
+                    EventType.STOCK_DISPOSED: (handlers.on_stock_disposed, None),
                 },
                 db=self.db,
                 publisher=self.publisher,

@@ -21,7 +21,6 @@ from lotline.events import (
     WarrantyClaimed,
     WarrantyClaimRefused,
 )
-from lotline.runtime.dedupe import Dedupe
 from lotline.stock.handlers import REGISTRY_SOURCE, StockHandlers
 
 CLAIMED_AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -39,10 +38,9 @@ class Shop(Stock):
             memory_consumers(
                 "stock",
                 {
-                    EventType.WARRANTY_CLAIMED: (handlers.on_warranty_claims, Dedupe.LOG, None),
+                    EventType.WARRANTY_CLAIMED: (handlers.on_warranty_claims, None),
                     EventType.WARRANTY_CLAIM_REFUSED: (
                         handlers.on_warranty_claims_refused,
-                        Dedupe.LOG,
                         None,
                     ),
                 },

@@ -42,7 +42,6 @@ from lotline.events import (
     envelope_of,
 )
 from lotline.runtime.consumer import BatchHandler, Delivery, GiveUp
-from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.wal import WriteAheadLog
@@ -65,19 +64,18 @@ class Stock:
         self.wal = WriteAheadLog(self.db, self.publisher)  # type: ignore[arg-type]
         self.store = StockStore(self.db, owned, self.wal)  # type: ignore[arg-type]
         handlers = StockHandlers(self.store, self.settings)
-        log, none = Dedupe.LOG, Dedupe.NONE
         # As lotline.stock.app registers them.
-        wiring: dict[EventType, tuple[BatchHandler, Dedupe, GiveUp | None]] = {
-            EventType.PRODUCT_REGISTERED: (handlers.on_products_registered, none, None),
-            EventType.REORDER_POINT_SET: (handlers.on_reorder_points_set, log, None),
-            EventType.ITEM_RECEIVED: (handlers.on_items_received, log, None),
-            EventType.RECEIPT_REJECTED: (handlers.on_receipts_rejected, log, None),
-            EventType.ITEM_RETURNED: (handlers.on_items_returned, log, None),
-            EventType.BATCH_RECALLED: (handlers.on_batches_recalled, log, None),
-            EventType.ITEM_SOLD: (handlers.on_items_sold, log, handlers.on_give_up_sales),
-            EventType.STOCK_COUNTED: (handlers.on_stock_counted, log, None),
-            EventType.STOCK_ADJUSTED: (handlers.on_stock_adjusted, log, None),
-            EventType.STOCK_DISPOSED: (handlers.on_stock_disposed, log, None),
+        wiring: dict[EventType, tuple[BatchHandler, GiveUp | None]] = {
+            EventType.PRODUCT_REGISTERED: (handlers.on_products_registered, None),
+            EventType.REORDER_POINT_SET: (handlers.on_reorder_points_set, None),
+            EventType.ITEM_RECEIVED: (handlers.on_items_received, None),
+            EventType.RECEIPT_REJECTED: (handlers.on_receipts_rejected, None),
+            EventType.ITEM_RETURNED: (handlers.on_items_returned, None),
+            EventType.BATCH_RECALLED: (handlers.on_batches_recalled, None),
+            EventType.ITEM_SOLD: (handlers.on_items_sold, handlers.on_give_up_sales),
+            EventType.STOCK_COUNTED: (handlers.on_stock_counted, None),
+            EventType.STOCK_ADJUSTED: (handlers.on_stock_adjusted, None),
+            EventType.STOCK_DISPOSED: (handlers.on_stock_disposed, None),
         }
         self.consumers = memory_consumers(
             "stock",
@@ -531,7 +529,7 @@ async def test_a_sale_retried_after_a_failed_commit_counts_once(
     flags = stock.sent(EventType.SALE_FLAGGED)
     assert [(f.reason, f.quantity) for f in flags] == [(FlagReason.INSUFFICIENT_STOCK, 2)]
     entries = [doc for doc in stock.db["wal"].documents() if "p" in doc]  # not checkpoints
-    assert len(entries) == 2  # the receipt and the sale, once each (products are not logged)
+    assert len(entries) == 3  # the product, the receipt and the sale, once each
 
 
 async def test_movements_of_one_millisecond_keep_the_order_they_were_applied_in(

@@ -1,5 +1,5 @@
 """The unit of work without Kafka or a database: the write-ahead log (`lotline.runtime.wal`)
-over the in-memory database, and the consumer's `Dedupe.LOG` path through it.
+over the in-memory database, and the consumer's unit of work through it.
 
 What a batch commits is one insert into `wal`, whatever it changed; the owner and any other
 reader see it before it is written out; the materializer writes each document once however
@@ -45,7 +45,7 @@ from lotline.runtime.consumer import (
     Progress,
     owned_partition,
 )
-from lotline.runtime.dedupe import Dedupe, digest
+from lotline.runtime.dedupe import digest
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.wal import (
@@ -975,7 +975,6 @@ def log_consumer(wal: WriteAheadLog, handler: Any, **settings: Any) -> EventCons
         owned=OwnedState(),
         progress=Progress(60.0),
         wal=wal,
-        dedupe=Dedupe.LOG,
     )
 
 

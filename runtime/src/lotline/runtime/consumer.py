@@ -37,7 +37,6 @@ from lotline.events import (
 )
 from lotline.events.codec import OutgoingMessage
 from lotline.events.topics import key_partition, message_key, router_of
-from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.owned import ForgetOnRebalance, OwnedState
 from lotline.runtime.settings import Settings
 from lotline.runtime.telemetry import CONSUMER_LAG, TopicMetrics, consuming
@@ -199,7 +198,6 @@ class EventConsumer:
     owned: OwnedState
     progress: Progress
     wal: WriteAheadLog
-    dedupe: Dedupe = Dedupe.LOG
     give_up: GiveUp | None = None
     metrics: TopicMetrics = field(init=False)
     _deferred_since: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -361,16 +359,14 @@ class EventConsumer:
         """One unit of work: the events not applied yet go to the handler, which stages the
         documents it changes and the events it emits on the write-ahead log; then all of it,
         and the record of which events were applied, is made durable in one insert and the
-        events are published. Only then does the batch's commit move the offsets.
-        (`Dedupe.NONE`: applying twice is harmless, so nothing is looked up or recorded.)"""
+        events are published. Only then does the batch's commit move the offsets."""
         async with self.wal.foreground():
             return await self._unit_of_work_in(self.wal, deliveries)
 
     async def _unit_of_work_in(self, wal: WriteAheadLog, deliveries: list[Delivery]) -> BatchResult:
         started = time.perf_counter()
         facts = [Fact(d.partition, d.event.idempotency_key, d.event.time) for d in deliveries]
-        recorded = self.dedupe is Dedupe.LOG
-        done = await wal.applied(facts) if recorded else [False] * len(facts)
+        done = await wal.applied(facts)
         fresh = [(d, f) for d, f, old in zip(deliveries, facts, done, strict=True) if not old]
         self.metrics.duplicate.inc(len(deliveries) - len(fresh))
         checked = time.perf_counter()
@@ -379,8 +375,7 @@ class EventConsumer:
             result = await self.handler([d for d, _ in fresh]) or result
         handled = time.perf_counter()
         waiting = {id(item.delivery) for item in result.deferred}
-        if recorded:
-            wal.record(f for d, f in fresh if id(d) not in waiting)
+        wal.record(f for d, f in fresh if id(d) not in waiting)
         await wal.commit()
         # Where a batch's time goes, for whoever tunes a deployment (debug level).
         log.debug(

@@ -13,20 +13,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 FAR_FUTURE = 1e18  # seconds since the epoch: "knows nothing" as stored
-
-
-class Dedupe(StrEnum):
-    """Whether a consumer's events go through the unit of work's "applied already?"."""
-
-    # The write-ahead log answers, and records the events applied with the batch's changes
-    # (one insert): no lookup for recent events, no separate write.
-    LOG = "log"
-    # Applying twice is harmless (e.g. the newest product revision wins): not recorded.
-    NONE = "none"
 
 
 def digest(dedupe_key: str) -> str:

@@ -32,7 +32,6 @@ from lotline.runtime.consumer import (
     Publisher,
     ServiceConsumer,
 )
-from lotline.runtime.dedupe import Dedupe
 from lotline.runtime.http import BodyLimit, OutageGuard, RequestMetrics, install_error_handlers
 from lotline.runtime.mongo import Reachability
 from lotline.runtime.outbox import Relay, SavedEvents
@@ -210,7 +209,6 @@ class Service:
         handler: BatchHandler,
         *,
         give_up: GiveUp | None = None,
-        dedupe: Dedupe = Dedupe.LOG,
     ) -> EventConsumer:
         consumer = EventConsumer(
             service=self.name,
@@ -221,7 +219,6 @@ class Service:
             owned=self.owned,
             progress=self.progress,
             wal=self.wal,
-            dedupe=dedupe,
             give_up=give_up,
         )
         self.consumer.add(consumer)
