@@ -347,13 +347,7 @@ class EventConsumer:
         # partitions, and with them which partition each key's documents belong to.
         for delivery in deliveries:
             self.wal.observe(delivery.data.key, delivery.partition)
-        try:
-            return await self._unit_of_work(deliveries)
-        except BaseException:
-            # Memory may now hold changes the database never got: read afresh.
-            self.owned.forget("batch failed")
-            self.wal.abort()
-            raise
+        return await self._unit_of_work(deliveries)
 
     async def _unit_of_work(self, deliveries: list[Delivery]) -> BatchResult:
         """One unit of work: the events not applied yet go to the handler, which stages the
@@ -361,7 +355,14 @@ class EventConsumer:
         and the record of which events were applied, is made durable in one insert and the
         events are published. Only then does the batch's commit move the offsets."""
         async with self.wal.foreground():
-            return await self._unit_of_work_in(self.wal, deliveries)
+            try:
+                return await self._unit_of_work_in(self.wal, deliveries)
+            except BaseException:
+                # Within the unit's turn, so no other unit's changes are dropped with its
+                # own. Memory may now hold changes the database never got: read afresh.
+                self.owned.forget("batch failed")
+                self.wal.abort()
+                raise
 
     async def _unit_of_work_in(self, wal: WriteAheadLog, deliveries: list[Delivery]) -> BatchResult:
         started = time.perf_counter()
