@@ -272,14 +272,13 @@ class EventConsumer:
         """Apply decoded events once each; returns those to read again later (deferred)."""
         if not deliveries:
             return []
-        revisit, _ = await self.apply(deliveries)
-        return revisit
+        return await self.apply(deliveries)
 
-    async def apply(self, deliveries: list[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
+    async def apply(self, deliveries: list[Delivery]) -> list[Delivery]:
         """Hand the batch to the handler. What it defers is read again in a later batch
         (when, say, the product's registration has arrived), until it has waited
         `consumer_defer_max_s`; then it goes to the DLQ and the `give_up` hook.
-        Returns the events to read again, and those dead-lettered as poison."""
+        Returns the events to read again."""
         result = await self._run_handler(deliveries)
         deferred = result.deferred
         self.metrics.applied.inc(len(deliveries) - len(deferred) - len(result.dead_lettered))
@@ -304,9 +303,9 @@ class EventConsumer:
         }
         for position in applied:
             self._deferred_since.pop(position, None)
-        # Given up and dead-lettered: not applied, so never remembered as applied (a replay
-        # from the DLQ must not be dropped as a copy).
-        return revisit, [*result.dead_lettered, *(item.delivery for item in expired)]
+        # Given up and dead-lettered: never recorded as applied by the unit of work (a
+        # deferred event is not), so a replay from the DLQ is not dropped as a copy.
+        return revisit
 
     async def _run_handler(self, deliveries: list[Delivery]) -> BatchResult:
         """Run the handler; a batch that keeps failing is split to isolate the poison."""
