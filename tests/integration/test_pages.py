@@ -12,6 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
+from lotline.runtime import pages as pages_module
 from lotline.runtime.pages import PagedLists, page_id
 
 pytestmark = pytest.mark.infra
@@ -94,3 +95,32 @@ async def test_items_are_stored_as_one_value_and_pages_written_before_still_read
         {"serial": "A"},
         {"serial": "B", "sold_at": sold_at},
     ]
+
+
+async def test_an_append_in_several_commands_leaves_no_gap_when_a_later_page_is_taken(  # type: ignore[no-untyped-def]
+    pages, monkeypatch
+) -> None:
+    """A round's append goes in commands of `INSERT_PART` pages, giving way between them.
+    When a page of a later command was taken by another writer, that page and every one
+    after it are probed again and appended after what their keys hold: nothing is lost, no
+    key has a gap, and what landed before the refusal is not written twice."""
+    monkeypatch.setattr(pages_module, "INSERT_PART", 2)
+    keys = ["A", "B", "C", "D", "E"]
+    writer = PagedLists(pages)
+    await writer.append({key: [f"{key}0"] for key in keys})
+    await PagedLists(pages).append({"C": ["other"]})  # the writer's tail of C is stale now
+    turns: list[int] = []
+
+    async def between() -> None:
+        turns.append(await pages.count_documents({}))
+
+    await writer.append({key: [f"{key}1"] for key in keys}, between=between)
+
+    reader = PagedLists(pages)
+    for key in keys:
+        expected = [f"{key}0", "other", f"{key}1"] if key == "C" else [f"{key}0", f"{key}1"]
+        assert await reader.read(key) == expected
+    # Pages numbered without gaps, none written twice: 5 + 1 + 5.
+    assert await pages.count_documents({}) == 11
+    # Before each command but the first of a try: A1 B1 | C1 refused; then C2 D1 | E1.
+    assert turns == [8, 10]

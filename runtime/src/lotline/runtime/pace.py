@@ -3,20 +3,24 @@
 A materializer round walks thousands of documents, list items and fingerprints in Python.
 On a busy core that is a few hundred milliseconds, and any batch that arrives meanwhile
 waits the whole time (a 0.3-0.6 s tail at every round in the latency bench). So a loop
-counts its steps and gives the event loop a turn every `PACE_STEPS`.
+gives the event loop a turn once it has run for `PACE_SLICE_S` since its last one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
-# Steps of a loop between turns: about 10-30 ms of a round's Python per turn.
-PACE_STEPS = 1_000
+# Longest a loop runs between two turns. A batch takes a dozen turns before its unit of
+# work starts (its fetch, its decoding, its checks), and each may wait one slice: with a
+# turn every 1,000 steps (10-30 ms of a round's Python) the batches of a round's first
+# second took 300-400 ms at p99.
+PACE_SLICE_S = 0.002
 
 
 class Pace:
-    """Gives the event loop to other tasks every `every` steps of a long loop, then awaits
+    """Gives the event loop to other tasks once a long loop has run `slice_s`, then awaits
     `between` (if given): a background writer waiting for the batch in progress.
 
     A bare turn is not enough on a busy core: a batch needs a dozen turns (its reads, its
@@ -25,16 +29,24 @@ class Pace:
     """
 
     def __init__(
-        self, every: int = PACE_STEPS, between: Callable[[], Awaitable[None]] | None = None
+        self,
+        slice_s: float = PACE_SLICE_S,
+        between: Callable[[], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self._every = every
+        self._slice_s = slice_s
         self._between = between
-        self._steps = 0
+        self._clock = clock
+        self._since = clock()
 
-    async def step(self, steps: int = 1) -> None:
-        self._steps += steps
-        if self._steps >= self._every:
-            self._steps = 0
-            await asyncio.sleep(0)
-            if self._between is not None:
-                await self._between()
+    async def step(self) -> None:
+        """One step of the loop: a turn if the slice is spent."""
+        if self._clock() - self._since >= self._slice_s:
+            await self.turn()
+
+    async def turn(self) -> None:
+        """A turn now (before a step that may itself be long)."""
+        await asyncio.sleep(0)
+        if self._between is not None:
+            await self._between()
+        self._since = self._clock()

@@ -53,6 +53,11 @@ DUPLICATE_KEY = 11000
 PAGE_ITEMS = 2000
 # Items held per append by append_stream.
 FLUSH_EVERY = 20_000
+# Pages per insert command. A round's append is a page or more for each of thousands of
+# keys (stock: one per level sold in the last 30 s, 10,000 of them at 1,000 lines/s). As one
+# command, those pages held the database's one writer for their whole insert, and every
+# batch's log insert queued behind it (p99 of the second a round starts: 350 ms).
+INSERT_PART = 200
 # Rounds of "page taken, probe again" before giving up on a key other writers keep growing.
 MAX_ROUNDS = 5
 
@@ -129,26 +134,37 @@ class PagedLists:
                 first = await self._tail(key)
                 for offset, items in enumerate(pages):
                     docs.append(page_doc(key, first + offset, items))
-                    await pace.step(len(items))
+                    await pace.step()
                 self._tails[key] = first + len(pages)
             pending = {}
+            # A page number another writer took: everything from it on was not written.
+            # Probe those keys again and append their pages after what they hold now.
+            for doc in await self._insert_in_order(docs, between):
+                self._tails.pop(doc["key"], None)
+                pending.setdefault(doc["key"], []).append(page_items(doc))
+        if pending:
+            raise PagesContended(f"pages of {sorted(pending)} kept being taken by another writer")
+
+    async def _insert_in_order(
+        self, docs: list[Doc], between: Callable[[], Awaitable[None]] | None
+    ) -> list[Doc]:
+        """Insert `docs` in order, `INSERT_PART` a command (awaiting `between` before each
+        one after the first), stopping at the first page number already taken: whatever
+        lands (a crash included) is a prefix of `docs`, so of each key's pages, and no key
+        ever has a gap. Returns the pages not written: the refused one and all after it."""
+        for start in range(0, len(docs), INSERT_PART):
+            if start and between is not None:
+                await between()
             try:
-                # In order, stopping at the first refusal: whatever lands (a crash included)
-                # is a prefix of each key's pages, so no key ever has a gap.
-                await self.collection.insert_many(docs, ordered=True)
+                await self.collection.insert_many(docs[start : start + INSERT_PART], ordered=True)
             except BulkWriteError as exc:
                 errors = exc.details.get("writeErrors", [])
                 if exc.details.get("writeConcernErrors") or any(
                     error.get("code") != DUPLICATE_KEY for error in errors
                 ):
                     raise
-                # A page number another writer took: everything from it on was not written.
-                # Probe those keys again and append their pages after what they hold now.
-                for doc in docs[min(error["index"] for error in errors) :]:
-                    self._tails.pop(doc["key"], None)
-                    pending.setdefault(doc["key"], []).append(page_items(doc))
-        if pending:
-            raise PagesContended(f"pages of {sorted(pending)} kept being taken by another writer")
+                return docs[start + min(error["index"] for error in errors) :]
+        return []
 
     async def append_stream(
         self, pairs: AsyncIterable[tuple[str, Any]], every: int | None = None

@@ -100,7 +100,7 @@ from lotline.events.codec import EventDecodeError, OutgoingMessage, decode
 from lotline.events.envelope import CloudEvent
 from lotline.runtime.dedupe import RecentEvents, digest
 from lotline.runtime.mongo import Doc, bulk_write_in_parts, find_by_ids
-from lotline.runtime.pace import PACE_STEPS, Pace
+from lotline.runtime.pace import Pace
 from lotline.runtime.pages import PagedLists
 
 log = structlog.get_logger(__name__)
@@ -833,7 +833,7 @@ class WriteAheadLog:
                     taken.setdefault(partition, []).append(entry)
                     for key, doc in changes.items():
                         newest[key] = (entry.seq, doc)
-                    await pace.step(len(changes))
+                    await pace.step()
             if not taken:
                 self._drained.set()
                 return 0
@@ -845,7 +845,7 @@ class WriteAheadLog:
                         appended.setdefault(collection, {}).setdefault(list_key, []).extend(
                             {**item, VERSION: entry.seq} for item in items
                         )
-                        await pace.step(len(items))
+                        await pace.step()
             for collection, by_key in appended.items():
                 lists = self._lists.get(collection) or PagedLists(self._db[collection])
                 await lists.append(by_key, between=self._give_way)
@@ -872,7 +872,7 @@ class WriteAheadLog:
             checkpoints: list[UpdateOne] = []
             dropped_pages: list[str] = []
             for partition, entries in taken.items():
-                await pace.step(PACE_STEPS)  # a partition's memory may be pruned: 100,000 keys
+                await pace.turn()  # a partition's memory may be pruned: 100,000 keys
                 state, dropped = await self._keep_keys(partition, entries)
                 checkpoints.append(
                     UpdateOne(
