@@ -64,8 +64,21 @@ async def publish(producer: AIOKafkaProducer, messages: Sequence[OutgoingMessage
                 headers=telemetry.sending_headers(message),
             )
         )
-    metadata = await asyncio.gather(*futures)
-    return [Sent(m.partition, m.offset, at) for m, at in zip(metadata, stamps, strict=True)]
+    return await _records(futures, stamps)
+
+
+async def _records(futures: Sequence[asyncio.Future[Any]], stamps: Sequence[float]) -> list[Sent]:
+    """Where each record landed, with when it was sent. A commit watcher shares this event
+    loop: taking 60,000 results in one step (a gather, then the records) held it 0.2-0.4 s
+    just as the last lines were applied, and their commits were seen that much late. So the
+    loop gets a turn every thousand."""
+    records: list[Sent] = []
+    for number, (future, at) in enumerate(zip(futures, stamps, strict=True)):
+        metadata = await future
+        records.append(Sent(metadata.partition, metadata.offset, at))
+        if number % 1000 == 999:
+            await asyncio.sleep(0)
+    return records
 
 
 async def publish_paced(
@@ -94,8 +107,7 @@ async def publish_paced(
             )
             sent += 1
         await asyncio.sleep(tick_s)
-    metadata = await asyncio.gather(*futures)
-    return [Sent(m.partition, m.offset, at) for m, at in zip(metadata, stamps, strict=True)]
+    return await _records(futures, stamps)
 
 
 class TopicReader:
