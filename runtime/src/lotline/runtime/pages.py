@@ -26,7 +26,6 @@ gets a duplicate key error and takes the next one.
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 from collections.abc import (
     AsyncIterable,
@@ -45,7 +44,7 @@ from bson.codec_options import CodecOptions
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from lotline.runtime.mongo import READ_CONCURRENCY, Doc, find_by_ids
+from lotline.runtime.mongo import INSERT_PART, READ_CONCURRENCY, Doc, each_at_most, find_by_ids
 from lotline.runtime.pace import Pace
 
 DUPLICATE_KEY = 11000
@@ -53,11 +52,6 @@ DUPLICATE_KEY = 11000
 PAGE_ITEMS = 2000
 # Items held per append by append_stream.
 FLUSH_EVERY = 20_000
-# Pages per insert command. A round's append is a page or more for each of thousands of
-# keys (stock: one per level sold in the last 30 s, 10,000 of them at 1,000 lines/s). As one
-# command, those pages held the database's one writer for their whole insert, and every
-# batch's log insert queued behind it (p99 of the second a round starts: 350 ms).
-INSERT_PART = 200
 # Rounds of "page taken, probe again" before giving up on a key other writers keep growing.
 MAX_ROUNDS = 5
 
@@ -148,10 +142,12 @@ class PagedLists:
     async def _insert_in_order(
         self, docs: list[Doc], between: Callable[[], Awaitable[None]] | None
     ) -> list[Doc]:
-        """Insert `docs` in order, `INSERT_PART` a command (awaiting `between` before each
-        one after the first), stopping at the first page number already taken: whatever
-        lands (a crash included) is a prefix of `docs`, so of each key's pages, and no key
-        ever has a gap. Returns the pages not written: the refused one and all after it."""
+        """Insert `docs` in order, `INSERT_PART` a command, awaiting `between` before each
+        one after the first (a round's append is a page or more for each of thousands of
+        keys: stock's ledger, one per level sold in 30 s). It stops at the first page number
+        already taken: whatever lands (a crash included) is a prefix of `docs`, so of each
+        key's pages, and no key ever has a gap. Returns the pages not written: the refused
+        one and all after it."""
         for start in range(0, len(docs), INSERT_PART):
             if start and between is not None:
                 await between()
@@ -194,13 +190,8 @@ class PagedLists:
     async def _find_tails(self, keys: Iterable[str]) -> None:
         """Probe the keys whose tail is not known yet side by side (a batch's new lots are
         many, each a few lookups)."""
-        gate = asyncio.Semaphore(READ_CONCURRENCY)
-
-        async def probe(key: str) -> None:
-            async with gate:
-                await self._tail(key)
-
-        await asyncio.gather(*(probe(key) for key in keys if key not in self._tails))
+        unknown = [key for key in keys if key not in self._tails]
+        await each_at_most(READ_CONCURRENCY, unknown, self._tail)
 
     async def _tail(self, key: str) -> int:
         if key not in self._tails:

@@ -99,7 +99,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from lotline.events.codec import EventDecodeError, OutgoingMessage, decode
 from lotline.events.envelope import CloudEvent
 from lotline.runtime.dedupe import RecentEvents, digest
-from lotline.runtime.mongo import Doc, bulk_write_in_parts, find_by_ids
+from lotline.runtime.mongo import INSERT_PART, Doc, bulk_write_in_parts, find_by_ids
 from lotline.runtime.pace import Pace
 from lotline.runtime.pages import PagedLists
 
@@ -112,9 +112,8 @@ VERSION = "_wal"
 ENTRY_BYTES = 4 * 1024 * 1024
 # Documents read back from an entry's bytes as the driver reads them: times in UTC, aware.
 _CODEC: CodecOptions[Doc] = CodecOptions(tz_aware=True, tzinfo=UTC)
-# Versions of a versioned collection inserted per command, and the looks before giving up
-# on versions another writer keeps taking.
-VERSION_INSERT_PART = 1_000
+# Looks before giving up on versions another writer keeps taking (the versions go
+# `INSERT_PART` a command).
 VERSION_ATTEMPTS = 5
 # A partition's pages of applied-event fingerprints are merged into one beyond this many.
 MAX_KEY_PAGES = 16
@@ -958,9 +957,9 @@ class WriteAheadLog:
                         next_of[doc_id] = held[0] + 1
             todo = list(next_of.items())
             next_of, unknown = {}, []
-            for start in range(0, len(todo), VERSION_INSERT_PART):
+            for start in range(0, len(todo), INSERT_PART):
                 await self._give_way()
-                part = todo[start : start + VERSION_INSERT_PART]
+                part = todo[start : start + INSERT_PART]
                 versions = [
                     {**doc, "_id": version_id(doc_id, version), VERSION: seq}
                     for (doc_id, version), (seq, doc) in ((p, docs[p[0]]) for p in part)
