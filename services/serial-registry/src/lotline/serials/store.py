@@ -38,7 +38,6 @@ batch.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -63,7 +62,7 @@ from lotline.events import (
     UnitStatus,
 )
 from lotline.runtime.members import Fingerprints
-from lotline.runtime.mongo import find_by_ids
+from lotline.runtime.mongo import each_at_most, find_by_ids
 from lotline.runtime.owned import OwnedState
 from lotline.runtime.pages import PagedLists
 from lotline.runtime.wal import WriteAheadLog
@@ -552,15 +551,15 @@ class SerialStore:
         sold: list[SoldUnit] = []
         states: dict[str, Doc] = {}
         # The lots' journals side by side: each read is a few lookups, one after another.
-        gate = asyncio.Semaphore(LOTS_AT_ONCE)
+        by_lot: dict[str, dict[str, Doc]] = {}
 
-        async def states_of(lot_code: str) -> dict[str, Doc]:
-            async with gate:
-                return await self.lot_states(sku, lot_code)
+        async def states_of(lot_code: str) -> None:
+            by_lot[lot_code] = await self.lot_states(sku, lot_code)
 
         lots = sorted(scope.lot_codes)
-        for found in await asyncio.gather(*(states_of(lot_code) for lot_code in lots)):
-            states.update(found)
+        await each_at_most(LOTS_AT_ONCE, lots, states_of)
+        for lot_code in lots:
+            states.update(by_lot[lot_code])
         named = [unit_id(sku, serial) for serial in scope.serials if serial not in states]
         # Through the write-ahead log: a unit changed in a batch not written out yet counts.
         for doc in (await self.wal.latest(UNITS, named)).values():
